@@ -1,0 +1,103 @@
+"""Input validation in one place: every public mutation calls these before touching state."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+class ERASEError(ValueError):
+    """Base class for input errors raised by erase_core (a ValueError, so callers may catch either)."""
+
+
+class UnknownIdError(ERASEError, KeyError):
+    """An id that is not in the index was asked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateIdError(ERASEError):
+    """An id was given twice, or is already present."""
+
+
+def check_vectors(X, *, dim: int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a C-contiguous float64 (n, d) array; reject NaN/inf, ragged or empty input."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ERASEError(f"{name} must be a numeric (n, d) array: {exc}") from None
+    if arr.ndim == 1 and arr.size and dim is not None and arr.shape[0] == dim:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ERASEError(f"{name} must be 2-dimensional (n, d); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ERASEError(f"{name} is empty: at least one vector is needed")
+    if arr.shape[1] == 0:
+        raise ERASEError(f"{name} has zero dimensions")
+    if dim is not None and arr.shape[1] != dim:
+        raise ERASEError(f"{name} has dimension {arr.shape[1]}, expected {dim}")
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise ERASEError(f"{name} contains NaN or infinite values (first bad row: {bad})")
+    return np.ascontiguousarray(arr)
+
+
+def check_ids(ids: Iterable | None, n: int, *, existing=None, name: str = "ids") -> list[str]:
+    """Return ``ids`` as a list of ``n`` distinct strings not already in ``existing``."""
+    if ids is None:
+        raise ERASEError(f"{name} are required")
+    if isinstance(ids, (str, bytes)):
+        raise ERASEError(f"{name} must be a sequence of strings, not a single string")
+    out = list(ids)
+    if len(out) != n:
+        raise ERASEError(f"got {len(out)} {name} for {n} vectors")
+    for i in out:
+        if not isinstance(i, str):
+            raise ERASEError(f"{name} must be strings; got {type(i).__name__} {i!r}")
+        if i == "":
+            raise ERASEError(f"{name} must be non-empty strings")
+    if len(set(out)) != len(out):
+        seen: set[str] = set()
+        dup = next(i for i in out if i in seen or seen.add(i))
+        raise DuplicateIdError(f"duplicate id {dup!r} in {name}")
+    if existing is not None:
+        clash = next((i for i in out if i in existing), None)
+        if clash is not None:
+            raise DuplicateIdError(f"id {clash!r} is already present")
+    return out
+
+
+def check_known_ids(ids: Iterable, known, *, missing: str = "raise") -> list[str]:
+    """Distinct ids to remove; unknown ones raise (``missing="raise"``) or are dropped (``"ignore"``)."""
+    if missing not in ("raise", "ignore"):
+        raise ERASEError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+    if isinstance(ids, str):
+        ids = [ids]
+    out: list[str] = []
+    seen: set[str] = set()
+    for i in ids:
+        if not isinstance(i, str):
+            raise ERASEError(f"ids must be strings; got {type(i).__name__} {i!r}")
+        if i in seen:
+            if missing == "raise":
+                raise DuplicateIdError(f"id {i!r} given twice")
+            continue
+        seen.add(i)
+        if i not in known:
+            if missing == "raise":
+                raise UnknownIdError(f"unknown id {i!r}: nothing was forgotten")
+            continue
+        out.append(i)
+    return out
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ERASEError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def as_list(values: Sequence | None) -> list:
+    return [] if values is None else list(values)

@@ -1,0 +1,106 @@
+"""Deterministic hashing: id keys, seeded random streams and an order-free state digest.
+
+Everything that decides the clustering must be a function of the set of (id, vector)
+pairs and the parameters alone. Random choices are therefore keyed on ids through
+SplitMix64 rather than drawn from a stateful generator, and the digest of a set of points
+is an order-independent multiset hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable
+
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(x: np.ndarray | int) -> np.ndarray:
+    """SplitMix64 finaliser, vectorised over uint64 (wrap-around arithmetic)."""
+    z = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        return z ^ (z >> np.uint64(31))
+
+
+def id_hash(identifier: str) -> int:
+    """A stable 64-bit key for a string id (independent of PYTHONHASHSEED)."""
+    return int.from_bytes(hashlib.blake2b(identifier.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def id_hashes(identifiers: Iterable[str]) -> np.ndarray:
+    return np.fromiter((id_hash(i) for i in identifiers), dtype=np.uint64)
+
+
+def stream_key(seed: int, purpose: int, index: int) -> np.uint64:
+    """Key of one named random stream (e.g. seeding round ``index``)."""
+    mixed = splitmix64((int(seed) & 0xFFFFFFFFFFFFFFFF) ^ ((purpose << 48) | (index & 0xFFFFFFFFFFFF)))
+    return np.uint64(splitmix64(mixed))
+
+
+def keyed_uniform(hashes: np.ndarray, key: np.uint64) -> np.ndarray:
+    """Uniform draws in (0, 1), one per id hash, for the stream ``key``.
+
+    Each draw depends only on its own id and the key, so removing or adding other ids never
+    moves it.
+    """
+    bits = splitmix64(np.asarray(hashes, dtype=np.uint64) ^ key) >> np.uint64(11)
+    return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def exponential_variates(hashes: np.ndarray, key: np.uint64) -> np.ndarray:
+    """Exp(1) draws keyed on ids: -log(u), computed elementwise so batching cannot change it."""
+    return -np.log(keyed_uniform(hashes, key))
+
+
+class MultisetHash:
+    """Order-independent hash of a multiset of 64-bit element hashes (two lanes, mod 2^64 sums).
+
+    Adding and removing an element is O(1), so a deletion can update the digest without
+    a pass over the data.
+    """
+
+    __slots__ = ("lane_a", "lane_b")
+
+    def __init__(self) -> None:
+        self.lane_a = 0
+        self.lane_b = 0
+
+    @staticmethod
+    def _lanes(element_hashes: np.ndarray) -> tuple[int, int]:
+        h = np.asarray(element_hashes, dtype=np.uint64)
+        a = int(np.sum(splitmix64(h ^ np.uint64(0x1234567)), dtype=np.uint64))
+        b = int(np.sum(splitmix64(splitmix64(h) ^ np.uint64(0x7654321)), dtype=np.uint64))
+        return a, b
+
+    def add(self, element_hashes: np.ndarray) -> None:
+        a, b = self._lanes(element_hashes)
+        self.lane_a = (self.lane_a + a) & 0xFFFFFFFFFFFFFFFF
+        self.lane_b = (self.lane_b + b) & 0xFFFFFFFFFFFFFFFF
+
+    def remove(self, element_hashes: np.ndarray) -> None:
+        a, b = self._lanes(element_hashes)
+        self.lane_a = (self.lane_a - a) & 0xFFFFFFFFFFFFFFFF
+        self.lane_b = (self.lane_b - b) & 0xFFFFFFFFFFFFFFFF
+
+    def hexdigest(self) -> str:
+        return f"{self.lane_a:016x}{self.lane_b:016x}"
+
+
+def row_hashes(matrix: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of an integer-valued matrix (vectorised, exact).
+
+    A random linear form mod 2^64 followed by a mixer: one integer matrix-vector product.
+    """
+    m = np.asarray(matrix)
+    if m.ndim == 1:
+        m = m[:, None]
+    weights = splitmix64(np.arange(1, m.shape[1] + 1, dtype=np.uint64) * np.uint64(0x2545F4914F6CDD1D))
+    with np.errstate(over="ignore"):
+        linear = m.astype(np.int64).view(np.uint64) @ weights
+    return splitmix64(linear ^ np.uint64(m.shape[1]))

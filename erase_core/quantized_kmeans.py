@@ -1,0 +1,448 @@
+"""Quantized k-means with exact, usually cheap, deletion and insertion (Ginart et al., 2019).
+
+Lloyd iterations whose centroids are rounded to a grid of spacing ``epsilon`` with a random
+(data-independent) phase. For each iteration the sufficient statistics (per-cluster integer
+sums and counts) and every point's label are kept. Removing a point subtracts it from the
+statistics of the clusters it belonged to, iteration by iteration; as long as no quantized
+centroid moves, nothing else can change and the update stops there. Only when a centroid
+moves (or the point seeded the initialisation) is the model recomputed, from the first
+iteration that changed. Insertion is the mirror image.
+
+All arithmetic is exact (see :mod:`erase_core.fixed_point`), seeding is keyed on ids (see
+:mod:`erase_core.seeding`), and ties break by cluster index then id, so the complete state is a
+function of the set of (id, vector) pairs and the parameters alone: after any sequence of
+``fit``/``insert``/``remove`` it is bit-for-bit what ``fit`` on the remaining data gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_vectors
+from .fixed_point import FixedPointSpace
+from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
+from .seeding import Seeding, insertion_changes_seeding, seed_plusplus
+
+_CHUNK = 1 << 15
+#: Default grid spacing, chosen by measurement (docs/benchmarks.md).
+DEFAULT_EPSILON = 0.05
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What one ``insert``/``remove`` did.
+
+    ``recompute_from`` is None when only statistics were updated, -1 when the seeding had to
+    be rerun (a full refit), or the Lloyd iteration from which the model was recomputed.
+    """
+
+    n_points: int
+    recompute_from: int | None
+    representatives_changed: bool
+
+    @property
+    def recomputed(self) -> bool:
+        return self.recompute_from is not None
+
+
+class QuantizedKMeans:
+    """k-means with quantized centroids, exact deletion and insertion.
+
+    Parameters
+    ----------
+    n_clusters : number of clusters k.
+    epsilon : grid spacing of the quantized centroids, in the units of the input vectors
+        (after the optional projection, in its norm-preserving units). Larger is more stable
+        under deletion and coarser. Default :data:`DEFAULT_EPSILON` (for unit vectors).
+    n_iter : maximum number of Lloyd iterations (stops earlier once centroids repeat).
+    seed : seed of the k-means++ race, the grid phase and the projection.
+    scale : fixed-point resolution: integer units per 1.0 of input.
+    projection_dim : if set, cluster in a seeded random ±1 projection to this dimension.
+
+    Fitted attributes: ``centroids_`` (k, d'), ``ids_`` (sorted), ``labels_`` (aligned with
+    ``ids_``), ``n_iter_``, ``seed_ids_``, ``representative_ids_``.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int,
+        *,
+        epsilon: float | None = None,
+        n_iter: int = 10,
+        seed: int = 0,
+        scale: float = 4096.0,
+        projection_dim: int | None = None,
+    ):
+        self.n_clusters = check_positive_int(n_clusters, "n_clusters")
+        self.n_iter = check_positive_int(n_iter, "n_iter")
+        self.epsilon = DEFAULT_EPSILON if epsilon is None else float(epsilon)
+        if not np.isfinite(self.epsilon) or self.epsilon <= 0:
+            raise ERASEError(f"epsilon must be a positive finite number, got {epsilon!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ERASEError(f"seed must be an integer, got {seed!r}")
+        self.seed = int(seed)
+        self.scale = float(scale)
+        self.projection_dim = projection_dim
+        self._fitted = False
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, ids=None) -> "QuantizedKMeans":
+        """Cluster the rows of ``X`` (ids default to "0".."n-1")."""
+        X = check_vectors(X)
+        if ids is None:
+            ids = [str(i) for i in range(X.shape[0])]
+        ids = check_ids(ids, X.shape[0])
+        if X.shape[0] < self.n_clusters:
+            raise ERASEError(f"n_clusters={self.n_clusters} is larger than the {X.shape[0]} points")
+        space = FixedPointSpace(X.shape[1], scale=self.scale, projection_dim=self.projection_dim, seed=self.seed)
+        coords = space.transform(X)
+        self._space = space
+        self._eps = space.epsilon_units(self.epsilon)
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x9A5E])
+        self._phase = rng.integers(0, self._eps, size=(self.n_clusters, space.out_dim)).astype(np.int64)
+        self._alloc(len(ids), space.out_dim)
+        self._append_rows(coords, ids)
+        self._refit()
+        self._fitted = True
+        return self
+
+    def remove(self, ids) -> UpdateReport:
+        """Forget the points ``ids`` exactly. Unknown or repeated ids raise and change nothing."""
+        self._check_fitted()
+        ids = check_known_ids(ids, self._slot_of)
+        if not ids:
+            return UpdateReport(0, None, False)
+        if self._n - len(ids) < self.n_clusters:
+            raise ERASEError(
+                f"removing {len(ids)} of {self._n} points would leave fewer than n_clusters={self.n_clusters}"
+            )
+        slots = np.array([self._slot_of[i] for i in ids], dtype=np.int64)
+        coords = self._coords[slots].copy()
+        labels = self._labels[slots].copy()
+        reps_before = self._rep_ids()
+        if set(ids) & set(self._seeding.ids):
+            self._delete_slots(slots)
+            self._refit()
+            return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
+        changed_at = self._apply_delta(coords, labels, sign=-1)
+        self._points_hash.remove(self._element_hashes(slots))
+        removed_reps = set(ids) & set(reps_before)
+        self._delete_slots(slots)
+        if changed_at is not None:
+            self._resume_after(changed_at)
+            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
+        if removed_reps:
+            for j in {int(labels[list(ids).index(r), self._final_col]) for r in removed_reps}:
+                self._choose_representative(j)
+        return UpdateReport(len(ids), None, bool(removed_reps))
+
+    def insert(self, X, ids) -> UpdateReport:
+        """Add points exactly as if they had been part of ``fit``. Duplicate ids raise."""
+        self._check_fitted()
+        X = check_vectors(X, dim=self._space.dim)
+        ids = check_ids(ids, X.shape[0], existing=self._slot_of)
+        coords = self._space.transform(X)
+        reps_before = self._rep_ids()
+        hashes = id_hashes(ids)
+        seed_coords = self._coords[[self._slot_of[i] for i in self._seeding.ids]]
+        if insertion_changes_seeding(self._seeding, seed_coords, coords, ids, hashes, self.seed):
+            self._append_rows(coords, ids, hashes)
+            self._refit()
+            return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
+        labels = np.zeros((len(ids), self._labels.shape[1]), dtype=self._labels.dtype)
+        for t in range(self._n_rec):
+            labels[:, t] = self._assign(coords, self._centroids[t])
+        if not self._converged:
+            labels[:, self._n_rec] = self._assign(coords, self._centroids[self._n_rec])
+        changed_at = self._apply_delta(coords, labels, sign=+1)
+        start = self._n
+        self._append_rows(coords, ids, hashes)
+        self._labels[start : self._n] = labels
+        if changed_at is not None:
+            self._resume_after(changed_at)
+            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
+        new_slots = np.arange(start, self._n)
+        self._points_hash.add(self._element_hashes(new_slots))
+        for s in new_slots:
+            self._offer_representative(int(s))
+        return UpdateReport(len(ids), None, reps_before != self._rep_ids())
+
+    def predict(self, X) -> np.ndarray:
+        """Index of the nearest final centroid for each row of ``X``."""
+        self._check_fitted()
+        return self._assign(self._space.transform(check_vectors(X, dim=self._space.dim)), self._final_centroids())
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical state: parameters, seeding, every iteration's centroids and
+        statistics, and the multiset of (id, vector, labels). Equal iff the models are equal."""
+        self._check_fitted()
+        h = hashlib.sha256()
+        params = dict(
+            k=self.n_clusters, eps=self.epsilon, n_iter=self.n_iter, seed=self.seed, scale=self.scale,
+            projection_dim=self.projection_dim, dim=self._space.dim, n=self._n, n_rec=self._n_rec,
+            converged=self._converged, seeds=self._seeding.ids,
+            reps=self._rep_ids(),
+        )
+        h.update(json.dumps(params, sort_keys=True).encode())
+        for c in self._centroids:
+            h.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
+        for s, c in zip(self._sums, self._counts):
+            h.update(s.tobytes())
+            h.update(c.tobytes())
+        h.update(self._points_hash.hexdigest().encode())
+        return h.hexdigest()
+
+    def inertia(self) -> float:
+        """k-means objective (sum of squared distances to the final centroids), input units."""
+        self._check_fitted()
+        c = self._final_centroids()
+        total = 0.0
+        for lo in range(0, self._n, _CHUNK):
+            pts = self._coords[lo : min(self._n, lo + _CHUNK)]
+            lab = self._labels[lo : min(self._n, lo + _CHUNK), self._final_col]
+            diff = pts - c[lab]
+            total += float(np.einsum("ij,ij->", diff, diff))
+        return total / self._space.unit**2
+
+    def __len__(self) -> int:
+        return self._n if self._fitted else 0
+
+    def __contains__(self, item) -> bool:
+        return self._fitted and item in self._slot_of
+
+    # fitted attributes ------------------------------------------------------
+    @property
+    def centroids_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._space.to_float(self._final_centroids())
+
+    @property
+    def ids_(self) -> np.ndarray:
+        self._check_fitted()
+        return np.array(sorted(self._ids[: self._n]), dtype=object)
+
+    @property
+    def labels_(self) -> np.ndarray:
+        self._check_fitted()
+        order = [self._slot_of[i] for i in self.ids_]
+        return self._labels[order, self._final_col].astype(np.int64)
+
+    @property
+    def n_iter_(self) -> int:
+        self._check_fitted()
+        return self._n_rec
+
+    @property
+    def seed_ids_(self) -> list[str]:
+        self._check_fitted()
+        return list(self._seeding.ids)
+
+    @property
+    def representative_ids_(self) -> list[str | None]:
+        """Per cluster, the id of the member nearest its quantized centroid (None if empty)."""
+        self._check_fitted()
+        return self._rep_ids()
+
+    def cluster_sizes(self) -> np.ndarray:
+        self._check_fitted()
+        return np.bincount(self._labels[: self._n, self._final_col], minlength=self.n_clusters)
+
+    def coordinates(self, ids) -> np.ndarray:
+        """Clustering-space coordinates (input units) of known ids."""
+        self._check_fitted()
+        return self._space.to_float(self._coords[[self._slot_of[i] for i in ids]])
+
+    # ------------------------------------------------------------------ storage
+    def _alloc(self, capacity: int, dim: int) -> None:
+        cap = max(16, capacity)
+        self._coords = np.zeros((cap, dim), dtype=np.float64)
+        self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16 if self.n_clusters < 2**15 else np.int32)
+        self._hashes = np.zeros(cap, dtype=np.uint64)
+        self._row_hash = np.zeros(cap, dtype=np.uint64)
+        self._ids: list[str] = []
+        self._slot_of: dict[str, int] = {}
+        self._n = 0
+
+    def _append_rows(self, coords: np.ndarray, ids: list[str], hashes: np.ndarray | None = None) -> None:
+        need = self._n + len(ids)
+        if need > self._coords.shape[0]:
+            cap = max(need, 2 * self._coords.shape[0])
+            for name in ("_coords", "_labels", "_hashes", "_row_hash"):
+                old = getattr(self, name)
+                new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype)
+                new[: self._n] = old[: self._n]
+                setattr(self, name, new)
+        lo = self._n
+        self._coords[lo:need] = coords
+        self._hashes[lo:need] = id_hashes(ids) if hashes is None else hashes
+        self._row_hash[lo:need] = splitmix64(row_hashes(coords) ^ self._hashes[lo:need])
+        self._labels[lo:need] = 0
+        for offset, i in enumerate(ids):
+            self._slot_of[i] = lo + offset
+        self._ids.extend(ids)
+        self._n = need
+
+    def _delete_slots(self, slots: np.ndarray) -> None:
+        """Swap-remove rows: O(|slots| * d), no pass over the data."""
+        rep_ids = self._rep_ids()
+        for s in sorted((int(x) for x in slots), reverse=True):
+            last = self._n - 1
+            del self._slot_of[self._ids[s]]
+            if s != last:
+                for arr in (self._coords, self._labels, self._hashes, self._row_hash):
+                    arr[s] = arr[last]
+                self._ids[s] = self._ids[last]
+                self._slot_of[self._ids[s]] = s
+            self._ids.pop()
+            self._n = last
+        # Representative slots may have moved; re-resolve them by id.
+        for j, rid in enumerate(rep_ids):
+            self._rep_slot[j] = self._slot_of.get(rid, -1) if rid is not None else -1
+
+    # ------------------------------------------------------------------ Lloyd
+    def _assign(self, coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        """Nearest centroid per row, exact integer distances, ties to the lowest index."""
+        cc = np.einsum("ij,ij->i", centroids, centroids)
+        out = np.empty(coords.shape[0], dtype=np.int64)
+        for lo in range(0, coords.shape[0], _CHUNK):
+            block = coords[lo : lo + _CHUNK]
+            d2 = cc[None, :] - 2.0 * (block @ centroids.T)
+            out[lo : lo + _CHUNK] = np.argmin(d2, axis=1)
+        return out
+
+    def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.n_clusters
+        sums = np.zeros((k, self._coords.shape[1]), dtype=np.float64)
+        for lo in range(0, self._n, _CHUNK):
+            hi = min(self._n, lo + _CHUNK)
+            onehot = np.zeros((k, hi - lo), dtype=np.float64)
+            onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
+            sums += onehot @ self._coords[lo:hi]
+        counts = np.bincount(labels[: self._n], minlength=k).astype(np.int64)
+        return sums.astype(np.int64), counts
+
+    def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
+        """eps * round((mean - phase) / eps) + phase, in exact integer arithmetic; empty -> previous.
+
+        ``rows`` selects the clusters whose statistics are given (default: all)."""
+        eps = self._eps
+        phase = self._phase[rows]
+        n = np.maximum(counts, 1)[:, None]
+        num = 2 * (sums - phase * n) + eps * n
+        q = np.floor_divide(num, 2 * eps * n)
+        out = (q * eps + phase).astype(np.float64)
+        empty = counts == 0
+        out[empty] = previous[empty]
+        return out
+
+    def _refit(self) -> None:
+        """Full fit on the stored points: seeding, then Lloyd from iteration 0."""
+        ids = self._ids[: self._n]
+        self._seeding, rows = seed_plusplus(self._coords[: self._n], ids, self._hashes[: self._n], self.n_clusters, self.seed)
+        self._centroids = [self._coords[rows].copy()]
+        self._sums: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+        self._lloyd_from(0)
+
+    def _lloyd_from(self, t0: int) -> None:
+        """Run iterations t0.. given valid centroids up to t0 and records before t0."""
+        for t in range(t0, self.n_iter):
+            labels = self._assign(self._coords[: self._n], self._centroids[t])
+            self._labels[: self._n, t] = labels
+            sums, counts = self._statistics(labels)
+            self._sums.append(sums)
+            self._counts.append(counts)
+            if self._close_iteration(t):
+                self._finish()
+                return
+        self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._centroids[self.n_iter])
+        self._finish()
+
+    def _close_iteration(self, t: int) -> bool:
+        """Compute C_{t+1} from the statistics of iteration t; True when it repeats C_t."""
+        del self._centroids[t + 1 :]
+        self._centroids.append(self._quantize(self._sums[t], self._counts[t], self._centroids[t]))
+        self._converged = bool(np.array_equal(self._centroids[t + 1], self._centroids[t]))
+        self._n_rec = t + 1
+        return self._converged
+
+    def _resume_after(self, t: int) -> None:
+        """Statistics of iteration t are current but C_{t+1} may have changed: recompute from there."""
+        del self._sums[t + 1 :]
+        del self._counts[t + 1 :]
+        if self._close_iteration(t):
+            self._finish()
+        elif t + 1 < self.n_iter:
+            self._lloyd_from(t + 1)
+        else:
+            self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._centroids[self.n_iter])
+            self._finish()
+
+    def _finish(self) -> None:
+        """Refresh derived state after a (partial) recompute: unused records, hashes, representatives."""
+        self._final_col = self._n_rec - 1 if self._converged else self.n_iter
+        self._labels[: self._n, self._ncols() :] = 0
+        self._points_hash = MultisetHash()
+        self._points_hash.add(self._element_hashes(np.arange(self._n)))
+        self._rep_slot = np.full(self.n_clusters, -1, dtype=np.int64)
+        self._rep_dist = np.full(self.n_clusters, np.inf)
+        for j in range(self.n_clusters):
+            self._choose_representative(j)
+
+    def _ncols(self) -> int:
+        return self._final_col + 1
+
+    def _final_centroids(self) -> np.ndarray:
+        return self._centroids[self._n_rec - 1] if self._converged else self._centroids[self.n_iter]
+
+    def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> int | None:
+        """Add (sign=+1) or subtract (-1) points from each iteration's statistics, in order.
+
+        Returns the first iteration whose next quantized centroids change (the statistics up
+        to and including it are updated), or None when no centroid changes.
+        """
+        ints = coords.astype(np.int64)
+        for t in range(self._n_rec):
+            lab = labels[:, t].astype(np.int64)
+            touched = np.unique(lab)
+            np.add.at(self._sums[t], lab, sign * ints)
+            np.add.at(self._counts[t], lab, sign)
+            new = self._quantize(self._sums[t][touched], self._counts[t][touched], self._centroids[t][touched], touched)
+            if not np.array_equal(new, self._centroids[t + 1][touched]):
+                return t
+        return None
+
+    # ------------------------------------------------------------------ digest & representatives
+    def _element_hashes(self, slots: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots, dtype=np.int64)
+        return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, : self._ncols()]))
+
+    def _choose_representative(self, j: int) -> None:
+        members = np.flatnonzero(self._labels[: self._n, self._final_col] == j)
+        if len(members) == 0:
+            self._rep_slot[j], self._rep_dist[j] = -1, np.inf
+            return
+        diff = self._coords[members] - self._final_centroids()[j]
+        d2 = np.einsum("ij,ij->i", diff, diff)
+        tied = members[d2 == d2.min()]
+        best = min(tied, key=lambda s: self._ids[s])
+        self._rep_slot[j], self._rep_dist[j] = best, d2.min()
+
+    def _offer_representative(self, slot: int) -> None:
+        j = int(self._labels[slot, self._final_col])
+        diff = self._coords[slot] - self._final_centroids()[j]
+        d2 = float(diff @ diff)
+        current = self._rep_slot[j]
+        if current < 0 or d2 < self._rep_dist[j] or (d2 == self._rep_dist[j] and self._ids[slot] < self._ids[current]):
+            self._rep_slot[j], self._rep_dist[j] = slot, d2
+
+    def _rep_ids(self) -> list[str | None]:
+        return [self._ids[s] if s >= 0 else None for s in self._rep_slot]
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise ERASEError("this QuantizedKMeans is not fitted yet: call fit(X, ids) first")
