@@ -4,13 +4,18 @@ Framework-free: nothing here imports LangChain or LlamaIndex.
 """
 
 from ._validation import DuplicateIdError, ERASEError, UnknownIdError
+from .example_index import ExampleIndex, ForgetReceipt
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans, UpdateReport
+from .selection import SelectedExample
 
 __all__ = [
     "DEFAULT_EPSILON",
     "DuplicateIdError",
     "ERASEError",
+    "ExampleIndex",
+    "ForgetReceipt",
     "QuantizedKMeans",
+    "SelectedExample",
     "UnknownIdError",
     "UpdateReport",
 ]

@@ -177,24 +177,43 @@ class QuantizedKMeans:
         return self._assign(self._space.transform(check_vectors(X, dim=self._space.dim)), self._final_centroids())
 
     def digest(self) -> str:
-        """SHA-256 of the canonical state: parameters, seeding, every iteration's centroids and
-        statistics, and the multiset of (id, vector, labels). Equal iff the models are equal."""
+        """SHA-256 of the canonical state. Equal iff the models are equal.
+
+        The state is the parameters, the seeding, every iteration's centroids, and the multiset
+        of (id, vector, per-iteration labels); the per-iteration statistics are a function of
+        the last. The centroid part is cached between recomputes, so this is O(k) after a
+        cheap removal.
+        """
         self._check_fitted()
         h = hashlib.sha256()
         params = dict(
             k=self.n_clusters, eps=self.epsilon, n_iter=self.n_iter, seed=self.seed, scale=self.scale,
             projection_dim=self.projection_dim, dim=self._space.dim, n=self._n, n_rec=self._n_rec,
-            converged=self._converged, seeds=self._seeding.ids,
-            reps=self._rep_ids(),
+            converged=self._converged, seeds=self._seeding.ids, reps=self._rep_ids(),
         )
         h.update(json.dumps(params, sort_keys=True).encode())
-        for c in self._centroids:
-            h.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
-        for s, c in zip(self._sums, self._counts):
-            h.update(s.tobytes())
-            h.update(c.tobytes())
+        h.update(self._centroid_digest.encode())
         h.update(self._points_hash.hexdigest().encode())
         return h.hexdigest()
+
+    def canonical_state(self) -> dict:
+        """Every piece of state, in canonical (id-sorted) order, for bit-for-bit comparisons."""
+        self._check_fitted()
+        order = [self._slot_of[i] for i in sorted(self._ids[: self._n])]
+        return {
+            "ids": [self._ids[s] for s in order],
+            "coords": self._coords[order].copy(),
+            "labels": self._labels[order].copy(),
+            "centroids": [c.copy() for c in self._centroids],
+            "sums": [s.copy() for s in self._sums],
+            "counts": [c.copy() for c in self._counts],
+            "seeds": list(self._seeding.ids),
+            "seed_keys": [(k.klass, k.value, k.id) for k in self._seeding.keys],
+            "representatives": self._rep_ids(),
+            "representative_d2": self._rep_dist.copy(),
+            "n_rec": self._n_rec,
+            "converged": self._converged,
+        }
 
     def inertia(self) -> float:
         """k-means objective (sum of squared distances to the final centroids), input units."""
@@ -388,6 +407,10 @@ class QuantizedKMeans:
         self._labels[: self._n, self._ncols() :] = 0
         self._points_hash = MultisetHash()
         self._points_hash.add(self._element_hashes(np.arange(self._n)))
+        centroid_hash = hashlib.sha256()
+        for c in self._centroids:
+            centroid_hash.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
+        self._centroid_digest = centroid_hash.hexdigest()
         self._rep_slot = np.full(self.n_clusters, -1, dtype=np.int64)
         self._rep_dist = np.full(self.n_clusters, np.inf)
         for j in range(self.n_clusters):
