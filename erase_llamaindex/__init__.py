@@ -1,0 +1,3 @@
+"""erase_llamaindex: see the corresponding issue; nothing public yet."""
+
+__all__: list[str] = []
