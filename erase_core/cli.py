@@ -1,0 +1,73 @@
+"""The ``erase`` command: inspect, verify and forget from a persisted example index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._validation import ERASEError
+from .example_index import ExampleIndex
+
+
+def _info(args) -> int:
+    with ExampleIndex.open(args.path) as index:
+        out = {"path": args.path, "examples": len(index), "config": index.config(), "digest": index.digest()}
+        if index.strategy == "erase" and len(index) >= index.k:
+            out["selected"] = [s.id for s in index.select()]
+            out["fingerprint"] = index.fingerprint()
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _verify(args) -> int:
+    with ExampleIndex.open(args.path) as index:
+        ok = index.verify()
+        print(f"{'OK' if ok else 'MISMATCH'}: {len(index)} examples, digest {index.digest()}")
+        return 0 if ok else 1
+
+
+def _forget(args) -> int:
+    with ExampleIndex.open(args.path) as index:
+        receipt = index.forget(args.ids, missing=args.missing)
+        print(json.dumps(receipt.to_dict(), indent=2))
+    return 0
+
+
+def _select(args) -> int:
+    with ExampleIndex.open(args.path) as index:
+        for s in index.select():
+            print(json.dumps({"id": s.id, "score": s.score, "payload": s.payload}, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erase", description="Exactly unlearnable few-shot example pools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in [
+        ("info", _info, "show an index's size, parameters, digest and selected set"),
+        ("verify", _verify, "rebuild from scratch and compare digests (exit 1 on mismatch)"),
+        ("select", _select, "print the erase strategy's selected examples as JSON lines"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("path", help="SQLite file of an ExampleIndex")
+        p.set_defaults(func=func)
+    p = sub.add_parser("forget", help="forget examples by id and print the receipt")
+    p.add_argument("path")
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--missing", choices=["raise", "ignore"], default="raise")
+    p.set_defaults(func=_forget)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ERASEError as exc:
+        print(f"erase: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
