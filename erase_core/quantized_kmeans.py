@@ -334,15 +334,13 @@ class QuantizedKMeans:
         return out
 
     def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = self.n_clusters
-        sums = np.zeros((k, self._coords.shape[1]), dtype=np.float64)
-        for lo in range(0, self._n, _CHUNK):
-            hi = min(self._n, lo + _CHUNK)
-            onehot = np.zeros((k, hi - lo), dtype=np.float64)
-            onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
-            sums += onehot @ self._coords[lo:hi]
-        counts = np.bincount(labels[: self._n], minlength=k).astype(np.int64)
-        return sums.astype(np.int64), counts
+        """Per-cluster integer sums and counts (float sums of integers < 2^53 are exact)."""
+        coords = self._coords[: self._n]
+        sums = np.zeros((self.n_clusters, coords.shape[1]), dtype=np.int64)
+        counts = np.bincount(labels[: self._n], minlength=self.n_clusters).astype(np.int64)
+        for j in np.flatnonzero(counts):
+            sums[j] = coords[labels[: self._n] == j].sum(axis=0)
+        return sums, counts
 
     def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
         """eps * round((mean - phase) / eps) + phase, in exact integer arithmetic; empty -> previous.
@@ -411,10 +409,7 @@ class QuantizedKMeans:
         for c in self._centroids:
             centroid_hash.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
         self._centroid_digest = centroid_hash.hexdigest()
-        self._rep_slot = np.full(self.n_clusters, -1, dtype=np.int64)
-        self._rep_dist = np.full(self.n_clusters, np.inf)
-        for j in range(self.n_clusters):
-            self._choose_representative(j)
+        self._choose_all_representatives()
 
     def _ncols(self) -> int:
         return self._final_col + 1
@@ -443,6 +438,26 @@ class QuantizedKMeans:
     def _element_hashes(self, slots: np.ndarray) -> np.ndarray:
         slots = np.asarray(slots, dtype=np.int64)
         return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, : self._ncols()]))
+
+    def _choose_all_representatives(self) -> None:
+        """Per cluster, the member nearest the final centroid (ties: smallest id). One pass."""
+        k, n = self.n_clusters, self._n
+        labels = self._labels[:n, self._final_col].astype(np.int64)
+        centroids = self._final_centroids()
+        d2 = np.empty(n)
+        for lo in range(0, n, _CHUNK):
+            hi = min(n, lo + _CHUNK)
+            diff = self._coords[lo:hi] - centroids[labels[lo:hi]]
+            d2[lo:hi] = np.einsum("ij,ij->i", diff, diff)
+        best = np.full(k, np.inf)
+        np.minimum.at(best, labels, d2)
+        self._rep_slot = np.full(k, -1, dtype=np.int64)
+        self._rep_dist = best
+        for s in np.flatnonzero(d2 == best[labels]):
+            j = labels[s]
+            current = self._rep_slot[j]
+            if current < 0 or self._ids[s] < self._ids[current]:
+                self._rep_slot[j] = s
 
     def _choose_representative(self, j: int) -> None:
         members = np.flatnonzero(self._labels[: self._n, self._final_col] == j)

@@ -1,0 +1,390 @@
+"""BIG-bench task loader (JSON tasks: ``<data_dir>/<task>/task.json``).
+
+Where the files come from, in order:
+
+1. ``load_task(name, data_dir=...)``;
+2. the environment variable ``ERASE_BIGBENCH_DIR``;
+3. a user cache, ``$XDG_CACHE_HOME/erase/bigbench`` (default ``~/.cache/erase/bigbench``).
+   Only this cache is ever filled automatically: when a task is missing there, the
+   ``bigbench==1.0.0`` source distribution is fetched from PyPI with the ordinary client
+   (``python -m pip download --no-deps --no-binary :all:``), only the requested
+   ``bigbench/benchmark_tasks/<task>/task.json`` files are copied into the cache, and the
+   download (358 MB) is deleted.
+
+A directory named by the caller (1 or 2) is only read, never written.
+
+Task names are BIG-bench folder names (``intent_recognition``); a subtask of a task with
+subtasks is named ``task/subtask`` (``abstract_narrative_understanding/4_distractors``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ._validation import ERASEError
+
+__all__ = [
+    "BIGBENCH_REQUIREMENT",
+    "BigBenchError",
+    "BigBenchTask",
+    "ENV_VAR",
+    "MalformedTaskError",
+    "TaskDownloadError",
+    "TaskNotFoundError",
+    "default_cache_dir",
+    "fetch_tasks",
+    "load_task",
+    "load_task_file",
+    "parse_task",
+    "validate_task_name",
+]
+
+ENV_VAR = "ERASE_BIGBENCH_DIR"
+BIGBENCH_REQUIREMENT = "bigbench==1.0.0"
+TASKS_PREFIX = "bigbench/benchmark_tasks/"
+
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
+_TASK_NAME = re.compile(rf"^{_NAME_PART}(?:/{_NAME_PART})?$")
+
+
+class BigBenchError(ERASEError):
+    """Base class of the BIG-bench loader's errors (an ERASEError, hence a ValueError)."""
+
+
+class MalformedTaskError(BigBenchError):
+    """A task.json that is not valid JSON or lacks what a task needs."""
+
+
+class TaskNotFoundError(BigBenchError, FileNotFoundError):
+    """The task is not in the data directory (or not in the BIG-bench distribution)."""
+
+
+class TaskDownloadError(BigBenchError):
+    """The BIG-bench source distribution could not be obtained from PyPI."""
+
+
+# ----------------------------------------------------------------------------- task model
+
+
+@dataclass(frozen=True)
+class BigBenchTask:
+    """One BIG-bench JSON task.
+
+    ``examples`` are dicts with ``idx`` (position in task.json), ``input`` and ``target``
+    (str; the first of ``targets``, all acceptable answers). Multiple-choice examples (those
+    with ``target_scores``) also carry ``choices`` (list[str], file order), ``target_scores``,
+    ``correct_choice`` (the choice with the highest score, the first on a tie),
+    ``correct_index`` and ``correct_choices`` (all choices with the highest score). Their
+    ``target`` is the task's own ``target`` when it gives one, else ``correct_choice``.
+    """
+
+    name: str
+    description: str
+    examples: list[dict[str, Any]]
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: Path | None = None
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        """True when every example has ``choices`` (``target_scores`` in task.json)."""
+        return bool(self.examples) and all("choices" in ex for ex in self.examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def split(self, n_pool: int, n_test: int | None = None, seed: int = 0) -> tuple[list[dict], list[dict]]:
+        """Disjoint, seeded ``(pool, test)`` samples of the examples (copies).
+
+        A permutation drawn from ``numpy.random.default_rng(seed)``: the first ``n_pool``
+        examples form the pool, the next ``n_test`` (all the rest when ``None``) the test set.
+        """
+        n = len(self.examples)
+        for label, value in (("n_pool", n_pool), ("n_test", n_test), ("seed", seed)):
+            if value is None and label == "n_test":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ERASEError(f"{label} must be a non-negative integer; got {value!r}")
+        if n_test is None:
+            n_test = n - n_pool
+        if n_pool + n_test > n:
+            raise ERASEError(
+                f"task {self.name!r} has {n} examples; cannot take n_pool={n_pool} + n_test={n_test}"
+            )
+        perm = np.random.default_rng(int(seed)).permutation(n)
+        pool = [copy.deepcopy(self.examples[i]) for i in perm[:n_pool]]
+        test = [copy.deepcopy(self.examples[i]) for i in perm[n_pool : n_pool + n_test]]
+        return pool, test
+
+
+def _parse_example(i: int, ex: Any, where: str) -> dict[str, Any]:
+    if not isinstance(ex, dict):
+        raise MalformedTaskError(f"{where}: example {i} is {type(ex).__name__}, expected an object")
+    inp = ex.get("input")
+    if not isinstance(inp, str):
+        raise MalformedTaskError(f"{where}: example {i} has no string 'input'")
+    raw_target = ex.get("target")
+    if raw_target is None:
+        targets: list[str] = []
+    elif isinstance(raw_target, str):
+        targets = [raw_target]
+    elif isinstance(raw_target, list) and raw_target and all(isinstance(t, str) for t in raw_target):
+        targets = list(raw_target)
+    else:
+        raise MalformedTaskError(f"{where}: example {i} has a 'target' that is not a string or list of strings")
+    out: dict[str, Any] = {"idx": i, "input": inp}
+    scores = ex.get("target_scores")
+    if scores is not None:
+        if not isinstance(scores, dict) or not scores:
+            raise MalformedTaskError(f"{where}: example {i} has 'target_scores' that is not a non-empty object")
+        values = []
+        for choice, value in scores.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise MalformedTaskError(f"{where}: example {i}: score of choice {choice!r} is not a finite number")
+            values.append(value)
+        choices = list(scores.keys())
+        best = max(values)
+        correct = [c for c, v in zip(choices, values) if v == best]
+        out["choices"] = choices
+        out["target_scores"] = dict(scores)
+        out["correct_choice"] = correct[0]
+        out["correct_index"] = choices.index(correct[0])
+        out["correct_choices"] = correct
+        if not targets:
+            targets = [correct[0]]
+    if not targets:
+        raise MalformedTaskError(f"{where}: example {i} has neither 'target' nor 'target_scores'")
+    out["target"] = targets[0]
+    out["targets"] = targets
+    return out
+
+
+def parse_task(obj: Any, name: str, *, source: Path | None = None) -> BigBenchTask:
+    """Build a :class:`BigBenchTask` from the decoded JSON of a task.json."""
+    where = str(source) if source is not None else f"task {name!r}"
+    if not isinstance(obj, dict):
+        raise MalformedTaskError(f"{where}: top level is {type(obj).__name__}, expected an object")
+    if "examples" not in obj:
+        hint = ""
+        if "subtasks" in obj or (source is not None and _subtask_names(source.parent)):
+            subs = _subtask_names(source.parent) if source is not None else []
+            hint = " (it is a task with subtasks; load one as 'task/subtask'" + (
+                f", e.g. {name}/{subs[0]}" if subs else ""
+            ) + ")"
+        raise MalformedTaskError(f"{where}: no 'examples' list{hint}")
+    raw = obj["examples"]
+    if not isinstance(raw, list) or not raw:
+        raise MalformedTaskError(f"{where}: 'examples' must be a non-empty list")
+    examples = [_parse_example(i, ex, where) for i, ex in enumerate(raw)]
+    description = obj.get("description", "")
+    if not isinstance(description, str):
+        description = str(description)
+    metadata = {k: v for k, v in obj.items() if k != "examples"}
+    return BigBenchTask(name=name, description=description, examples=examples, metadata=metadata, source=source)
+
+
+def _subtask_names(task_dir: Path) -> list[str]:
+    try:
+        return sorted(p.parent.name for p in task_dir.glob("*/task.json"))
+    except OSError:
+        return []
+
+
+def load_task_file(path: str | os.PathLike, name: str | None = None) -> BigBenchTask:
+    """Load one task.json file (``name`` defaults to its folder's name)."""
+    path = Path(path)
+    name = name if name is not None else path.parent.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskNotFoundError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MalformedTaskError(f"{path}: cannot read: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedTaskError(f"{path}: not valid JSON: {exc}") from None
+    return parse_task(obj, name, source=path)
+
+
+# ----------------------------------------------------------------------------- locating data
+
+
+def validate_task_name(name: Any) -> str:
+    """Return ``name`` if it is a safe BIG-bench task name (``task`` or ``task/subtask``)."""
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        raise BigBenchError(
+            f"invalid BIG-bench task name {name!r}: expected a folder name made of letters, digits, "
+            "'_' and '-' (or 'task/subtask'), with no path separators or '..'"
+        )
+    return name
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/erase/bigbench``, or ``~/.cache/erase/bigbench``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = Path(base).expanduser() if base else Path.home() / ".cache"
+    return root / "erase" / "bigbench"
+
+
+def _task_file(root: Path, name: str) -> Path:
+    return root.joinpath(*name.split("/"), "task.json")
+
+
+def load_task(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> BigBenchTask:
+    """Load BIG-bench task ``name``.
+
+    ``data_dir`` (or ``$ERASE_BIGBENCH_DIR``) names a directory laid out as
+    ``<dir>/<task>/task.json``, which is only read. Without either, the user cache is used and,
+    when ``download`` is true, filled from the ``bigbench==1.0.0`` sdist on PyPI.
+    """
+    validate_task_name(name)
+    if data_dir is None:
+        env = os.environ.get(ENV_VAR)
+        if env:
+            data_dir, origin = env, f"${ENV_VAR}"
+        else:
+            origin = None
+    else:
+        origin = "data_dir"
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise TaskNotFoundError(f"BIG-bench data directory {root} ({origin}) does not exist")
+        path = _task_file(root, name)
+        if not path.is_file():
+            raise TaskNotFoundError(f"task {name!r} not found: {path} does not exist ({origin}={root})")
+        return load_task_file(path, name)
+
+    cache = default_cache_dir()
+    path = _task_file(cache, name)
+    if not path.is_file():
+        if not download:
+            raise TaskNotFoundError(f"task {name!r} is not in the cache {cache} (and download=False)")
+        fetch_tasks([name], cache_dir=cache)
+    return load_task_file(path, name)
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def fetch_tasks(names: Iterable[str], cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Put the task.json of each of ``names`` into the cache (one download for all missing ones).
+
+    Returns ``{name: path}``. Tasks already cached are not downloaded again.
+    """
+    names = [validate_task_name(n) for n in dict.fromkeys(names)]
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    wanted = {n: _task_file(cache, n) for n in names}
+    missing = [n for n, p in wanted.items() if not p.is_file()]
+    if missing:
+        cache.mkdir(parents=True, exist_ok=True)
+        # Work next to the cache (same filesystem; the sdist is 358 MB) and always clean up.
+        workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+        try:
+            source = _download_sdist(workdir)
+            try:
+                _extract_tasks(source, missing, cache)
+            finally:
+                if source.is_file():
+                    source.unlink()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        absent = [n for n in missing if not wanted[n].is_file()]
+        if absent:
+            raise TaskNotFoundError(
+                f"task(s) {absent} not found in {BIGBENCH_REQUIREMENT} (as {TASKS_PREFIX}<task>/task.json); "
+                "note that programmatic tasks (task.py) have no task.json"
+            )
+    return wanted
+
+
+def _download_sdist(workdir: Path) -> Path:
+    """Fetch the bigbench sdist with pip into ``workdir``; return the tarball or its unpacked tree.
+
+    ``pip download`` of this sdist downloads it, then prepares its metadata, which recent pip
+    rejects ("Distributions from PyPI cannot declare direct URL dependencies": bigbench 1.0.0
+    declares ``bleurt @ file://...``) before saving the file. So pip runs with ``--no-clean``
+    and its temporary directory inside ``workdir``: if no tarball was saved, the unpacked
+    source tree pip left behind is returned instead (it holds the same task files).
+    """
+    dest = workdir / "dist"
+    tmp = workdir / "tmp"
+    dest.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp), PIP_NO_INPUT="1")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-clean",
+        "--disable-pip-version-check", BIGBENCH_REQUIREMENT, "-d", str(dest),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    except OSError as exc:
+        raise TaskDownloadError(f"could not run pip to fetch {BIGBENCH_REQUIREMENT}: {exc}") from None
+    tarballs = sorted(dest.glob("bigbench-*.tar.gz"))
+    if tarballs:
+        return tarballs[0]
+    trees = sorted(p.parent.parent for p in tmp.glob("*/*/" + TASKS_PREFIX.rstrip("/")) if p.is_dir())
+    if trees:
+        return trees[0]
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+    raise TaskDownloadError(
+        f"could not obtain the {BIGBENCH_REQUIREMENT} source distribution from PyPI "
+        f"(pip exited with {proc.returncode}). Download the BIG-bench task files yourself and "
+        f"point {ENV_VAR} (or data_dir=) at a folder laid out as <dir>/<task>/task.json.\n{tail}"
+    )
+
+
+def _write_atomic(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".task-", suffix=".json", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _extract_tasks(source: Path, names: list[str], cache: Path) -> None:
+    """Copy ``<prefix><name>/task.json`` for each name from a tarball or unpacked tree into ``cache``.
+
+    Destinations are computed from the validated names, never from archive member paths.
+    """
+    wanted = {f"{TASKS_PREFIX}{n}/task.json": n for n in names}
+    if source.is_dir():
+        for rel, name in wanted.items():
+            src = source / rel
+            if src.is_file() and not src.is_symlink():
+                _write_atomic(_task_file(cache, name), src.read_bytes())
+        return
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            remaining = dict(wanted)
+            for member in tar:
+                if not remaining:
+                    break
+                # sdist members are "<project>-<version>/bigbench/benchmark_tasks/<task>/task.json"
+                _, _, rel = member.name.partition("/")
+                name = remaining.pop(rel, None)
+                if name is None or not member.isfile():
+                    continue
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    _write_atomic(_task_file(cache, name), fh.read())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise TaskDownloadError(f"could not read the BIG-bench source distribution {source}: {exc}") from None

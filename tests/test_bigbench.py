@@ -1,0 +1,337 @@
+"""BIG-bench loader: real task files, malformed files, seeded splits, the PyPI cache path (faked)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from erase_core import bigbench
+from erase_core._validation import ERASEError
+from erase_core.bigbench import (
+    ENV_VAR,
+    BigBenchTask,
+    MalformedTaskError,
+    TaskNotFoundError,
+    default_cache_dir,
+    load_task,
+    load_task_file,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shared_bigbench() -> Path:
+    """The shared copy of BIG-bench task files (``../shared/data/bigbench`` from the repo root)."""
+    path = (REPO_ROOT / ".." / "shared" / "data" / "bigbench").resolve()
+    if not (path / "intent_recognition" / "task.json").is_file():
+        pytest.skip(f"shared BIG-bench data not found at {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No test sees the user's env var or cache, and none may run pip."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+    def no_network(workdir):
+        raise AssertionError("a test tried to download BIG-bench")
+
+    monkeypatch.setattr(bigbench, "_download_sdist", no_network)
+
+
+def write_task(root: Path, name: str, content) -> Path:
+    path = root / name / "task.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def check_intent_recognition(task: BigBenchTask) -> None:
+    assert task.name == "intent_recognition"
+    assert task.description == "Predict the intent of an utterance"
+    assert len(task) == len(task.examples) == 693
+    assert task.is_multiple_choice
+    first = task.examples[0]
+    assert first["input"] == "Utterance: Add Sabrina Salerno to the grime instrumentals playlist."
+    assert first["target"] == first["correct_choice"] == "add_to_playlist"
+    assert first["choices"][first["correct_index"]] == "add_to_playlist"
+    assert len(first["choices"]) == 7
+    intents = {"add_to_playlist", "book_restaurant", "get_weather", "play_music",
+               "search_screening_event", "search_creative_work", "rate_book"}  # fmt: skip
+    for ex in task.examples:
+        assert isinstance(ex["input"], str) and ex["input"]
+        assert set(ex["choices"]) == intents
+        assert ex["target"] in intents
+        assert ex["target_scores"][ex["target"]] == max(ex["target_scores"].values())
+    assert task.metadata["example_output_prefix"] == "\nIntent: "
+
+
+def test_load_via_data_dir(shared_bigbench):
+    task = load_task("intent_recognition", data_dir=shared_bigbench)
+    check_intent_recognition(task)
+    assert task.source == shared_bigbench / "intent_recognition" / "task.json"
+
+
+def test_load_via_env_var(shared_bigbench, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(shared_bigbench))
+    check_intent_recognition(load_task("intent_recognition"))
+
+
+def test_argument_beats_env_var(shared_bigbench, monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
+    check_intent_recognition(load_task("intent_recognition", data_dir=str(shared_bigbench)))
+
+
+def test_all_shared_tasks_parse(shared_bigbench):
+    names = sorted(p.parent.name for p in shared_bigbench.glob("*/task.json"))
+    assert names
+    for name in names:
+        task = load_task(name, data_dir=shared_bigbench)
+        assert len(task) > 0
+        for ex in task.examples:
+            assert isinstance(ex["input"], str) and isinstance(ex["target"], str)
+            assert ex["target"] == ex["targets"][0]
+            if "choices" in ex:
+                assert ex["correct_choice"] in ex["choices"]
+
+
+def test_free_form_task_has_no_choices(shared_bigbench):
+    task = load_task("word_sorting", data_dir=shared_bigbench)
+    assert not task.is_multiple_choice
+    assert all("choices" not in ex for ex in task.examples)
+
+
+def test_missing_task_in_named_dir_is_not_downloaded(tmp_path, monkeypatch):
+    with pytest.raises(TaskNotFoundError, match="not found"):
+        load_task("foo", data_dir=tmp_path)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    with pytest.raises(TaskNotFoundError):
+        load_task("foo")
+    with pytest.raises(TaskNotFoundError, match="does not exist"):
+        load_task("foo", data_dir=tmp_path / "absent")
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def test_multiple_choice_parsing(tmp_path):
+    write_task(tmp_path, "mc", {
+        "description": "d",
+        "examples": [
+            {"input": "q1", "target_scores": {"a": 0, "b": 1, "c": 0.5}},
+            {"input": "q2", "target_scores": {"x": 1, "y": 1}},  # tie: first max wins
+            {"input": "q3", "target": "y", "target_scores": {"x": 0, "y": 1}},
+        ],
+    })  # fmt: skip
+    task = load_task("mc", data_dir=tmp_path)
+    assert task.is_multiple_choice
+    e0, e1, e2 = task.examples
+    assert e0["choices"] == ["a", "b", "c"] and e0["correct_choice"] == "b" and e0["correct_index"] == 1
+    assert e0["target"] == "b" and e0["idx"] == 0
+    assert e1["correct_choice"] == "x" and e1["correct_choices"] == ["x", "y"]
+    assert e2["target"] == "y"
+
+
+def test_list_targets_and_mixed_task(tmp_path):
+    write_task(tmp_path, "ff", {"examples": [
+        {"input": "a", "target": ["one", "1"]},
+        {"input": "b", "target_scores": {"p": 1, "q": 0}},
+    ]})  # fmt: skip
+    task = load_task("ff", data_dir=tmp_path)
+    assert task.examples[0]["target"] == "one" and task.examples[0]["targets"] == ["one", "1"]
+    assert not task.is_multiple_choice  # not every example has choices
+    assert task.description == ""
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("", "not valid JSON"),
+        ("[1, 2]", "top level"),
+        ({"description": "no examples"}, "no 'examples'"),
+        ({"examples": []}, "non-empty list"),
+        ({"examples": {"input": "x"}}, "non-empty list"),
+        ({"examples": ["x"]}, "expected an object"),
+        ({"examples": [{"target": "t"}]}, "no string 'input'"),
+        ({"examples": [{"input": 3, "target": "t"}]}, "no string 'input'"),
+        ({"examples": [{"input": "x"}]}, "neither 'target' nor 'target_scores'"),
+        ({"examples": [{"input": "x", "target": 5}]}, "'target'"),
+        ({"examples": [{"input": "x", "target": []}]}, "'target'"),
+        ({"examples": [{"input": "x", "target_scores": {}}]}, "target_scores"),
+        ({"examples": [{"input": "x", "target_scores": ["a"]}]}, "target_scores"),
+        ({"examples": [{"input": "x", "target_scores": {"a": "1"}}]}, "finite number"),
+        ({"examples": [{"input": "x", "target_scores": {"a": None}}]}, "finite number"),
+    ],
+)
+def test_malformed_task_raises_erase_error(tmp_path, content, match):
+    write_task(tmp_path, "bad", content)
+    with pytest.raises(ERASEError, match=match) as info:
+        load_task("bad", data_dir=tmp_path)
+    assert isinstance(info.value, MalformedTaskError) and isinstance(info.value, ValueError)
+    assert "bad" in str(info.value)  # the message names the file
+
+
+def test_non_utf8_file_is_malformed(tmp_path):
+    path = tmp_path / "bin" / "task.json"
+    path.parent.mkdir()
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(MalformedTaskError):
+        load_task_file(path)
+
+
+def test_parent_of_subtasks_points_to_subtasks(tmp_path):
+    write_task(tmp_path, "parent", {"name": "parent", "description": "has subtasks"})
+    write_task(tmp_path, "parent/sub_a", {"examples": [{"input": "i", "target": "t"}]})
+    with pytest.raises(MalformedTaskError, match="parent/sub_a"):
+        load_task("parent", data_dir=tmp_path)
+    task = load_task("parent/sub_a", data_dir=tmp_path)
+    assert task.name == "parent/sub_a" and len(task) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../etc", "..", ".", "", "a/../b", "/abs", "a/b/c", "a\\b", "foo/", "/", "a b", "~user", ".hidden", None, 3],
+)
+def test_task_name_validation(tmp_path, name):
+    write_task(tmp_path, "ok", {"examples": [{"input": "i", "target": "t"}]})
+    with pytest.raises(ERASEError, match="invalid BIG-bench task name"):
+        load_task(name, data_dir=tmp_path / "ok")
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def test_split_disjoint_and_seeded(shared_bigbench):
+    task = load_task("intent_recognition", data_dir=shared_bigbench)
+    pool, test = task.split(100, 50, seed=7)
+    assert len(pool) == 100 and len(test) == 50
+    pool_ids, test_ids = {e["idx"] for e in pool}, {e["idx"] for e in test}
+    assert len(pool_ids) == 100 and len(test_ids) == 50 and not pool_ids & test_ids
+
+    again_pool, again_test = task.split(100, 50, seed=7)
+    assert again_pool == pool and again_test == test
+    other_pool, _ = task.split(100, 50, seed=8)
+    assert [e["idx"] for e in other_pool] != [e["idx"] for e in pool]
+
+    # copies: editing a split leaves the task alone
+    pool[0]["input"] = "changed"
+    assert task.examples[pool[0]["idx"]]["input"] != "changed"
+
+
+def test_split_rest_and_bounds(tmp_path):
+    write_task(tmp_path, "t", {"examples": [{"input": str(i), "target": "x"} for i in range(10)]})
+    task = load_task("t", data_dir=tmp_path)
+    pool, test = task.split(4, seed=0)
+    assert len(pool) == 4 and len(test) == 6
+    assert sorted(e["idx"] for e in pool + test) == list(range(10))
+    assert task.split(10, 0, seed=1)[1] == []
+    with pytest.raises(ERASEError, match="10 examples"):
+        task.split(8, 3, seed=0)
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ERASEError):
+            task.split(bad, 1)
+
+
+# ----------------------------------------------------------------------------- PyPI cache path
+
+
+def fake_sdist(path: Path, tasks: dict[str, object]) -> Path:
+    """A tar.gz laid out like bigbench-1.0.0.tar.gz, holding the given task.json contents."""
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(f"bigbench-1.0.0/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("setup.py", b"# not run\n")
+        add("bigbench/benchmark_tasks/README.md", b"tasks\n")
+        for name, content in tasks.items():
+            add(f"bigbench/benchmark_tasks/{name}/task.json", json.dumps(content).encode())
+            add(f"bigbench/benchmark_tasks/{name}/README.md", b"readme\n")
+    return path
+
+
+def test_cache_is_filled_from_sdist_and_tarball_removed(tmp_path, monkeypatch):
+    task_json = {"description": "fake", "examples": [{"input": "hi", "target_scores": {"a": 1, "b": 0}}]}
+    tarball = fake_sdist(tmp_path / "bigbench-1.0.0.tar.gz", {
+        "foo": task_json,
+        "bar": {"examples": [{"input": "x", "target": "y"}]},
+    })  # fmt: skip
+    calls = []
+
+    def fake_download(workdir: Path) -> Path:
+        calls.append(workdir)
+        assert workdir.is_dir()
+        return tarball
+
+    monkeypatch.setattr(bigbench, "_download_sdist", fake_download)
+    cache = default_cache_dir()
+    assert cache == tmp_path / "xdg-cache" / "erase" / "bigbench"
+
+    task = load_task("foo")
+    assert len(calls) == 1
+    assert task.description == "fake" and task.examples[0]["target"] == "a"
+    assert task.source == cache / "foo" / "task.json"
+    assert json.loads((cache / "foo" / "task.json").read_text()) == task_json
+    # only the requested task's task.json was kept; the tarball and the work dir are gone
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["foo", "foo/task.json"]
+    assert not tarball.exists()
+    assert not calls[0].exists()
+
+    # a second load is served from the cache
+    assert load_task("foo").examples == task.examples
+    assert len(calls) == 1
+
+
+def test_cache_download_from_unpacked_tree(tmp_path, monkeypatch):
+    """The fallback when pip leaves an unpacked source tree instead of the tarball."""
+    tree = tmp_path / "src" / "bigbench-1.0.0"
+    write_task(tree / "bigbench" / "benchmark_tasks", "foo", {"examples": [{"input": "i", "target": "t"}]})
+    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: tree)
+    assert load_task("foo").examples[0]["target"] == "t"
+    cache = default_cache_dir()
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["foo", "foo/task.json"]
+
+
+def test_cache_falls_back_to_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / ".cache" / "erase" / "bigbench"
+
+
+def test_task_absent_from_sdist(tmp_path, monkeypatch):
+    tarball = fake_sdist(tmp_path / "b.tar.gz", {"foo": {"examples": [{"input": "i", "target": "t"}]}})
+    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: tarball)
+    with pytest.raises(TaskNotFoundError, match="nope"):
+        load_task("nope")
+    assert not tarball.exists()
+    assert not any(default_cache_dir().rglob("task.json"))
+
+
+def test_download_false_does_not_fetch(tmp_path):
+    with pytest.raises(TaskNotFoundError, match="download=False"):
+        load_task("foo", download=False)
+
+
+def test_fetch_tasks_one_download_for_many(tmp_path, monkeypatch):
+    tarball = fake_sdist(tmp_path / "b.tar.gz", {
+        "foo": {"examples": [{"input": "i", "target": "t"}]},
+        "bar": {"examples": [{"input": "j", "target": "u"}]},
+        "baz": {"examples": [{"input": "k", "target": "v"}]},
+    })  # fmt: skip
+    calls = []
+    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: calls.append(1) or tarball)
+    paths = bigbench.fetch_tasks(["foo", "bar"], cache_dir=tmp_path / "c")
+    assert len(calls) == 1 and all(p.is_file() for p in paths.values())
+    assert sorted(p.parent.name for p in (tmp_path / "c").rglob("task.json")) == ["bar", "foo"]
+    assert load_task("bar", data_dir=tmp_path / "c").examples[0]["target"] == "u"
