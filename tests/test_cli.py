@@ -1,0 +1,44 @@
+"""The `erase` command on a persisted index."""
+
+from __future__ import annotations
+
+import json
+
+from erase_core import ExampleIndex
+from erase_core.cli import main
+from conftest import clustered
+
+
+def make_store(path):
+    index = ExampleIndex(k=3, seed=1, path=path)
+    index.add(clustered(30, d=6, seed=4), [{"input": f"q{i}"} for i in range(30)], ids=[f"c{i}" for i in range(30)])
+    selected = [s.id for s in index.select()]
+    index.close()
+    return selected
+
+
+def test_info_select_forget_verify(tmp_path, capsys):
+    path = tmp_path / "pool.sqlite"
+    selected = make_store(path)
+    assert main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["examples"] == 30 and info["selected"] == selected
+    assert main(["select", str(path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["id"] for line in lines] == selected
+    assert main(["forget", str(path), selected[0]]) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["ids"] == [selected[0]] and receipt["selected_changed"]
+    assert main(["verify", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("OK: 29 examples")
+    assert selected[0] not in ExampleIndex.open(path)
+
+
+def test_errors_exit_2_and_change_nothing(tmp_path, capsys):
+    path = tmp_path / "pool.sqlite"
+    make_store(path)
+    digest = ExampleIndex.open(path).digest()
+    assert main(["forget", str(path), "c1", "nobody"]) == 2
+    assert "unknown id 'nobody'" in capsys.readouterr().err
+    assert ExampleIndex.open(path).digest() == digest
+    assert main(["info", str(tmp_path / "absent.sqlite")]) == 2
