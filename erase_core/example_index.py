@@ -116,6 +116,7 @@ class ExampleIndex:
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._model: QuantizedKMeans | None = None
+        self._digest: str | None = None  # cached until the next mutation
         self._store = None
         if path is not None:
             from .store import SQLiteExampleStore
@@ -180,6 +181,7 @@ class ExampleIndex:
             self._example_hashes[i] = h
             self._pool_hash.add(np.array([h], dtype=np.uint64))
         self._ids.extend(ids)
+        self._digest = None
         self._update_model_after_add(unit, ids)
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str]):
@@ -236,6 +238,7 @@ class ExampleIndex:
                 else:
                     self._model = None
             self._drop_rows(ids)
+            self._digest = None
             selected_after = self._erase_ids() if self._model is not None else None
             return ForgetReceipt(
                 ids=tuple(ids), n_remaining=len(self._ids), selected_changed=selected_before != selected_after,
@@ -346,12 +349,15 @@ class ExampleIndex:
     def digest(self) -> str:
         """SHA-256 of the parameters, the multiset of (id, payload, vector) and the clustering."""
         with self._lock:
+            if self._digest is not None:
+                return self._digest
             h = hashlib.sha256()
             params = {key: v for key, v in self.config().items() if key not in ("format_version", "dim")}
             h.update(json.dumps(params, sort_keys=True).encode())
             h.update(f"{len(self._ids)}:{self._pool_hash.hexdigest()}".encode())
             h.update((self._model.digest() if self._model is not None else "no-model").encode())
-            return h.hexdigest()
+            self._digest = h.hexdigest()
+            return self._digest
 
     def fingerprint(self) -> str:
         """Hash of the ordered ``erase`` selection: changes exactly when the selected set does."""

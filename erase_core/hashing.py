@@ -8,6 +8,7 @@ is an order-independent multiset hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Iterable
 
@@ -92,6 +93,12 @@ class MultisetHash:
         return f"{self.lane_a:016x}{self.lane_b:016x}"
 
 
+@functools.lru_cache(maxsize=64)
+def _row_weights(width: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return splitmix64(np.arange(1, width + 1, dtype=np.uint64) * np.uint64(0x2545F4914F6CDD1D))
+
+
 def row_hashes(matrix: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row of an integer-valued matrix (vectorised, exact).
 
@@ -100,7 +107,7 @@ def row_hashes(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix)
     if m.ndim == 1:
         m = m[:, None]
-    weights = splitmix64(np.arange(1, m.shape[1] + 1, dtype=np.uint64) * np.uint64(0x2545F4914F6CDD1D))
+    weights = _row_weights(m.shape[1])
     with np.errstate(over="ignore"):
         linear = m.astype(np.int64).view(np.uint64) @ weights
     return splitmix64(linear ^ np.uint64(m.shape[1]))

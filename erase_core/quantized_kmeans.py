@@ -154,10 +154,8 @@ class QuantizedKMeans:
             self._refit()
             return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
         labels = np.zeros((len(ids), self._labels.shape[1]), dtype=self._labels.dtype)
-        for t in range(self._n_rec):
-            labels[:, t] = self._assign(coords, self._centroids[t])
-        if not self._converged:
-            labels[:, self._n_rec] = self._assign(coords, self._centroids[self._n_rec])
+        ncols = self._ncols()
+        labels[:, :ncols] = self._assign_all_iterations(coords, ncols)
         changed_at = self._apply_delta(coords, labels, sign=+1)
         start = self._n
         self._append_rows(coords, ids, hashes)
@@ -204,9 +202,9 @@ class QuantizedKMeans:
             "ids": [self._ids[s] for s in order],
             "coords": self._coords[order].copy(),
             "labels": self._labels[order].copy(),
-            "centroids": [c.copy() for c in self._centroids],
-            "sums": [s.copy() for s in self._sums],
-            "counts": [c.copy() for c in self._counts],
+            "centroids": self._C[: self._n_rec + 1].copy(),
+            "sums": self._S[: self._n_rec].copy(),
+            "counts": self._N[: self._n_rec].copy(),
             "seeds": list(self._seeding.ids),
             "seed_keys": [(k.klass, k.value, k.id) for k in self._seeding.keys],
             "representatives": self._rep_ids(),
@@ -360,43 +358,40 @@ class QuantizedKMeans:
         """Full fit on the stored points: seeding, then Lloyd from iteration 0."""
         ids = self._ids[: self._n]
         self._seeding, rows = seed_plusplus(self._coords[: self._n], ids, self._hashes[: self._n], self.n_clusters, self.seed)
-        self._centroids = [self._coords[rows].copy()]
-        self._sums: list[np.ndarray] = []
-        self._counts: list[np.ndarray] = []
+        k, m, T = self.n_clusters, self._coords.shape[1], self.n_iter
+        self._C = np.zeros((T + 1, k, m), dtype=np.float64)  # quantized centroids per iteration
+        self._S = np.zeros((T, k, m), dtype=np.int64)  # per-iteration integer sums
+        self._N = np.zeros((T, k), dtype=np.int64)  # per-iteration counts
+        self._C[0] = self._coords[rows]
         self._lloyd_from(0)
 
     def _lloyd_from(self, t0: int) -> None:
         """Run iterations t0.. given valid centroids up to t0 and records before t0."""
         for t in range(t0, self.n_iter):
-            labels = self._assign(self._coords[: self._n], self._centroids[t])
+            labels = self._assign(self._coords[: self._n], self._C[t])
             self._labels[: self._n, t] = labels
-            sums, counts = self._statistics(labels)
-            self._sums.append(sums)
-            self._counts.append(counts)
+            self._S[t], self._N[t] = self._statistics(labels)
             if self._close_iteration(t):
                 self._finish()
                 return
-        self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._centroids[self.n_iter])
+        self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._C[self.n_iter])
         self._finish()
 
     def _close_iteration(self, t: int) -> bool:
         """Compute C_{t+1} from the statistics of iteration t; True when it repeats C_t."""
-        del self._centroids[t + 1 :]
-        self._centroids.append(self._quantize(self._sums[t], self._counts[t], self._centroids[t]))
-        self._converged = bool(np.array_equal(self._centroids[t + 1], self._centroids[t]))
+        self._C[t + 1] = self._quantize(self._S[t], self._N[t], self._C[t])
+        self._converged = bool(np.array_equal(self._C[t + 1], self._C[t]))
         self._n_rec = t + 1
         return self._converged
 
     def _resume_after(self, t: int) -> None:
         """Statistics of iteration t are current but C_{t+1} may have changed: recompute from there."""
-        del self._sums[t + 1 :]
-        del self._counts[t + 1 :]
         if self._close_iteration(t):
             self._finish()
         elif t + 1 < self.n_iter:
             self._lloyd_from(t + 1)
         else:
-            self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._centroids[self.n_iter])
+            self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._C[self.n_iter])
             self._finish()
 
     def _finish(self) -> None:
@@ -406,8 +401,7 @@ class QuantizedKMeans:
         self._points_hash = MultisetHash()
         self._points_hash.add(self._element_hashes(np.arange(self._n)))
         centroid_hash = hashlib.sha256()
-        for c in self._centroids:
-            centroid_hash.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
+        centroid_hash.update(self._C[: self._n_rec + 1].tobytes())
         self._centroid_digest = centroid_hash.hexdigest()
         self._choose_all_representatives()
 
@@ -415,24 +409,47 @@ class QuantizedKMeans:
         return self._final_col + 1
 
     def _final_centroids(self) -> np.ndarray:
-        return self._centroids[self._n_rec - 1] if self._converged else self._centroids[self.n_iter]
+        # Converged: C[n_rec] repeats C[n_rec - 1]; otherwise n_rec == n_iter.
+        return self._C[self._n_rec]
+
+    def _assign_all_iterations(self, coords: np.ndarray, ncols: int) -> np.ndarray:
+        """Labels of a few new points against the centroids of every recorded iteration at once."""
+        C = self._C[:ncols]  # (R, k, m)
+        flat = C.reshape(-1, C.shape[2])
+        d2 = (np.einsum("ij,ij->i", flat, flat)[None, :] - 2.0 * (coords @ flat.T)).reshape(len(coords), ncols, -1)
+        return np.argmin(d2, axis=2)
 
     def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> int | None:
-        """Add (sign=+1) or subtract (-1) points from each iteration's statistics, in order.
+        """Add (sign=+1) or subtract (-1) points from every iteration's statistics.
 
-        Returns the first iteration whose next quantized centroids change (the statistics up
-        to and including it are updated), or None when no centroid changes.
+        All iterations are checked at once: for each touched (iteration t, cluster j) the
+        centroid C_{t+1}[j] is re-quantized from the updated statistics. Returns the first
+        iteration whose next centroids change, with statistics applied up to and including it
+        (later ones are recomputed by the caller), or None when nothing changes (all applied).
         """
+        T = self._n_rec
         ints = coords.astype(np.int64)
-        for t in range(self._n_rec):
-            lab = labels[:, t].astype(np.int64)
-            touched = np.unique(lab)
-            np.add.at(self._sums[t], lab, sign * ints)
-            np.add.at(self._counts[t], lab, sign)
-            new = self._quantize(self._sums[t][touched], self._counts[t][touched], self._centroids[t][touched], touched)
-            if not np.array_equal(new, self._centroids[t + 1][touched]):
-                return t
-        return None
+        if len(ints) == 1:
+            tt = np.arange(T)
+            jj = labels[0, :T].astype(np.int64)
+            dS = sign * ints  # broadcasts over the T pairs
+            dN = sign
+        else:
+            key = (np.arange(T)[None, :] * self.n_clusters + labels[:, :T].astype(np.int64)).reshape(-1)
+            pairs, inverse = np.unique(key, return_inverse=True)
+            dS = np.zeros((len(pairs), ints.shape[1]), dtype=np.int64)
+            np.add.at(dS, inverse, sign * np.repeat(ints, T, axis=0))
+            dN = sign * np.bincount(inverse, minlength=len(pairs))
+            tt, jj = pairs // self.n_clusters, pairs % self.n_clusters
+        new_S = self._S[tt, jj] + dS
+        new_N = self._N[tt, jj] + dN
+        new_C = self._quantize(new_S, new_N, self._C[tt, jj], jj)
+        changed = (new_C != self._C[tt + 1, jj]).any(axis=1)
+        first = int(tt[changed].min()) if changed.any() else None
+        keep = slice(None) if first is None else tt <= first
+        self._S[tt[keep], jj[keep]] = new_S[keep]
+        self._N[tt[keep], jj[keep]] = new_N[keep]
+        return first
 
     # ------------------------------------------------------------------ digest & representatives
     def _element_hashes(self, slots: np.ndarray) -> np.ndarray:
