@@ -309,9 +309,11 @@ class QuantizedKMeans:
         for s in sorted((int(x) for x in slots), reverse=True):
             last = self._n - 1
             del self._slot_of[self._ids[s]]
-            if s != last:
-                for arr in (self._coords, self._labels, self._hashes, self._row_hash):
+            for arr in (self._coords, self._labels, self._hashes, self._row_hash):
+                if s != last:
                     arr[s] = arr[last]
+                arr[last] = 0  # no copy of a forgotten point lingers in spare capacity
+            if s != last:
                 self._ids[s] = self._ids[last]
                 self._slot_of[self._ids[s]] = s
             self._ids.pop()

@@ -200,3 +200,14 @@ def test_quantization_costs_little_objective():
         centres = np.stack([points[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(6)])
     reference = ((points - centres[labels]) ** 2).sum()
     assert model.inertia() <= 1.05 * reference
+
+
+def test_removed_points_leave_no_copy_in_memory():
+    X = clustered(80, seed=13)
+    model = QuantizedKMeans(**PARAMS).fit(X)
+    victims = [str(i) for i in range(0, 80, 7)]
+    coords = model.coordinates(victims)
+    model.remove(victims)
+    for row in coords * model._space.unit:
+        assert not (model._coords == row).all(axis=1).any()
+    assert not set(victims) & set(model._slot_of) and not set(victims) & set(model._ids)
