@@ -40,3 +40,11 @@ def assert_same_state(a, b) -> None:
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The default local LLM (SmolLM2-135M GGUF), loaded once per test session."""
+    from erase_core.llm import LocalCausalLM
+
+    return LocalCausalLM()

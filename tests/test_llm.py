@@ -8,12 +8,12 @@ import pytest
 
 from erase_core import ERASEError
 from erase_core.embeddings import MissingExtraError
-from erase_core.llm import LocalCausalLM, default_smollm2_path
+from erase_core.llm import default_smollm2_path
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return LocalCausalLM()
+def lm(smollm2):
+    return smollm2
 
 
 def test_default_model_is_the_packaged_gguf():
