@@ -296,6 +296,10 @@ class ExampleIndex:
 
     def _erase_ids(self) -> list[str]:
         model = self._model
+        if model is None:
+            raise ERASEError(
+                f"strategy 'erase' needs at least k={self.k} examples to cluster; the pool has {len(self._ids)}"
+            )
         reps = model.representative_ids_
         if all(r is not None for r in reps):
             return list(reps)
@@ -365,6 +369,32 @@ class ExampleIndex:
             chosen = self._erase_ids() if self._model is not None else sorted(self._ids)
             body = json.dumps([[i, self._example_hashes[i]] for i in chosen]).encode()
             return hashlib.sha256(body).hexdigest()[:32]
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file this index writes through to (None when in memory)."""
+        return None if self._store is None else self._store.path
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a byte-exact copy of this index to a new SQLite file (one transaction).
+
+        ``ExampleIndex.open(path)`` then gives the identical digest. The copy is independent:
+        later forgets on this index do not reach it, so prefer ``path=`` for stores that must
+        follow deletions.
+        """
+        from .store import SQLiteExampleStore
+
+        with self._lock:
+            if Path(path).exists():
+                raise ERASEError(f"{path} already exists: save() writes a new file")
+            order = sorted(self._ids)
+            with SQLiteExampleStore(path) as store:
+                store.write_config(self.config())
+                if order:
+                    store.add(
+                        order, [_payload_json(self._payloads[i]) for i in order],
+                        np.stack([self._vectors[self._slot_of[i]] for i in order]),
+                    )
 
     def rebuilt(self) -> "ExampleIndex":
         """A fresh in-memory index built from scratch on the current examples, same parameters."""

@@ -93,10 +93,26 @@ class LocalCausalLM:
         stop = [s for s in (stop or []) if s]
         with self._lock, self._torch.inference_mode():
             inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
-            extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
+            start = inputs["input_ids"].shape[1]
+            extra = {"stopping_criteria": [_StopOnText(self.tokenizer, start, stop)]} if stop else {}
             out = self.model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id, **extra
             )
         text = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         cut = min((text.find(s) for s in stop if s in text), default=-1)
         return text[:cut] if cut >= 0 else text
+
+
+class _StopOnText:
+    """Stop generating once the decoded continuation contains a stop string.
+
+    (transformers' ``stop_strings`` builds a token-level automaton on every call, which costs
+    seconds on CPU; decoding a short continuation per step is cheaper.)"""
+
+    def __init__(self, tokenizer, start: int, stop: Sequence[str]):
+        self.tokenizer, self.start, self.stop = tokenizer, start, list(stop)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        text = self.tokenizer.decode(input_ids[0, self.start :], skip_special_tokens=True)
+        done = any(s in text for s in self.stop)
+        return input_ids.new_full((input_ids.shape[0],), done, dtype=bool) if hasattr(input_ids, "new_full") else done

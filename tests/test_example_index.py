@@ -234,3 +234,25 @@ def test_concurrent_select_never_sees_forgotten_examples(pool):
             t.join()
     assert not errors, errors[:3]
     assert index.verify()
+
+
+def test_erase_select_below_k_is_a_clear_error():
+    index = ExampleIndex(k=5)
+    index.add(clustered(3, d=4), [1, 2, 3])
+    with pytest.raises(ERASEError, match="larger than the pool"):
+        index.select(k=4)
+    with pytest.raises(ERASEError, match="needs at least k=5"):
+        index.select(k=2)
+    with pytest.raises(ERASEError, match="needs at least k=5"):
+        index._erase_ids()
+
+
+def test_save_writes_an_identical_independent_copy(tmp_path, pool):
+    X, ids = pool
+    index = build(X, ids)
+    index.forget(ids[:5])
+    index.save(tmp_path / "copy.sqlite")
+    copy = ExampleIndex.open(tmp_path / "copy.sqlite")
+    assert copy.digest() == index.digest() and copy.path == tmp_path / "copy.sqlite" and index.path is None
+    with pytest.raises(ERASEError, match="already exists"):
+        index.save(tmp_path / "copy.sqlite")

@@ -1,0 +1,564 @@
+"""ERASERetriever: a LlamaIndex retriever over an exactly unlearnable example pool.
+
+The pool is an :class:`erase_core.ExampleIndex`; each node is one example whose id is the node
+id, whose payload is the node (text, metadata, templates; see :mod:`erase_llamaindex._nodes`)
+and whose vector is the node's embedding. ``forget`` removes a node from the index, and, when
+the retriever is bound to a persist directory, from its SQLite file (secure delete + VACUUM).
+The retriever keeps no other copy: nodes are rebuilt from the index on every retrieval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.callbacks.base import CallbackManager
+from llama_index.core.schema import BaseNode, Document, IndexNode, NodeWithScore, QueryBundle, TransformComponent
+
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt
+from erase_core.store import SQLiteExampleStore
+
+from ._nodes import embed_text, node_to_payload, payload_to_node, source_id
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ERASERetriever", "PERSIST_STORE_FILENAME", "PERSIST_SETTINGS_FILENAME"]
+
+#: The ExampleIndex's SQLite file inside a persist directory.
+PERSIST_STORE_FILENAME = "erase_index.sqlite"
+#: The retriever's settings (JSON) inside a persist directory.
+PERSIST_SETTINGS_FILENAME = "erase_retriever.json"
+_SETTINGS_FORMAT = "erase-llamaindex-retriever"
+_SETTINGS_VERSION = 1
+_PARTIAL = ".partial"
+_SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+try:  # the exact JSON text ExampleIndex.add would store (its digest hashes that text)
+    from erase_core.example_index import _payload_json
+except ImportError:  # pragma: no cover - kept in step with erase_core by the digest check in persist()
+    def _payload_json(payload: Any) -> str:
+        return json.dumps(payload, sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def _resolve_embed_model(embed_model: Any) -> BaseEmbedding:
+    """``None``: ``Settings.embed_model`` when one was set explicitly, else :class:`HFEmbedding`
+    (all-MiniLM-L6-v2, offline). An :class:`erase_core.embeddings.HFEmbedder` is wrapped."""
+    if isinstance(embed_model, BaseEmbedding):
+        return embed_model
+    from .embeddings import HFEmbedding
+
+    if embed_model is None:
+        from llama_index.core.settings import Settings
+
+        explicit = getattr(Settings, "_embed_model", None)  # set only by `Settings.embed_model = ...`
+        return explicit if isinstance(explicit, BaseEmbedding) else HFEmbedding()
+    from erase_core.embeddings import HFEmbedder
+
+    if isinstance(embed_model, HFEmbedder):
+        return HFEmbedding(embedder=embed_model)
+    raise ERASEError(
+        f"embed_model must be a LlamaIndex BaseEmbedding (or an erase_core HFEmbedder); got {type(embed_model).__name__}"
+    )
+
+
+def _warn_about_caches(embed_model: BaseEmbedding) -> None:
+    if getattr(embed_model, "embeddings_cache", None) is not None:
+        warnings.warn(
+            "the embedding model has an embeddings_cache: it keeps the text and embedding of every node "
+            "it embeds, and ERASERetriever.forget cannot reach it. Use an embedding model without a cache "
+            "when nodes must be forgettable.",
+            stacklevel=3,
+        )
+
+
+def _check_top_k(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ERASEError(f"similarity_top_k must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _node_id_of(item: Any) -> str:
+    if isinstance(item, NodeWithScore):
+        return item.node.node_id
+    if isinstance(item, BaseNode):
+        return item.node_id
+    if isinstance(item, str):
+        return item
+    raise ERASEError(f"node ids must be strings (or nodes); got {type(item).__name__} {item!r}")
+
+
+def _unlink_store_files(path: Path) -> None:
+    for p in [path] + [path.with_name(path.name + s) for s in _SQLITE_SIDE_FILES]:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + _PARTIAL)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ERASERetriever(BaseRetriever):
+    """Retriever over an exactly unlearnable node pool (ERASE: quantized k-means selection).
+
+    ``strategy="erase"`` returns one fixed set of ``similarity_top_k`` nodes for every query
+    (the node nearest each quantized k-means centroid, in cluster order): a constant few-shot
+    prefix whose members change only when a forget or insert moves a centroid.
+    ``strategy="similarity"`` returns the exact top-k nodes by cosine similarity to the query.
+
+    Build one with :meth:`from_defaults` or :meth:`from_persist_dir`. Mutate it through
+    :meth:`insert_nodes` / :meth:`forget` (not through ``.index`` directly) so that selection
+    sees each change atomically.
+
+    Parameters
+    ----------
+    index : the :class:`~erase_core.ExampleIndex` holding the nodes (its ``k`` is the number of
+        clusters of the ``erase`` strategy).
+    embed_model : any LlamaIndex ``BaseEmbedding``; must be the one the nodes were embedded with.
+    similarity_top_k : nodes per retrieval (default ``index.k``; at most ``index.k`` for ``erase``).
+    query_scores : ``erase`` only. True (default): embed the query and score each node by cosine
+        similarity to it (comparable with other retrievers' scores). False: do not embed the
+        query; score by similarity to the node's cluster centroid.
+    """
+
+    def __init__(
+        self,
+        index: ExampleIndex,
+        embed_model: BaseEmbedding | None = None,
+        *,
+        similarity_top_k: int | None = None,
+        query_scores: bool = True,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict | None = None,
+        verbose: bool = False,
+        _persist_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if not isinstance(index, ExampleIndex):
+            raise ERASEError(f"index must be an erase_core.ExampleIndex, got {type(index).__name__}")
+        self._index = index
+        self._embed_model = _resolve_embed_model(embed_model)
+        _warn_about_caches(self._embed_model)
+        self._lock = threading.RLock()
+        self._similarity_top_k = index.k
+        self.similarity_top_k = index.k if similarity_top_k is None else similarity_top_k
+        self.query_scores = bool(query_scores)
+        self._persist_dir = None if _persist_dir is None else Path(_persist_dir).resolve()
+        super().__init__(callback_manager=callback_manager, object_map=object_map, objects=objects, verbose=verbose)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_defaults(
+        cls,
+        nodes: Sequence[BaseNode] | None = None,
+        documents: Sequence[Document] | None = None,
+        embed_model: BaseEmbedding | None = None,
+        similarity_top_k: int = 4,
+        strategy: str = "erase",
+        *,
+        epsilon: float | None = None,
+        n_iter: int = 10,
+        seed: int = 0,
+        projection_dim: int | None = None,
+        transformations: list[TransformComponent] | None = None,
+        query_scores: bool = True,
+        persist_dir: str | os.PathLike | None = None,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict | None = None,
+        show_progress: bool = False,
+        verbose: bool = False,
+    ) -> "ERASERetriever":
+        """Embed ``nodes`` (and the nodes ``transformations`` make of ``documents``) into a new pool.
+
+        ``similarity_top_k`` is also the ``erase`` strategy's number of clusters. Both ``nodes``
+        and ``documents`` may be omitted: the pool starts empty and retrieval returns ``[]``
+        until nodes are inserted. ``transformations`` default to ``Settings.transformations``
+        (a SentenceSplitter), as in ``VectorStoreIndex.from_documents``. Nodes that already
+        carry an ``embedding`` are not re-embedded. With ``persist_dir`` the retriever is
+        persisted there at once and stays bound to it (see :meth:`persist`).
+        """
+        index = ExampleIndex(
+            _check_top_k(similarity_top_k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
+            projection_dim=projection_dim,
+        )
+        retriever = cls(
+            index, embed_model, similarity_top_k=similarity_top_k, query_scores=query_scores,
+            callback_manager=callback_manager, objects=objects, object_map=object_map, verbose=verbose,
+        )
+        all_nodes = list(nodes or [])
+        if documents:
+            all_nodes.extend(retriever._split(documents, transformations, show_progress))
+        if all_nodes:
+            retriever.insert_nodes(all_nodes, show_progress=show_progress)
+        if persist_dir is not None:
+            retriever.persist(persist_dir)
+        return retriever
+
+    @classmethod
+    def from_persist_dir(
+        cls,
+        persist_dir: str | os.PathLike,
+        embed_model: BaseEmbedding | None = None,
+        *,
+        similarity_top_k: int | None = None,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict | None = None,
+        verbose: bool | None = None,
+    ) -> "ERASERetriever":
+        """Open a persisted retriever. It is *bound* to ``persist_dir``: inserts and forgets are
+        written there (a forget erases the node from the directory's files at once).
+
+        The embedding model is not persisted: pass the one the nodes were embedded with (a
+        different class or model name than the recorded one gives a warning).
+        """
+        d = Path(persist_dir)
+        settings_path, store_path = d / PERSIST_SETTINGS_FILENAME, d / PERSIST_STORE_FILENAME
+        if not settings_path.is_file() or not store_path.is_file():
+            raise ERASEError(
+                f"{d} is not an ERASE retriever directory (needs {PERSIST_SETTINGS_FILENAME} and {PERSIST_STORE_FILENAME})"
+            )
+        try:
+            settings = json.loads(settings_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ERASEError(f"{settings_path} is not valid JSON: {exc}") from None
+        if not isinstance(settings, dict) or settings.get("format") != _SETTINGS_FORMAT:
+            raise ERASEError(f"{settings_path} is not an ERASE retriever settings file")
+        if settings.get("version") != _SETTINGS_VERSION:
+            raise ERASEError(f"{settings_path} has version {settings.get('version')!r}; this code reads {_SETTINGS_VERSION}")
+        _remove_partials(d)
+        index = ExampleIndex.open(store_path)
+        try:
+            retriever = cls(
+                index, embed_model,
+                similarity_top_k=settings["similarity_top_k"] if similarity_top_k is None else similarity_top_k,
+                query_scores=settings.get("query_scores", True), callback_manager=callback_manager,
+                objects=objects, object_map=object_map,
+                verbose=bool(settings.get("verbose", False)) if verbose is None else verbose,
+                _persist_dir=d,
+            )
+        except BaseException:
+            index.close()
+            raise
+        recorded = settings.get("embed_model") or {}
+        current = retriever._embed_model_info()
+        for key in ("class_name", "model_name"):
+            if recorded.get(key) and recorded[key] != current[key]:
+                warnings.warn(
+                    f"{d} was built with embedding model {recorded.get('class_name')}/{recorded.get('model_name')}; "
+                    f"it is opened with {current['class_name']}/{current['model_name']}: similarity scores will be "
+                    "meaningless unless they embed identically",
+                    stacklevel=2,
+                )
+                break
+        return retriever
+
+    def _split(self, documents: Sequence[Document], transformations, show_progress: bool) -> list[BaseNode]:
+        from llama_index.core.ingestion import run_transformations
+        from llama_index.core.settings import Settings
+
+        if transformations is None:
+            transformations = Settings.transformations
+        return list(run_transformations(list(documents), transformations, show_progress=show_progress))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def index(self) -> ExampleIndex:
+        """The underlying :class:`~erase_core.ExampleIndex` (read it; mutate through the retriever)."""
+        return self._index
+
+    @property
+    def embed_model(self) -> BaseEmbedding:
+        return self._embed_model
+
+    @property
+    def strategy(self) -> str:
+        return self._index.strategy
+
+    @property
+    def similarity_top_k(self) -> int:
+        return self._similarity_top_k
+
+    @similarity_top_k.setter
+    def similarity_top_k(self, value: int) -> None:
+        value = _check_top_k(value)
+        if self._index.strategy == "erase" and value > self._index.k:
+            raise ERASEError(
+                f"strategy 'erase' selects at most the index's k={self._index.k} nodes (its number of "
+                f"clusters); got similarity_top_k={value}. Build a retriever with similarity_top_k={value}."
+            )
+        self._similarity_top_k = value
+
+    @property
+    def persist_dir(self) -> Path | None:
+        """The directory this retriever is bound to (None while it lives in memory only)."""
+        return self._persist_dir
+
+    @property
+    def node_ids(self) -> list[str]:
+        """Ids of the nodes in the pool, sorted."""
+        return self._index.ids
+
+    def get_node(self, node_id: str) -> BaseNode:
+        """A fresh copy of a stored node (without embedding). Unknown ids raise UnknownIdError."""
+        return payload_to_node(self._index.get(node_id))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
+
+    def fingerprint(self) -> str:
+        """Changes exactly when the ``erase`` selection does (see ExampleIndex.fingerprint)."""
+        return self._index.fingerprint()
+
+    def digest(self) -> str:
+        return self._index.digest()
+
+    def verify(self) -> bool:
+        """Rebuild the pool from scratch and compare digests (True: exact)."""
+        return self._index.verify()
+
+    # ------------------------------------------------------------------ retrieval
+    def _query_vector(self, query_bundle: QueryBundle) -> list[float] | None:
+        if len(self._index) == 0:
+            return None
+        if self._index.strategy == "erase" and not self.query_scores:
+            return None
+        if query_bundle.embedding is not None:
+            return query_bundle.embedding
+        strs = [s for s in query_bundle.embedding_strs if isinstance(s, str)]
+        if self._index.strategy == "erase" and not any(s.strip() for s in strs):
+            return None  # the erase set does not depend on the query; nothing to score against
+        return self._embed_model.get_agg_embedding_from_queries(strs or [query_bundle.query_str])
+
+    def _select(self, query_vector) -> list[NodeWithScore]:
+        with self._lock:
+            index = self._index
+            n = len(index)
+            if n == 0:
+                return []
+            top_k = min(self._similarity_top_k, n)
+            if index.strategy == "similarity":
+                if query_vector is None:
+                    raise ERASEError("strategy 'similarity' needs a query")
+                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k)]
+            elif index.model is None:
+                # Fewer nodes than clusters: every node is its own cluster, so the fixed set is the
+                # whole pool (in id order, like ExampleIndex.fingerprint); centroid similarity is 1.
+                ids = index.ids[:top_k]
+                if query_vector is None:
+                    scores = [1.0] * len(ids)
+                else:
+                    q = np.asarray(query_vector, dtype=np.float64).reshape(-1)
+                    norm = np.linalg.norm(q)
+                    if q.shape[0] != index.dim:
+                        raise ERASEError(f"query embedding has dimension {q.shape[0]}, expected {index.dim}")
+                    if not np.isfinite(norm) or norm == 0:
+                        raise ERASEError("query embedding is all zeros or not finite")
+                    q = q / norm
+                    scores = [float(index.vector(i).astype(np.float64) @ q) for i in ids]
+                chosen = [(i, index.get(i), s) for i, s in zip(ids, scores)]
+            else:
+                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k)]
+            return [NodeWithScore(node=payload_to_node(p), score=float(s)) for _, p, s in chosen]
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._select(self._query_vector(query_bundle))
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        # Embedding the query and selecting are CPU (or blocking I/O) work: run both in a worker
+        # thread so that the event loop stays free. Works with every BaseEmbedding (the sync API
+        # is the one every embedding implements; many "async" ones just call it).
+        return await asyncio.to_thread(self._retrieve, query_bundle)
+
+    # ------------------------------------------------------------------ mutations
+    def insert_nodes(self, nodes: Sequence[BaseNode], *, show_progress: bool = False) -> list[str]:
+        """Embed and add nodes (ids: their node ids, which must be new). Atomic: on any error
+        nothing is added. Nodes that carry an ``embedding`` are not re-embedded."""
+        nodes = list(nodes)
+        if not nodes:
+            return []
+        payloads = [node_to_payload(n) for n in nodes]
+        ids = [n.node_id for n in nodes]
+        vectors: list[list[float] | None] = [n.embedding for n in nodes]
+        todo = [i for i, v in enumerate(vectors) if v is None]
+        if todo:
+            embedded = self._embed_model.get_text_embedding_batch(
+                [embed_text(nodes[i]) for i in todo], show_progress=show_progress
+            )
+            for i, v in zip(todo, embedded):
+                vectors[i] = v
+        dims = {len(v) for v in vectors}
+        if len(dims) != 1:
+            raise ERASEError(f"node embeddings have different lengths {sorted(dims)}")
+        with self._lock:
+            return self._index.add(np.asarray(vectors, dtype=np.float64), payloads, ids=ids)
+
+    def insert_documents(
+        self, documents: Sequence[Document], *, transformations: list[TransformComponent] | None = None,
+        show_progress: bool = False,
+    ) -> list[str]:
+        """Split documents into nodes (``transformations``, default ``Settings.transformations``) and insert them."""
+        return self.insert_nodes(self._split(documents, transformations, show_progress), show_progress=show_progress)
+
+    async def ainsert_nodes(self, nodes: Sequence[BaseNode], *, show_progress: bool = False) -> list[str]:
+        return await asyncio.to_thread(self.insert_nodes, nodes, show_progress=show_progress)
+
+    def forget(self, node_ids: str | BaseNode | Iterable[str | BaseNode | NodeWithScore], *, missing: str = "raise") -> ForgetReceipt:
+        """Exactly unlearn nodes: afterwards the retriever equals one built without them.
+
+        Their text, metadata and embedding leave the index, and, when the retriever is bound to
+        a persist directory, its files (SQLite secure delete + VACUUM) before this returns.
+        Accepts ids, nodes or NodeWithScore. Unknown ids raise and nothing is forgotten, unless
+        ``missing="ignore"``. Returns the index's :class:`~erase_core.ForgetReceipt`.
+        """
+        if isinstance(node_ids, (str, BaseNode, NodeWithScore)):
+            node_ids = [node_ids]
+        ids = [_node_id_of(x) for x in node_ids]
+        with self._lock:
+            return self._index.forget(ids, missing=missing)
+
+    async def aforget(self, node_ids, *, missing: str = "raise") -> ForgetReceipt:
+        """:meth:`forget` in a worker thread (the file scrub is blocking I/O)."""
+        return await asyncio.to_thread(self.forget, node_ids, missing=missing)
+
+    def forget_ref_doc(self, ref_doc_id: str, *, missing: str = "raise") -> ForgetReceipt:
+        """Forget every node whose SOURCE document is ``ref_doc_id`` (like ``delete_ref_doc``)."""
+        with self._lock:
+            ids = [i for i in self._index.ids if source_id(self._index.get(i)) == ref_doc_id]
+            if not ids and missing == "raise":
+                from erase_core import UnknownIdError
+
+                raise UnknownIdError(f"no node has ref doc id {ref_doc_id!r}: nothing was forgotten")
+            return self._index.forget(ids, missing=missing)
+
+    async def aforget_ref_doc(self, ref_doc_id: str, *, missing: str = "raise") -> ForgetReceipt:
+        return await asyncio.to_thread(self.forget_ref_doc, ref_doc_id, missing=missing)
+
+    # ------------------------------------------------------------------ persistence
+    def _embed_model_info(self) -> dict:
+        return {
+            "class_name": type(self._embed_model).class_name() if hasattr(self._embed_model, "class_name") else type(self._embed_model).__name__,
+            "model_name": getattr(self._embed_model, "model_name", None),
+        }
+
+    def _settings(self) -> dict:
+        return {
+            "format": _SETTINGS_FORMAT, "version": _SETTINGS_VERSION, "store": PERSIST_STORE_FILENAME,
+            "similarity_top_k": self._similarity_top_k, "query_scores": self.query_scores,
+            "verbose": bool(self._verbose), "embed_model": self._embed_model_info(),
+            "index": {k: v for k, v in self._index.config().items() if k != "format_version"},
+        }
+
+    def persist(self, persist_dir: str | os.PathLike) -> None:
+        """Write the retriever to ``persist_dir``: ``erase_index.sqlite`` (the ExampleIndex's
+        store: ids, node payloads, float32 embeddings) and ``erase_retriever.json`` (settings).
+        Nothing is pickled.
+
+        Binding: afterwards the retriever is *bound* to ``persist_dir``, i.e. it runs on that
+        store, so every later insert and forget is written there (a forget erases the node from
+        the files at once). A retriever holds one store, so that a forget reaches every copy
+        it wrote: persisting a bound retriever again to its own directory only refreshes the
+        settings file, and persisting it to another directory raises.
+        """
+        d = Path(persist_dir).resolve()
+        with self._lock:
+            if self._persist_dir is not None:
+                if d != self._persist_dir:
+                    raise ERASEError(
+                        f"this retriever is bound to {self._persist_dir}; it cannot also be persisted to {d} "
+                        "(a forget must reach every copy, and it reaches only the bound store)"
+                    )
+                _write_json_atomically(d / PERSIST_SETTINGS_FILENAME, self._settings())
+                return
+            d.mkdir(parents=True, exist_ok=True)
+            store_path, settings_path = d / PERSIST_STORE_FILENAME, d / PERSIST_SETTINGS_FILENAME
+            if store_path.exists() or settings_path.exists():
+                raise ERASEError(
+                    f"{d} already holds an ERASE retriever; open it with ERASERetriever.from_persist_dir "
+                    "or persist to another directory"
+                )
+            own_store = getattr(self._index, "_store", None)  # TODO: a public ExampleIndex.path
+            if own_store is not None:
+                raise ERASEError(
+                    f"the index already writes to its own store {own_store.path}; a second copy in {d} would "
+                    "not be reached by forget. Open that store instead, or start from an in-memory index"
+                )
+            _remove_partials(d)
+            partial = store_path.with_name(store_path.name + _PARTIAL)
+            old = self._index
+            try:
+                store = SQLiteExampleStore(partial)
+                try:
+                    store.write_config(old.config())
+                    ids = old.ids
+                    if ids:
+                        # Copy the stored (already normalised) float32 rows byte for byte; re-adding
+                        # them through ExampleIndex.add would normalise them a second time.
+                        store.add(ids, [_payload_json(old.get(i)) for i in ids], np.stack([old.vector(i) for i in ids]))
+                finally:
+                    store.close()
+                os.replace(partial, store_path)
+                new = ExampleIndex.open(store_path)
+            except BaseException:
+                _unlink_store_files(partial)
+                _unlink_store_files(store_path)
+                raise
+            if new.digest() != old.digest():  # pragma: no cover - guards the byte copy above
+                new.close()
+                _unlink_store_files(store_path)
+                raise ERASEError("persisted index does not reproduce the in-memory one (digest mismatch); nothing was written")
+            try:
+                _write_json_atomically(settings_path, self._settings())
+            except BaseException:
+                new.close()
+                _unlink_store_files(store_path)
+                raise
+            self._index = new
+            self._persist_dir = d
+            old.close()
+
+    def close(self) -> None:
+        """Close the bound store (if any). The retriever is unusable afterwards if it was bound."""
+        with self._lock:
+            self._index.close()
+
+    def __enter__(self) -> "ERASERetriever":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f", persist_dir={str(self._persist_dir)!r}" if self._persist_dir else ""
+        return (
+            f"ERASERetriever(strategy={self.strategy!r}, similarity_top_k={self._similarity_top_k}, "
+            f"n={len(self._index)}{where})"
+        )
+
+
+def _remove_partials(d: Path) -> None:
+    """Drop files a crashed persist left behind (they may hold node data)."""
+    _unlink_store_files(d / (PERSIST_STORE_FILENAME + _PARTIAL))
+    try:
+        (d / (PERSIST_SETTINGS_FILENAME + _PARTIAL)).unlink()
+    except FileNotFoundError:
+        pass
