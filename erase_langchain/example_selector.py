@@ -1,0 +1,427 @@
+"""``ERASEExampleSelector``: a drop-in for LangChain's ``SemanticSimilarityExampleSelector``
+whose examples can be exactly unlearned."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Literal, Sequence
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.example_selectors.base import BaseExampleSelector
+from langchain_core.runnables.config import run_in_executor
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
+
+from ._common import (
+    as_id_list,
+    build_or_open_index,
+    check_k,
+    check_matches,
+    check_new_ids,
+    select_available,
+    selection_fingerprint,
+    to_float_rows,
+)
+
+__all__ = ["ERASEExampleSelector", "sorted_values"]
+
+class _Default:
+    """``k``'s default in ``from_examples`` (4), distinguishable from an explicit 4."""
+
+    def __repr__(self) -> str:
+        return "4"
+
+
+_UNSET: Any = _Default()
+
+
+def sorted_values(values: dict[str, Any]) -> list[Any]:
+    """The values of ``values`` ordered by key (as ``langchain_core``'s selectors do)."""
+    return [values[key] for key in sorted(values)]
+
+
+class ERASEExampleSelector(BaseExampleSelector, BaseModel):
+    """Select few-shot examples with ERASE; ``forget`` removes an example exactly.
+
+    Built like ``SemanticSimilarityExampleSelector`` (see :meth:`from_examples`), it embeds
+    each example's text (its values ordered by key and joined by a space, limited to
+    ``input_keys``) and returns the examples as dicts (projected to ``example_keys``).
+
+    ``strategy="erase"`` (default) returns the same ``k`` examples for every input, one per
+    quantized k-means cluster, so the prompt prefix is fixed (see :attr:`fingerprint`) and the
+    input is not even embedded. ``strategy="similarity"`` returns the exact top ``k`` by
+    cosine similarity to the input's text, like the stock selector.
+
+    Direct construction, ``ERASEExampleSelector(embeddings=..., k=4, ...)``, starts empty
+    (or reopens ``persist_path`` when that file exists); ``index=`` wraps an existing
+    :class:`~erase_core.ExampleIndex`.
+    """
+
+    embeddings: Embeddings
+    """Any LangChain embedding model."""
+
+    k: int = 4
+    """Examples per prompt (for ``erase`` also the number of clusters of a new index)."""
+
+    strategy: Literal["erase", "similarity"] = "erase"
+    """``erase``: fixed set, one example per cluster. ``similarity``: exact top-k per input."""
+
+    input_keys: list[str] | None = None
+    """Keys whose values make an example's (and an input's) text; ``None``: all keys (except
+    ``id_key``). ``FewShotPromptTemplate`` passes every prompt variable, so set this when the
+    prompt has variables that are not example fields."""
+
+    example_keys: list[str] | None = None
+    """Keys each selected example is projected to (``None``: the whole example)."""
+
+    id_key: str | None = None
+    """Example field holding its id (used by :meth:`from_examples` and :meth:`add_example`)."""
+
+    persist_path: str | None = None
+    """SQLite file holding the examples and their embeddings (``None``: in memory)."""
+
+    epsilon: float | None = None
+    """Quantization grid step of the k-means centroids (``None``: the engine's default)."""
+
+    n_iter: int = 10
+    """Lloyd iterations of the quantized k-means."""
+
+    seed: int = 0
+    """Seed of the k-means++ races and grid phases (part of the index's identity)."""
+
+    projection_dim: int | None = None
+    """Optional random projection dimension for the clustering."""
+
+    index: ExampleIndex | None = None
+    """The engine (built from the fields above when not given)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @field_validator("persist_path", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _build_index(self) -> "ERASEExampleSelector":
+        check_k(self.k)
+        if self.index is None:
+            object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
+        check_matches(self, self.index)
+        return self
+
+    # ------------------------------------------------------------------ text
+    def _text_keys(self, values: dict[str, Any]) -> list[str]:
+        if self.input_keys:
+            return list(self.input_keys)
+        return [key for key in values if key != self.id_key]
+
+    def _example_to_text(self, example: dict[str, Any]) -> str:
+        """Values ordered by key, limited to ``input_keys``, joined by a space."""
+        keys = self._text_keys(example)
+        missing = [key for key in keys if key not in example]
+        if missing:
+            raise KeyError(f"input key(s) {missing} not in {sorted(example)}")
+        return " ".join(str(v) for v in sorted_values({key: example[key] for key in keys}))
+
+    def _project(self, selected: list[SelectedExample]) -> list[dict[str, Any]]:
+        if self.example_keys:
+            return [{key: s.payload[key] for key in self.example_keys} for s in selected]
+        return [dict(s.payload) for s in selected]
+
+    # ------------------------------------------------------------------ selection
+    def _needs_query(self) -> bool:
+        return self.index.strategy == "similarity"
+
+    def select(self, input_variables: dict[str, Any] | None = None) -> list[SelectedExample]:
+        """The selected examples with their ids and scores (unprojected payloads).
+
+        ``erase`` ignores ``input_variables`` (the set is fixed); ``similarity`` needs them.
+        """
+        query = None
+        if self._needs_query():
+            if input_variables is None:
+                raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
+            query = self.embeddings.embed_query(self._example_to_text(input_variables))
+        return select_available(self.index, query, self.k)
+
+    async def aselect(self, input_variables: dict[str, Any] | None = None) -> list[SelectedExample]:
+        """Async :meth:`select`: embeds with ``aembed_query``; the engine runs in an executor."""
+        query = None
+        if self._needs_query():
+            if input_variables is None:
+                raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
+            query = await self.embeddings.aembed_query(self._example_to_text(input_variables))
+        return await run_in_executor(None, select_available, self.index, query, self.k)
+
+    def select_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """The examples for a prompt (a list of dicts, projected to ``example_keys``)."""
+        return self._project(self.select(input_variables))
+
+    async def aselect_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """Async :meth:`select_examples` (does not block the event loop)."""
+        return self._project(await self.aselect(input_variables))
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the ordered selected set (``erase`` only): it changes exactly when the
+        examples a prompt gets change, so it can key a prompt or KV cache."""
+        if self._needs_query():
+            raise ERASEError("strategy 'similarity' selects per input: there is no fixed set to fingerprint")
+        return selection_fingerprint(select_available(self.index, None, self.k))
+
+    # ------------------------------------------------------------------ mutations
+    def _ids_for(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None) -> list[str] | None:
+        ids = check_new_ids(ids, len(examples))
+        if ids is None and self.id_key is not None:
+            missing = [n for n, ex in enumerate(examples) if self.id_key not in ex]
+            if missing:
+                raise ERASEError(f"example {missing[0]} has no id field {self.id_key!r}")
+            ids = [str(ex[self.id_key]) for ex in examples]
+        return ids
+
+    def _add_vectors(self, vectors, examples: list[dict[str, Any]], ids: list[str] | None) -> list[str]:
+        return self.index.add(to_float_rows(vectors, len(examples)), examples, ids=ids)
+
+    def add_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None) -> list[str]:
+        """Add examples (one embedding call); returns their ids (``ids``, else the ``id_key``
+        field, else generated). Atomic: on error nothing is added."""
+        examples = [dict(ex) for ex in examples]
+        if not examples:
+            return []
+        ids = self._ids_for(examples, ids)
+        vectors = self.embeddings.embed_documents([self._example_to_text(ex) for ex in examples])
+        return self._add_vectors(vectors, examples, ids)
+
+    async def aadd_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None) -> list[str]:
+        """Async :meth:`add_examples`."""
+        examples = [dict(ex) for ex in examples]
+        if not examples:
+            return []
+        ids = self._ids_for(examples, ids)
+        vectors = await self.embeddings.aembed_documents([self._example_to_text(ex) for ex in examples])
+        return await run_in_executor(None, self._add_vectors, vectors, examples, ids)
+
+    def add_example(self, example: dict[str, Any], id: str | None = None) -> str:  # noqa: A002
+        """Add one example; returns its id."""
+        return self.add_examples([example], None if id is None else [id])[0]
+
+    async def aadd_example(self, example: dict[str, Any], id: str | None = None) -> str:  # noqa: A002
+        """Async :meth:`add_example`."""
+        return (await self.aadd_examples([example], None if id is None else [id]))[0]
+
+    def forget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
+        """Exactly unlearn examples: afterwards the selector equals one built without them
+        (same :meth:`digest`), and with ``persist_path`` they are erased from disk."""
+        return self.index.forget(as_id_list(ids), missing=missing)
+
+    async def aforget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
+        """Async :meth:`forget` (runs in an executor)."""
+        return await run_in_executor(None, self.forget, as_id_list(ids), missing=missing)
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def ids(self) -> list[str]:
+        """Ids of all examples (sorted)."""
+        return self.index.ids
+
+    def get(self, example_id: str) -> dict[str, Any]:
+        """The example stored under ``example_id`` (a copy)."""
+        return dict(self.index.get(example_id))
+
+    def digest(self) -> str:
+        """The engine's digest: equal for two selectors exactly when their examples (ids,
+        payloads, embeddings), parameters and clustering are equal."""
+        return self.index.digest()
+
+    def verify(self) -> bool:
+        """Rebuild the index from scratch and compare digests (see ``ExampleIndex.verify``)."""
+        return self.index.verify()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __bool__(self) -> bool:  # an empty selector is still a selector (``if prompt.example_selector:``)
+        return True
+
+    def close(self) -> None:
+        """Close the SQLite store (if any)."""
+        self.index.close()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _resolve_positional(cls, vectorstore_cls: Any, k: Any, input_keys: Any) -> tuple[int, list[str] | None]:
+        """The third positional parameter is ``vectorstore_cls`` (as in the stock signature);
+        an int there is read as ``k`` (and a list after it as ``input_keys``)."""
+        if vectorstore_cls is not None and not isinstance(vectorstore_cls, type):
+            if isinstance(vectorstore_cls, int) and not isinstance(vectorstore_cls, bool):
+                if input_keys is not None or (k is not _UNSET and not (k is None or isinstance(k, (list, tuple)))):
+                    raise TypeError("from_examples() got k twice (positional int after embeddings and k=)")
+                input_keys = None if k is _UNSET or k is None else list(k)
+                k = vectorstore_cls
+            else:
+                raise TypeError(f"vectorstore_cls must be a VectorStore class (it is ignored), got {vectorstore_cls!r}")
+        return (4 if k is _UNSET else k), input_keys
+
+    @staticmethod
+    def _check_vectorstore_args(vectorstore_kwargs: dict | None, vectorstore_cls_kwargs: dict) -> None:
+        if vectorstore_kwargs:
+            raise ERASEError(
+                f"vectorstore_kwargs={vectorstore_kwargs!r} cannot be honoured: ERASE selects from its own "
+                "index (no vector-store search, so no filters)"
+            )
+        if vectorstore_cls_kwargs:
+            warnings.warn(
+                f"ERASEExampleSelector ignores vector-store construction arguments {sorted(vectorstore_cls_kwargs)}: "
+                "examples are kept in ERASE's own index (use persist_path= to keep them on disk)",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    @classmethod
+    def _prepare(cls, examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key, example_keys,
+                 vectorstore_kwargs, vectorstore_cls_kwargs, engine: dict) -> tuple[dict, list, list | None, list[str]]:
+        """Validate the arguments and compute the texts to embed, before anything is built."""
+        k, input_keys = cls._resolve_positional(vectorstore_cls, k, input_keys)
+        cls._check_vectorstore_args(vectorstore_kwargs, vectorstore_cls_kwargs)
+        if ids is not None and id_key is not None:
+            raise ERASEError("give ids= or id_key=, not both")
+        if engine["persist_path"] is not None:
+            cls._refuse_existing(engine["persist_path"])
+        args = dict(embeddings=embeddings, k=check_k(k), input_keys=input_keys, example_keys=example_keys, id_key=id_key,
+                    **engine)
+        probe = cls.model_construct(**args)  # the text and id rules need only these fields
+        examples = [dict(ex) for ex in examples]
+        ids = probe._ids_for(examples, ids)
+        return args, examples, ids, [probe._example_to_text(ex) for ex in examples]
+
+    @classmethod
+    def _finish(cls, args: dict, examples: list, ids: list[str] | None, vectors) -> "ERASEExampleSelector":
+        """Build the selector and add the embedded examples; on error remove what was created."""
+        path = args["persist_path"]
+        selector = cls(**args)
+        try:
+            if examples:
+                selector._add_vectors(vectors, examples, ids)
+        except Exception:
+            selector.close()
+            if path is not None:
+                for suffix in ("", "-journal"):
+                    try:
+                        os.remove(path + suffix)
+                    except FileNotFoundError:
+                        pass
+            raise
+        return selector
+
+    @classmethod
+    def from_examples(
+        cls,
+        examples: Sequence[dict[str, Any]],
+        embeddings: Embeddings,
+        vectorstore_cls: Any = None,
+        k: int = _UNSET,
+        input_keys: list[str] | None = None,
+        *,
+        example_keys: list[str] | None = None,
+        vectorstore_kwargs: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+        id_key: str | None = None,
+        strategy: Literal["erase", "similarity"] = "erase",
+        persist_path: str | os.PathLike | None = None,
+        epsilon: float | None = None,
+        n_iter: int = 10,
+        seed: int = 0,
+        projection_dim: int | None = None,
+        **vectorstore_cls_kwargs: Any,
+    ) -> "ERASEExampleSelector":
+        """Build a selector over ``examples`` (embedded in one ``embed_documents`` call).
+
+        Same surface as ``SemanticSimilarityExampleSelector.from_examples``:
+
+        * ``vectorstore_cls`` (third positional, optional) is accepted so existing calls keep
+          working, and ignored: the examples live only in ERASE's own index (in memory, or in
+          ``persist_path``), because a copy in another store could not be exactly unlearned.
+          An int in that position is read as ``k``, so ``from_examples(examples, emb, 2)``
+          works too. Extra vector-store constructor keywords are ignored with a warning;
+          non-empty ``vectorstore_kwargs`` (search filters) raise, since they cannot be honoured.
+        * ``k``, ``input_keys``, ``example_keys``: as in the stock selector.
+
+        ERASE additions: ``ids`` (one per example) or ``id_key`` (the field holding each
+        example's id) make the ids known for later ``forget``; ``strategy``; ``persist_path``
+        (a new SQLite store; reopen it with :meth:`open`); ``epsilon``, ``n_iter``, ``seed``,
+        ``projection_dim`` (quantized k-means parameters).
+        """
+        engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
+                      epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
+        args, examples, ids, texts = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key,
+                                                  example_keys, vectorstore_kwargs, vectorstore_cls_kwargs, engine)
+        vectors = embeddings.embed_documents(texts) if texts else []
+        return cls._finish(args, examples, ids, vectors)
+
+    @classmethod
+    async def afrom_examples(
+        cls,
+        examples: Sequence[dict[str, Any]],
+        embeddings: Embeddings,
+        vectorstore_cls: Any = None,
+        k: int = _UNSET,
+        input_keys: list[str] | None = None,
+        *,
+        example_keys: list[str] | None = None,
+        vectorstore_kwargs: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+        id_key: str | None = None,
+        strategy: Literal["erase", "similarity"] = "erase",
+        persist_path: str | os.PathLike | None = None,
+        epsilon: float | None = None,
+        n_iter: int = 10,
+        seed: int = 0,
+        projection_dim: int | None = None,
+        **vectorstore_cls_kwargs: Any,
+    ) -> "ERASEExampleSelector":
+        """Async :meth:`from_examples` (``aembed_documents``; the index is built in an executor)."""
+        engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
+                      epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
+        args, examples, ids, texts = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key,
+                                                  example_keys, vectorstore_kwargs, vectorstore_cls_kwargs, engine)
+        vectors = await embeddings.aembed_documents(texts) if texts else []
+        return await run_in_executor(None, cls._finish, args, examples, ids, vectors)
+
+    @staticmethod
+    def _refuse_existing(path: str) -> None:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            raise ERASEError(
+                f"{path} already holds an example store; reopen it with ERASEExampleSelector.open(path, embeddings)"
+            )
+
+    @classmethod
+    def open(
+        cls,
+        persist_path: str | os.PathLike,
+        embeddings: Embeddings,
+        *,
+        k: int | None = None,
+        input_keys: list[str] | None = None,
+        example_keys: list[str] | None = None,
+        id_key: str | None = None,
+    ) -> "ERASEExampleSelector":
+        """Reopen a selector saved with ``persist_path``: nothing is re-embedded (the stored
+        vectors are used). Pass the same ``embeddings``, ``input_keys`` and ``id_key`` as when
+        it was built: they are not stored. ``k``/``strategy`` come from the store."""
+        index = ExampleIndex.open(persist_path)
+        try:
+            extra = {} if k is None else {"k": k}
+            return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path), input_keys=input_keys,
+                       example_keys=example_keys, id_key=id_key, **extra)
+        except Exception:
+            index.close()
+            raise
+
+    def __repr__(self) -> str:
+        return (
+            f"ERASEExampleSelector(strategy={self.strategy!r}, k={self.k}, n={len(self.index)}, "
+            f"input_keys={self.input_keys!r}, example_keys={self.example_keys!r}, persist_path={self.persist_path!r})"
+        )

@@ -1,0 +1,100 @@
+"""Helpers for the LangChain tests (a module, not a conftest: a second ``conftest.py``
+without ``__init__.py`` would shadow ``tests/conftest.py`` for ``from conftest import ...``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+_WORD = re.compile(r"\w+")
+
+
+class NGramEmbeddings(Embeddings):
+    """Deterministic embedding with real similarity: hashed bag of words and character
+    trigrams (signed feature hashing with real-valued weights, blake2b so it is stable
+    across processes), L2-normalised. Texts sharing words or word pieces have positive cosine similarity.
+
+    Counts calls, so tests can check what was (not) embedded.
+    """
+
+    def __init__(self, dim: int = 512, delay: float = 0.0):
+        self.dim = dim
+        self.delay = delay
+        self.calls = {"documents": 0, "texts": 0, "query": 0}
+        self._lock = threading.Lock()
+
+    def _vector(self, text: str) -> list[float]:
+        v = np.zeros(self.dim)
+        words = _WORD.findall(text.lower())
+        features = [("w", w) for w in words]
+        for w in words:
+            padded = f"#{w}#"
+            features += [("c", padded[i : i + 3]) for i in range(len(padded) - 2)]
+        for kind, f in features:
+            h = int.from_bytes(hashlib.blake2b(f"{kind}:{f}".encode(), digest_size=8).digest(), "little")
+            # signed, real-valued weight (0.5..1.5): exact score ties between texts are unlikely
+            weight = 0.5 + ((h >> 33) & 0xFFFF) / 65536.0
+            v[h % self.dim] += (1.0 if (h >> 32) & 1 else -1.0) * weight * (2.0 if kind == "w" else 1.0)
+        norm = np.linalg.norm(v)
+        if norm == 0:  # empty text: a fixed direction, never all zeros
+            v[0], norm = 1.0, 1.0
+        return (v / norm).tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.calls["documents"] += 1
+            self.calls["texts"] += len(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.calls["query"] += 1
+        return self._vector(text)
+
+
+#: A small labelled pool: topic classification, five topics.
+EXAMPLES = [
+    {"input": "The striker scored twice in the cup final", "output": "sports"},
+    {"input": "The goalkeeper saved a penalty in extra time", "output": "sports"},
+    {"input": "Our team won the basketball championship", "output": "sports"},
+    {"input": "The tennis match went to a fifth set", "output": "sports"},
+    {"input": "Simmer the tomato sauce for twenty minutes", "output": "cooking"},
+    {"input": "Knead the bread dough until it is smooth", "output": "cooking"},
+    {"input": "Roast the chicken with garlic and lemon", "output": "cooking"},
+    {"input": "Whisk the eggs and sugar for the cake", "output": "cooking"},
+    {"input": "Heavy rain and thunderstorms are expected tonight", "output": "weather"},
+    {"input": "A sunny afternoon with a light breeze", "output": "weather"},
+    {"input": "Snow will fall across the northern hills", "output": "weather"},
+    {"input": "Fog and cold temperatures in the morning", "output": "weather"},
+    {"input": "The new laptop has a faster processor", "output": "technology"},
+    {"input": "Update the phone software to fix the bug", "output": "technology"},
+    {"input": "The database server crashed after the upgrade", "output": "technology"},
+    {"input": "A faster wireless network for the office", "output": "technology"},
+    {"input": "The central bank raised interest rates again", "output": "finance"},
+    {"input": "Stock prices fell sharply on Monday", "output": "finance"},
+    {"input": "Her savings account pays monthly interest", "output": "finance"},
+    {"input": "The company reported record quarterly profits", "output": "finance"},
+]
+IDS = [f"ex{n:02d}" for n in range(len(EXAMPLES))]
+
+QUERIES = [
+    "Who scored the winning goal in the final?",
+    "How long should I bake the bread?",
+    "Will it rain tomorrow afternoon?",
+    "My laptop software keeps crashing",
+    "Are interest rates going up?",
+    "The chicken sauce needs more garlic",
+]
+
+
+def with_ids(examples=EXAMPLES, ids=IDS, key: str = "id") -> list[dict]:
+    return [{**ex, key: i} for ex, i in zip(examples, ids)]
