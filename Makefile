@@ -22,9 +22,16 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## The main job. Until `erase demo` lands this runs the core benchmark at a small size.
+# BIG-bench tasks: $ERASE_BIGBENCH_DIR when set, else ../shared/data/bigbench when it is there,
+# else the bigbench==1.0.0 sdist from PyPI (fetched once into ~/.cache/erase/bigbench).
+SHARED_BIGBENCH := $(wildcard ../shared/data/bigbench)
+ifneq ($(SHARED_BIGBENCH),)
+export ERASE_BIGBENCH_DIR ?= $(abspath $(SHARED_BIGBENCH))
+endif
+
+## The main job: `erase demo` (BIG-bench intent_recognition, MiniLM + SmolLM2, forget, verify).
 demo: $(STAMP)
-	$(BIN)/python benchmarks/bench_core.py --sizes 1000 10000 --forgets 200
+	$(BIN)/erase demo $(DEMO_ARGS)
 
 ## The full core benchmark (n up to 1M; takes a while).
 bench: $(STAMP)

@@ -41,6 +41,18 @@ def _select(args) -> int:
     return 0
 
 
+def _demo(demo_args: list[str]) -> int:
+    """The demo lives in erase_langchain (it is built on its selector); erase_core stays framework-free."""
+    try:
+        from importlib import import_module
+
+        demo = import_module("erase_langchain.demo")
+    except ImportError as exc:
+        print(f"erase demo needs the langchain and hf extras: pip install 'erase-icl[langchain,hf]' ({exc})", file=sys.stderr)
+        return 2
+    return demo.main(demo_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="erase", description="Exactly unlearnable few-shot example pools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("path", help="SQLite file of an ExampleIndex")
         p.set_defaults(func=func)
+    p = sub.add_parser("demo", help="the product end to end on a BIG-bench task with local models (needs the langchain and hf extras)",
+                       add_help=False)
+    p.set_defaults(func=lambda args: _demo([]))
     p = sub.add_parser("forget", help="forget examples by id and print the receipt")
     p.add_argument("path")
     p.add_argument("ids", nargs="+")
@@ -61,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:  # the demo parses its own options
+        return _demo(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
