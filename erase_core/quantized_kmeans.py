@@ -28,8 +28,9 @@ from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
 from .seeding import Seeding, insertion_changes_seeding, seed_plusplus
 
 _CHUNK = 1 << 15
-#: Default grid spacing, chosen by measurement (docs/benchmarks.md).
-DEFAULT_EPSILON = 0.05
+#: Default grid spacing and projection, chosen by measurement (docs/benchmarks.md).
+DEFAULT_EPSILON = 0.07
+DEFAULT_PROJECTION_DIM = 32
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class QuantizedKMeans:
     n_iter : maximum number of Lloyd iterations (stops earlier once centroids repeat).
     seed : seed of the k-means++ race, the grid phase and the projection.
     scale : fixed-point resolution: integer units per 1.0 of input.
-    projection_dim : if set, cluster in a seeded random ±1 projection to this dimension.
+    projection_dim : cluster in a seeded random ±1 projection to this many dimensions.
+        None (default): :data:`DEFAULT_PROJECTION_DIM` when the input has more dimensions than
+        that, else no projection; 0: never project.
 
     Fitted attributes: ``centroids_`` (k, d'), ``ids_`` (sorted), ``labels_`` (aligned with
     ``ids_``), ``n_iter_``, ``seed_ids_``, ``representative_ids_``.
@@ -86,6 +89,8 @@ class QuantizedKMeans:
             raise ERASEError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         self.scale = float(scale)
+        if projection_dim is not None and (isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer)) or projection_dim < 0):
+            raise ERASEError(f"projection_dim must be None, 0 or a positive integer, got {projection_dim!r}")
         self.projection_dim = projection_dim
         self._fitted = False
 
@@ -98,7 +103,8 @@ class QuantizedKMeans:
         ids = check_ids(ids, X.shape[0])
         if X.shape[0] < self.n_clusters:
             raise ERASEError(f"n_clusters={self.n_clusters} is larger than the {X.shape[0]} points")
-        space = FixedPointSpace(X.shape[1], scale=self.scale, projection_dim=self.projection_dim, seed=self.seed)
+        self.projection_dim_ = self._resolve_projection(X.shape[1])
+        space = FixedPointSpace(X.shape[1], scale=self.scale, projection_dim=self.projection_dim_, seed=self.seed)
         coords = space.transform(X)
         self._space = space
         self._eps = space.epsilon_units(self.epsilon)
@@ -186,7 +192,7 @@ class QuantizedKMeans:
         h = hashlib.sha256()
         params = dict(
             k=self.n_clusters, eps=self.epsilon, n_iter=self.n_iter, seed=self.seed, scale=self.scale,
-            projection_dim=self.projection_dim, dim=self._space.dim, n=self._n, n_rec=self._n_rec,
+            projection_dim=self.projection_dim_, dim=self._space.dim, n=self._n, n_rec=self._n_rec,
             converged=self._converged, seeds=self._seeding.ids, reps=self._rep_ids(),
         )
         h.update(json.dumps(params, sort_keys=True).encode())
@@ -272,6 +278,12 @@ class QuantizedKMeans:
         """Clustering-space coordinates (input units) of known ids."""
         self._check_fitted()
         return self._space.to_float(self._coords[[self._slot_of[i] for i in ids]])
+
+    def _resolve_projection(self, dim: int) -> int | None:
+        """The projection actually used for input dimension ``dim`` (None: none)."""
+        if self.projection_dim is None:
+            return DEFAULT_PROJECTION_DIM if dim > DEFAULT_PROJECTION_DIM else None
+        return int(self.projection_dim) or None
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, capacity: int, dim: int) -> None:

@@ -211,3 +211,14 @@ def test_removed_points_leave_no_copy_in_memory():
     for row in coords * model._space.unit:
         assert not (model._coords == row).all(axis=1).any()
     assert not set(victims) & set(model._slot_of) and not set(victims) & set(model._ids)
+
+
+def test_default_projection_resolves_by_dimension():
+    wide, narrow = clustered(50, d=64, seed=1), clustered(50, d=16, seed=1)
+    assert QuantizedKMeans(3).fit(wide).projection_dim_ == 32
+    assert QuantizedKMeans(3).fit(narrow).projection_dim_ is None
+    assert QuantizedKMeans(3, projection_dim=0).fit(wide).projection_dim_ is None
+    assert QuantizedKMeans(3, projection_dim=8).fit(narrow).projection_dim_ == 8
+    assert QuantizedKMeans(3).fit(wide).digest() != QuantizedKMeans(3, projection_dim=0).fit(wide).digest()
+    with pytest.raises(ERASEError, match="projection_dim"):
+        QuantizedKMeans(3, projection_dim=-1)
