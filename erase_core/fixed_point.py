@@ -48,19 +48,28 @@ class FixedPointSpace:
         self.input_bound = self.bound if projection_dim is None else min(self.bound, 2**52 // self.dim)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Integer-valued float64 coordinates of the rows of ``X`` (validated float64 input)."""
-        ints = np.rint(X * self.scale)
-        if np.abs(ints).max(initial=0.0) > self.input_bound:
-            raise ERASEError(
-                f"vector values up to {np.abs(X).max():.4g} are too large for exact arithmetic at "
-                f"scale={self.scale:g} (limit {self.input_bound / self.scale:.4g}); normalise the vectors "
-                "or lower `scale`"
-            )
-        if self.projection is None:
-            return ints
-        out = ints @ self.projection
-        if np.abs(out).max(initial=0.0) > self.bound:
-            raise ERASEError("projected vector values are too large for exact arithmetic; lower `scale`")
+        """Integer-valued float64 coordinates of the rows of ``X``.
+
+        Works in blocks of rows (each row's result depends only on that row), so a large
+        input never needs full-size temporaries."""
+        out = np.empty((X.shape[0], self.out_dim), dtype=np.float64)
+        step = max(256, (1 << 22) // (8 * self.dim))
+        for lo in range(0, X.shape[0], step):
+            block = X[lo : lo + step]
+            ints = np.rint(block * self.scale)
+            if np.abs(ints).max(initial=0.0) > self.input_bound:
+                raise ERASEError(
+                    f"vector values up to {np.abs(block).max():.4g} are too large for exact arithmetic at "
+                    f"scale={self.scale:g} (limit {self.input_bound / self.scale:.4g}); normalise the vectors "
+                    "or lower `scale`"
+                )
+            if self.projection is None:
+                out[lo : lo + step] = ints
+                continue
+            projected = ints @ self.projection
+            if np.abs(projected).max(initial=0.0) > self.bound:
+                raise ERASEError("projected vector values are too large for exact arithmetic; lower `scale`")
+            out[lo : lo + step] = projected
         return out
 
     def epsilon_units(self, epsilon: float) -> int:

@@ -59,6 +59,17 @@ def exponential_variates(hashes: np.ndarray, key: np.uint64) -> np.ndarray:
     return -np.log(keyed_uniform(hashes, key))
 
 
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _mix_int(x: int) -> int:
+    """SplitMix64 on a Python int (bit-identical to :func:`splitmix64`)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
 class MultisetHash:
     """Order-independent hash of a multiset of 64-bit element hashes (two lanes, mod 2^64 sums).
 
@@ -74,7 +85,13 @@ class MultisetHash:
 
     @staticmethod
     def _lanes(element_hashes: np.ndarray) -> tuple[int, int]:
-        h = np.asarray(element_hashes, dtype=np.uint64)
+        h = np.asarray(element_hashes, dtype=np.uint64).ravel()
+        if len(h) <= 8:  # the per-deletion case: plain integers beat numpy's call overhead
+            a = b = 0
+            for x in h.tolist():
+                a += _mix_int(x ^ 0x1234567)
+                b += _mix_int(_mix_int(x) ^ 0x7654321)
+            return a & _MASK64, b & _MASK64
         a = int(np.sum(splitmix64(h ^ np.uint64(0x1234567)), dtype=np.uint64))
         b = int(np.sum(splitmix64(splitmix64(h) ^ np.uint64(0x7654321)), dtype=np.uint64))
         return a, b

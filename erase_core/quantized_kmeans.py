@@ -27,7 +27,13 @@ from .fixed_point import FixedPointSpace
 from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
 from .seeding import Seeding, insertion_changes_seeding, seed_plusplus
 
-_CHUNK = 1 << 15
+#: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
+#: temporaries cost more in page faults than in arithmetic).
+_BLOCK_BYTES = 1 << 22
+
+
+def _block_rows(width: int) -> int:
+    return max(256, _BLOCK_BYTES // (8 * max(1, width)))
 #: Default grid spacing and projection, chosen by measurement (docs/benchmarks.md).
 DEFAULT_EPSILON = 0.07
 DEFAULT_PROJECTION_DIM = 32
@@ -224,9 +230,10 @@ class QuantizedKMeans:
         self._check_fitted()
         c = self._final_centroids()
         total = 0.0
-        for lo in range(0, self._n, _CHUNK):
-            pts = self._coords[lo : min(self._n, lo + _CHUNK)]
-            lab = self._labels[lo : min(self._n, lo + _CHUNK), self._final_col]
+        step = _block_rows(self._coords.shape[1])
+        for lo in range(0, self._n, step):
+            pts = self._coords[lo : min(self._n, lo + step)]
+            lab = self._labels[lo : min(self._n, lo + step), self._final_col]
             diff = pts - c[lab]
             total += float(np.einsum("ij,ij->", diff, diff))
         return total / self._space.unit**2
@@ -339,20 +346,27 @@ class QuantizedKMeans:
         """Nearest centroid per row, exact integer distances, ties to the lowest index."""
         cc = np.einsum("ij,ij->i", centroids, centroids)
         out = np.empty(coords.shape[0], dtype=np.int64)
-        for lo in range(0, coords.shape[0], _CHUNK):
-            block = coords[lo : lo + _CHUNK]
+        step = _block_rows(max(coords.shape[1], centroids.shape[0]))
+        for lo in range(0, coords.shape[0], step):
+            block = coords[lo : lo + step]
             d2 = cc[None, :] - 2.0 * (block @ centroids.T)
-            out[lo : lo + _CHUNK] = np.argmin(d2, axis=1)
+            out[lo : lo + step] = np.argmin(d2, axis=1)
         return out
 
     def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster integer sums and counts (float sums of integers < 2^53 are exact)."""
-        coords = self._coords[: self._n]
-        sums = np.zeros((self.n_clusters, coords.shape[1]), dtype=np.int64)
-        counts = np.bincount(labels[: self._n], minlength=self.n_clusters).astype(np.int64)
-        for j in np.flatnonzero(counts):
-            sums[j] = coords[labels[: self._n] == j].sum(axis=0)
-        return sums, counts
+        """Per-cluster integer sums and counts: blocked one-hot products (exact: integer
+        partial sums stay below 2^53)."""
+        k, n = self.n_clusters, self._n
+        m = self._coords.shape[1]
+        sums = np.zeros((k, m), dtype=np.float64)
+        step = _block_rows(max(m, k))
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            onehot = np.zeros((k, hi - lo), dtype=np.float64)
+            onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
+            sums += onehot @ self._coords[lo:hi]
+        counts = np.bincount(labels[:n], minlength=k).astype(np.int64)
+        return sums.astype(np.int64), counts
 
     def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
         """eps * round((mean - phase) / eps) + phase, in exact integer arithmetic; empty -> previous.
@@ -476,8 +490,9 @@ class QuantizedKMeans:
         labels = self._labels[:n, self._final_col].astype(np.int64)
         centroids = self._final_centroids()
         d2 = np.empty(n)
-        for lo in range(0, n, _CHUNK):
-            hi = min(n, lo + _CHUNK)
+        step = _block_rows(self._coords.shape[1])
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
             diff = self._coords[lo:hi] - centroids[labels[lo:hi]]
             d2[lo:hi] = np.einsum("ij,ij->i", diff, diff)
         best = np.full(k, np.inf)
