@@ -26,17 +26,26 @@ class SelectedExample:
 
 
 def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """Exact top-k rows by cosine similarity to ``query`` (rows are unit vectors), ties by id."""
-    q = np.asarray(query, dtype=np.float64)
-    scores = unit_vectors.astype(np.float64) @ (q / np.linalg.norm(q))
-    k = min(k, len(scores))
-    if k < len(scores):
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        candidates = np.flatnonzero(scores >= kth)
+    """Exact top-k rows by cosine similarity to ``query`` (rows are unit vectors), ties by id.
+
+    A float32 pass over all rows finds the candidates (every row within a rounding margin of the
+    k-th best); only those are rescored in float64, so the ranking is that of float64 scores
+    without converting the whole pool."""
+    q64 = np.asarray(query, dtype=np.float64)
+    q64 = q64 / np.linalg.norm(q64)
+    n = unit_vectors.shape[0]
+    k = min(k, n)
+    rough = unit_vectors @ q64.astype(np.float32)
+    if k < n:
+        kth = np.partition(rough, n - k)[n - k]
+        # worst-case float32 dot-product error for unit vectors is about d * 2^-24; keep twice that
+        margin = 2 * unit_vectors.shape[1] * 2.0**-24 + 1e-6
+        candidates = np.flatnonzero(rough >= kth - margin)
     else:
-        candidates = np.arange(len(scores))
-    ranked = sorted(candidates.tolist(), key=lambda r: (-scores[r], ids[r]))[:k]
-    return [(r, float(scores[r])) for r in ranked]
+        candidates = np.arange(n)
+    exact = unit_vectors[candidates].astype(np.float64) @ q64
+    order = sorted(range(len(candidates)), key=lambda i: (-exact[i], ids[candidates[i]]))[:k]
+    return [(int(candidates[i]), float(exact[i])) for i in order]
 
 
 def fill_representatives(rep_ids: list[str | None], points: np.ndarray, ids: list[str], centroids: np.ndarray, k: int) -> list[str]:
