@@ -25,7 +25,7 @@ import numpy as np
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_vectors
 from .fixed_point import FixedPointSpace
 from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
-from .seeding import Seeding, insertion_changes_seeding, seed_plusplus
+from .seeding import insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
 #: temporaries cost more in page faults than in arithmetic).

@@ -10,15 +10,13 @@ from typing import Any, Literal, Sequence
 from langchain_core.embeddings import Embeddings
 from langchain_core.example_selectors.base import BaseExampleSelector
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
+from ._engine_model import EngineModel
 from ._common import (
     as_id_list,
-    build_or_open_index,
     check_k,
-    check_matches,
     check_new_ids,
     select_available,
     selection_fingerprint,
@@ -42,7 +40,7 @@ def sorted_values(values: dict[str, Any]) -> list[Any]:
     return [values[key] for key in sorted(values)]
 
 
-class ERASEExampleSelector(BaseExampleSelector, BaseModel):
+class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     """Select few-shot examples with ERASE; ``forget`` removes an example exactly.
 
     Built like ``SemanticSimilarityExampleSelector`` (see :meth:`from_examples`), it embeds
@@ -59,15 +57,6 @@ class ERASEExampleSelector(BaseExampleSelector, BaseModel):
     :class:`~erase_core.ExampleIndex`.
     """
 
-    embeddings: Embeddings
-    """Any LangChain embedding model."""
-
-    k: int = 4
-    """Examples per prompt (for ``erase`` also the number of clusters of a new index)."""
-
-    strategy: Literal["erase", "similarity"] = "erase"
-    """``erase``: fixed set, one example per cluster. ``similarity``: exact top-k per input."""
-
     input_keys: list[str] | None = None
     """Keys whose values make an example's (and an input's) text; ``None``: all keys (except
     ``id_key``). ``FewShotPromptTemplate`` passes every prompt variable, so set this when the
@@ -78,39 +67,6 @@ class ERASEExampleSelector(BaseExampleSelector, BaseModel):
 
     id_key: str | None = None
     """Example field holding its id (used by :meth:`from_examples` and :meth:`add_example`)."""
-
-    persist_path: str | None = None
-    """SQLite file holding the examples and their embeddings (``None``: in memory)."""
-
-    epsilon: float | None = None
-    """Quantization grid step of the k-means centroids (``None``: the engine's default)."""
-
-    n_iter: int = 10
-    """Lloyd iterations of the quantized k-means."""
-
-    seed: int = 0
-    """Seed of the k-means++ races and grid phases (part of the index's identity)."""
-
-    projection_dim: int | None = None
-    """Optional random projection dimension for the clustering."""
-
-    index: ExampleIndex | None = None
-    """The engine (built from the fields above when not given)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
-
-    @field_validator("persist_path", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: Any) -> Any:
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @model_validator(mode="after")
-    def _build_index(self) -> "ERASEExampleSelector":
-        check_k(self.k)
-        if self.index is None:
-            object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
-        check_matches(self, self.index)
-        return self
 
     # ------------------------------------------------------------------ text
     def _text_keys(self, values: dict[str, Any]) -> list[str]:

@@ -10,15 +10,12 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, field_validator, model_validator
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
+from ._engine_model import EngineModel
 from ._common import (
     as_id_list,
-    build_or_open_index,
-    check_k,
-    check_matches,
     check_new_ids,
     select_available,
     selection_fingerprint,
@@ -28,7 +25,7 @@ from ._common import (
 __all__ = ["ERASERetriever"]
 
 
-class ERASERetriever(BaseRetriever):
+class ERASERetriever(BaseRetriever, EngineModel):
     """Documents in, documents out, with exact ``forget``.
 
     ``strategy="erase"`` (default) returns the same ``k`` documents for every query (one per
@@ -41,37 +38,12 @@ class ERASERetriever(BaseRetriever):
     index's ``k``). Document metadata must be JSON-serialisable.
     """
 
-    embeddings: Embeddings
-    k: int = 4
-    strategy: Literal["erase", "similarity"] = "erase"
-    persist_path: str | None = None
-    epsilon: float | None = None
-    n_iter: int = 10
-    seed: int = 0
-    projection_dim: int | None = None
-    index: ExampleIndex | None = None
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
-
     def __init__(self, *, documents: Sequence[Document] | None = None, ids: Sequence[str] | None = None, **data: Any):
         super().__init__(**data)
         if documents:
             self.add_documents(documents, ids=ids)
         elif ids:
             raise ERASEError("ids= was given without documents=")
-
-    @field_validator("persist_path", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: Any) -> Any:
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @model_validator(mode="after")
-    def _build_index(self) -> "ERASERetriever":
-        check_k(self.k)
-        if self.index is None:
-            object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
-        check_matches(self, self.index)
-        return self
 
     # ------------------------------------------------------------------ construction
     @classmethod
