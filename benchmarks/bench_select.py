@@ -74,7 +74,6 @@ def main() -> None:
             "top_k_agreement_with_faiss": float(agree),
         }
         rows.append(row)
-        del erase, similarity, flat, X, pool
     header = f"{'n':>9} | {'erase select p50':>16} | {'similarity p50':>14} | {'faiss flat p50':>14} | {'sim/faiss':>9} | {'same top-k':>10}"
     print(header)
     print("-" * len(header))
