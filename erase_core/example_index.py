@@ -174,12 +174,12 @@ class ExampleIndex:
             grown[:n0] = self._vectors[:n0]
             self._vectors = grown
         self._vectors[n0:need] = unit
-        for offset, (i, p, pj) in enumerate(zip(ids, payloads, payload_jsons)):
+        hashes = [_example_hash(i, pj, row) for i, pj, row in zip(ids, payload_jsons, unit)]
+        for offset, (i, p, h) in enumerate(zip(ids, payloads, hashes)):
             self._slot_of[i] = n0 + offset
             self._payloads[i] = p
-            h = _example_hash(i, pj, unit[offset])
             self._example_hashes[i] = h
-            self._pool_hash.add(np.array([h], dtype=np.uint64))
+        self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
         self._digest = None
         self._update_model_after_add(unit, ids)

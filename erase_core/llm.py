@@ -119,4 +119,4 @@ class _StopOnText:
     def __call__(self, input_ids, scores, **kwargs):
         text = self.tokenizer.decode(input_ids[0, self.start :], skip_special_tokens=True)
         done = any(s in text for s in self.stop)
-        return input_ids.new_full((input_ids.shape[0],), done, dtype=bool) if hasattr(input_ids, "new_full") else done
+        return input_ids.new_full((input_ids.shape[0],), done, dtype=bool)

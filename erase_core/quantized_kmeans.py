@@ -148,7 +148,8 @@ class QuantizedKMeans:
             self._resume_after(changed_at)
             return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
         if removed_reps:
-            for j in {int(labels[list(ids).index(r), self._final_col]) for r in removed_reps}:
+            row_of = {i: r for r, i in enumerate(ids)}
+            for j in {int(labels[row_of[rep], self._final_col]) for rep in removed_reps}:
                 self._choose_representative(j)
         return UpdateReport(len(ids), None, bool(removed_reps))
 

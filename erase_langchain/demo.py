@@ -80,10 +80,10 @@ def _escape(text: str) -> str:
 
 @dataclass
 class Condition:
-    """One way of choosing the k shots, and its results."""
+    """One way of choosing the k shots (the chain that answers a test example), and its results."""
 
     name: str
-    shots: Callable[[dict], list[dict]]
+    chain_for: Callable[[dict], Any]
     correct: list[bool] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -113,7 +113,7 @@ class FewShotAnswerer:
 
         def pick(inputs: dict[str, Any]) -> str:
             text = prompt.format(input=inputs["input"])
-            question = question_part.format(input=inputs["input"]).replace("{{", "{").replace("}}", "}")
+            question = question_part.format(input=inputs["input"])
             prefix = text[: len(text) - len(question)] if text.endswith(question) else ""
             question = question if prefix else text
             options = [" " + c for c in inputs["choices"]]
@@ -137,12 +137,11 @@ def _is_correct(answer: str, example: dict) -> bool:
     return answer.strip() in [t.strip() for t in example.get("targets", [example["target"]])]
 
 
-def _evaluate(condition: Condition, chain_for: Callable[[Condition, dict], Any], test: list[dict], multiple_choice: bool):
+def _evaluate(condition: Condition, test: list[dict]) -> None:
     start = time.perf_counter()
     for example in tqdm(test, desc=f"{condition.name:>16}", unit="q", leave=False):
         inputs = {"input": example["input"], "choices": example.get("choices", [])}
-        answer = chain_for(condition, example).invoke(inputs)
-        condition.correct.append(_is_correct(answer, example))
+        condition.correct.append(_is_correct(condition.chain_for(example).invoke(inputs), example))
     condition.seconds = time.perf_counter() - start
 
 
@@ -184,33 +183,32 @@ def run(args: argparse.Namespace) -> dict:
     embeddings.embed_documents([ex["input"] for ex in tqdm(examples, desc="embedding the pool", unit="ex")])
     erase_sel = ERASEExampleSelector.from_examples(examples, embeddings, k=args.k, input_keys=["input"], id_key="id",
                                                    example_keys=["input", "target"], seed=args.seed)
-    conditions = [Condition("ERASE k-shot", lambda ex: erase_sel.select_examples({"input": ex["input"]}))]
-    chains: dict[str, Any] = {}
+    def chain(prompt: FewShotPromptTemplate, fingerprint: Callable[[], str] | None = None):
+        return answerer.chain(prompt, multiple_choice=multiple_choice, fingerprint=fingerprint)
+
+    erase_chain = chain(answerer.prompt_for(erase_sel), lambda: erase_sel.fingerprint)
+    conditions = [Condition("ERASE k-shot", lambda ex: erase_chain)]
     if not args.skip_baselines:
         sim_sel = ERASEExampleSelector.from_examples(examples, embeddings, k=args.k, input_keys=["input"], id_key="id",
                                                      example_keys=["input", "target"], strategy="similarity")
+        sim_chain = chain(answerer.prompt_for(sim_sel))
+        zero_chain = chain(answerer.prompt_for(shots=[]), lambda: "zero-shot")
         rng = random.Random(args.seed)
+
+        def random_chain(example: dict):
+            shots = [{"input": e["input"], "target": e["target"]} for e in rng.sample(examples, args.k)]
+            return chain(answerer.prompt_for(shots=shots))
+
         conditions = [
-            Condition("zero-shot", lambda ex: []),
-            Condition("random k-shot", lambda ex: [{"input": e["input"], "target": e["target"]} for e in rng.sample(examples, args.k)]),
-            Condition("similarity k-shot", lambda ex: []),
+            Condition("zero-shot", lambda ex: zero_chain),
+            Condition("random k-shot", random_chain),
+            Condition("similarity k-shot", lambda ex: sim_chain),
             *conditions,
         ]
-        chains["similarity k-shot"] = answerer.chain(answerer.prompt_for(sim_sel), multiple_choice=multiple_choice, fingerprint=None)
-    chains["ERASE k-shot"] = answerer.chain(answerer.prompt_for(erase_sel), multiple_choice=multiple_choice,
-                                            fingerprint=lambda: erase_sel.fingerprint)
-
-    def chain_for(condition: Condition, example: dict):
-        if condition.name in chains:
-            return chains[condition.name]
-        shots = condition.shots(example)
-        key = "zero" if not shots else None
-        return answerer.chain(answerer.prompt_for(shots=shots), multiple_choice=multiple_choice,
-                              fingerprint=(lambda: key) if key else None)
 
     print(f"-- answering {len(test)} test questions")
     for condition in tqdm(conditions, desc="conditions", unit="cond"):
-        _evaluate(condition, chain_for, test, multiple_choice)
+        _evaluate(condition, test)
     _print_accuracy(conditions)
 
     print("\n-- the ERASE prompt (the same prefix for every question):\n")
@@ -255,8 +253,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"   {'index rebuild (median of 3)':<28}{rebuild:>12.6f}{1.0:>12.4f}")
     print(f"   {'+ re-embedding the pool':<28}{reembed:>12.3f}{reembed / rebuild:>12.1f}")
 
-    after = Condition("ERASE after forget", conditions[-1].shots)
-    _evaluate(after, lambda condition, example: chains["ERASE k-shot"], test, multiple_choice)
+    after = Condition("ERASE after forget", lambda ex: erase_chain)
+    _evaluate(after, test)
     print(f"\n   ERASE k-shot accuracy after the forgets: {after.accuracy:.3f} "
           f"(prefix cache: {scorer.stats.prefix_builds} builds, {scorer.stats.prefix_hits} reuses)")
 
