@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_vectors
+from ._validation import ERASEError, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_vectors
 from .hashing import MultisetHash
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
 from .selection import STRATEGIES, SelectedExample, fill_representatives, top_k_by_cosine
@@ -83,8 +83,13 @@ class ExampleIndex:
         ``"similarity"`` (exact top-k by cosine to the query).
     epsilon, n_iter, seed, projection_dim : quantized k-means parameters
         (see :class:`~erase_core.quantized_kmeans.QuantizedKMeans`).
-    path : optional SQLite file; every mutation is written there transactionally and
-        forgotten rows are erased from disk. Reopen with :meth:`ExampleIndex.open`.
+    path : optional store file (a new one); every mutation is written there transactionally
+        and forgotten rows are crypto-shredded on disk. Reopen with :meth:`ExampleIndex.open`.
+
+    Any number of handles (threads, processes, the ``erase`` CLI) may open one store: each
+    handle catches up with the others' adds and forgets before every read, so once ``forget``
+    has returned in any handle no ``select``/``get`` that starts afterwards, in any handle,
+    returns the example (see ``docs/deployment.md``).
     """
 
     def __init__(
@@ -104,29 +109,40 @@ class ExampleIndex:
         self.strategy = strategy
         self.epsilon = DEFAULT_EPSILON if epsilon is None else float(epsilon)
         self.n_iter = check_positive_int(n_iter, "n_iter")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ERASEError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         self.projection_dim = projection_dim
+        # Validates every clustering parameter before anything is written anywhere.
         QuantizedKMeans(self.k, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed, projection_dim=projection_dim)
         self._lock = threading.RLock()
         self._dim: int | None = None
-        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._store = None
+        self._reset_memory()
+        if path is not None:
+            from .storage import ExampleStore, StoreError
+
+            try:
+                self._store = ExampleStore.create(path, self.config())
+            except StoreError as exc:
+                if _is_store(path):
+                    raise ERASEError(f"{path} already holds an example store: reopen it with ExampleIndex.open(path)") from None
+                raise exc
+
+    def _reset_memory(self) -> None:
+        self._vectors = np.zeros((0, 0 if self._dim is None else self._dim), dtype=np.float32)
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
-        self._payloads: dict[str, Any] = {}
+        self._payload_json: dict[str, str] = {}
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._model: QuantizedKMeans | None = None
         self._digest: str | None = None  # cached until the next mutation
-        self._store = None
-        if path is not None:
-            from .store import SQLiteExampleStore
-
-            store = SQLiteExampleStore(path)
-            if store.read_config() is not None or len(store):
-                store.close()
-                raise ERASEError(f"{path} already holds an example store: reopen it with ExampleIndex.open(path)")
-            store.write_config(self.config())
-            self._store = store
+        # store bookkeeping: row numbers, and the store version this handle has caught up to
+        self._row_of: dict[str, int] = {}
+        self._id_of_row: dict[int, str] = {}
+        self._version = 0
+        self._stale = False
 
     # ------------------------------------------------------------------ construction
     def config(self) -> dict:
@@ -138,31 +154,91 @@ class ExampleIndex:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "ExampleIndex":
-        """Reopen a persisted index; no re-embedding, and the digest is identical."""
-        from .store import SQLiteExampleStore
+        """Open a persisted index (any number of handles may have it open at once).
 
-        if not Path(path).exists():
-            raise ERASEError(f"no example store at {path}")
-        store = SQLiteExampleStore(path)
+        Nothing is re-embedded and the digest is that of a fresh build on the stored rows. A file
+        that is not a store is rejected and left untouched."""
+        from .storage import ExampleStore
+
+        store = ExampleStore.open(path)
         try:
-            config = store.read_config()
-            if not config or config.get("format_version") != FORMAT_VERSION:
+            config = store.config()
+            if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
                 raise ERASEError(f"{path} is not an ERASE example index (missing or unknown config)")
-            index = cls(
-                config["k"], strategy=config["strategy"], epsilon=config["epsilon"], n_iter=config["n_iter"],
-                seed=config["seed"], projection_dim=config["projection_dim"],
-            )
-            ids, payload_jsons, vectors = store.load()
-        except Exception:
+            try:
+                index = cls(
+                    config["k"], strategy=config["strategy"], epsilon=config["epsilon"], n_iter=config["n_iter"],
+                    seed=config["seed"], projection_dim=config["projection_dim"],
+                )
+            except (KeyError, TypeError) as exc:
+                raise ERASEError(f"{path} has an invalid index config: {exc}") from None
+            index._store = store
+            with index._lock:
+                index._reload(store.load())
+        except BaseException:
             store.close()
             raise
-        if ids:
-            index._load_unit_vectors(vectors, [json.loads(p) for p in payload_jsons], ids, payload_jsons)
-        index._dim = config["dim"] if index._dim is None else index._dim
-        index._store = store
         return index
 
-    def _load_unit_vectors(self, unit: np.ndarray, payloads: list, ids: list[str], payload_jsons: list[str]) -> None:
+    # ------------------------------------------------------------------ keeping up with the store
+    def _sync(self) -> None:
+        """Catch up with every change any handle committed to the store (cheap when none)."""
+        store = self._store
+        if store is None:
+            return
+        if self._stale:
+            self._reload(store.load())
+        elif store.published_version() != self._version:
+            changes = store.changes_since(self._version)
+            if changes is None:
+                self._reload(store.load())
+            elif changes.version != self._version:
+                self._apply_changes(changes)
+
+    def _sync_in(self, txn) -> None:
+        """Catch up inside a write transaction (nothing can change under it)."""
+        if not self._stale:
+            changes = txn.changes(self._version)
+            if changes is not None:
+                if changes.version != self._version:
+                    self._apply_changes(changes)
+                return
+        self._reload(txn.load())
+
+    def _reload(self, loaded) -> None:
+        """Rebuild memory from the store's rows (open, or a handle too far behind)."""
+        version, dim, rows = loaded
+        self._stale = True
+        self._reset_memory()
+        self._stale = True
+        if dim is not None:
+            self._dim = int(dim)
+        if rows:
+            self._add_rows(rows)
+        self._version = version
+        self._stale = False
+
+    def _apply_changes(self, changes) -> None:
+        self._stale = True  # until the memory update completes
+        gone = [self._id_of_row[r] for r in changes.removed if r in self._id_of_row]
+        if gone:
+            self._remove_in_memory(gone)
+        if changes.added:
+            if self._dim is None:
+                self._dim = len(changes.added[0].vector) // 4
+            self._add_rows(changes.added)
+        self._version = changes.version
+        self._stale = False
+
+    def _add_rows(self, rows) -> None:
+        unit = np.frombuffer(b"".join(r.vector for r in rows), dtype="<f4").reshape(len(rows), -1)
+        self._add_in_memory(
+            [r.id for r in rows], [r.payload_json for r in rows], unit, [r.example_hash for r in rows],
+            [r.row for r in rows],
+        )
+
+    def _add_in_memory(self, ids: list[str], payload_jsons: list[str], unit: np.ndarray, hashes: list[int],
+                       rows: list[int] | None = None):
         """Append already-normalised rows to memory and update the clustering."""
         if self._vectors.shape[1] != unit.shape[1]:
             self._dim = unit.shape[1]
@@ -174,15 +250,18 @@ class ExampleIndex:
             grown[:n0] = self._vectors[:n0]
             self._vectors = grown
         self._vectors[n0:need] = unit
-        hashes = [_example_hash(i, pj, row) for i, pj, row in zip(ids, payload_jsons, unit)]
-        for offset, (i, p, h) in enumerate(zip(ids, payloads, hashes)):
+        for offset, (i, pj, h) in enumerate(zip(ids, payload_jsons, hashes)):
             self._slot_of[i] = n0 + offset
-            self._payloads[i] = p
+            self._payload_json[i] = pj
             self._example_hashes[i] = h
+        if rows is not None:
+            for i, r in zip(ids, rows):
+                self._row_of[i] = r
+                self._id_of_row[r] = i
         self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
         self._digest = None
-        self._update_model_after_add(unit, ids)
+        return self._update_model_after_add(self._vectors[n0:need], ids)
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str]):
         if self.strategy != "erase":
@@ -193,14 +272,27 @@ class ExampleIndex:
             self._model = self._new_model().fit(self._vectors[: len(self._ids)], list(self._ids))
         return None
 
+    def _remove_in_memory(self, ids: list[str]):
+        """Drop examples from memory and the clustering; returns the model's report (or None)."""
+        report = None
+        if self._model is not None:
+            if len(self._ids) - len(ids) >= self.k:
+                report = self._model.remove(ids)
+            else:
+                self._model = None
+        self._drop_rows(ids)
+        self._digest = None
+        return report
+
     def _new_model(self) -> QuantizedKMeans:
         return QuantizedKMeans(self.k, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed, projection_dim=self.projection_dim)
 
     # ------------------------------------------------------------------ mutations
     def add(self, vectors, payloads: Sequence[Any], ids: Sequence[str] | None = None) -> list[str]:
         """Add examples; returns their ids (generated when not given). Atomic: on any error
-        nothing is added."""
+        nothing is added, in memory or in the store."""
         with self._lock:
+            self._sync()
             X = check_vectors(vectors, dim=self._dim, name="vectors")
             payloads = list(payloads)
             if len(payloads) != X.shape[0]:
@@ -210,43 +302,77 @@ class ExampleIndex:
             ids = check_ids(ids, X.shape[0], existing=self._slot_of)
             payload_jsons = [_payload_json(p) for p in payloads]
             unit = _normalise(X)
-            if self._dim is None and self._store is not None:
-                self._dim = X.shape[1]
-                self._store.write_config(self.config())
-            if self._store is not None:
-                self._store.add(ids, payload_jsons, unit)
-            self._load_unit_vectors(unit, [json.loads(p) for p in payload_jsons], ids, payload_jsons)
+            hashes = [_example_hash(i, pj, row) for i, pj, row in zip(ids, payload_jsons, unit)]
+            if self._store is None:
+                self._add_in_memory(ids, payload_jsons, unit, hashes)
+                return ids
+            from .hashing import id_hash
+            from .storage import NewRow
+
+            with self._store.transaction() as txn:
+                self._sync_in(txn)  # another handle may have added these ids or set the width
+                if self._dim is not None and unit.shape[1] != self._dim:
+                    raise ERASEError(f"vectors has dimension {unit.shape[1]}, expected {self._dim}")
+                check_ids(ids, len(ids), existing=self._slot_of)
+                new = [
+                    NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h)
+                    for i, pj, row, h in zip(ids, payload_jsons, unit, hashes)
+                ]
+                rows = txn.add(new, unit.shape[1])
+            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows), txn.version)
             return ids
 
+    def _after_commit(self, update, version: int):
+        """Mirror a committed write in memory; if that fails the handle reloads from the store."""
+        self._stale = True
+        try:
+            result = update()
+        except BaseException as exc:
+            raise ERASEError(
+                f"the change was committed to {self.path}, but updating this handle failed ({exc!r}); "
+                "it reloads from the store on its next use"
+            ) from exc
+        self._version = version
+        self._stale = False
+        return result
+
     def forget(self, ids: Iterable[str], *, missing: str = "raise") -> ForgetReceipt:
-        """Remove examples exactly: afterwards the index equals one built without them.
+        """Remove examples exactly: afterwards the index equals one built without them, and with
+        a store, every handle on it stops returning them and their keys are shredded on disk.
 
         Unknown or repeated ids raise :class:`UnknownIdError`/`DuplicateIdError` and change
         nothing, unless ``missing="ignore"``.
         """
         start = time.perf_counter()
         with self._lock:
-            ids = check_known_ids(ids, self._slot_of, missing=missing)
-            before = self.digest()
-            selected_before = self._erase_ids() if self._model is not None else None
+            if self._store is None:
+                ids = check_known_ids(ids, self._slot_of, missing=missing)
+                return self._forget_in_memory(ids, start)
+            ids = list(ids) if not isinstance(ids, str) else [ids]
+            with self._store.transaction() as txn:
+                self._sync_in(txn)  # forget what another handle added; see what it forgot
+                ids = check_known_ids(ids, self._slot_of, missing=missing)
+                txn.delete([self._row_of[i] for i in ids])
+                before = self.digest()
+                selected_before = self._erase_ids() if self._model is not None else None
             if not ids:
                 return ForgetReceipt((), len(self), False, False, None, before, before, time.perf_counter() - start)
-            if self._store is not None:
-                self._store.delete(ids)
-            recompute_from = None
-            if self._model is not None:
-                if len(self._ids) - len(ids) >= self.k:
-                    recompute_from = self._model.remove(ids).recompute_from
-                else:
-                    self._model = None
-            self._drop_rows(ids)
-            self._digest = None
-            selected_after = self._erase_ids() if self._model is not None else None
-            return ForgetReceipt(
-                ids=tuple(ids), n_remaining=len(self._ids), selected_changed=selected_before != selected_after,
-                recomputed=recompute_from is not None, recompute_from=recompute_from,
-                digest_before=before, digest_after=self.digest(), seconds=time.perf_counter() - start,
-            )
+            return self._after_commit(lambda: self._forget_in_memory(ids, start, before, selected_before), txn.version)
+
+    def _forget_in_memory(self, ids: list[str], start: float, before: str | None = None, selected_before=None) -> ForgetReceipt:
+        if before is None:
+            before = self.digest()
+            selected_before = self._erase_ids() if self._model is not None else None
+        if not ids:
+            return ForgetReceipt((), len(self._ids), False, False, None, before, before, time.perf_counter() - start)
+        report = self._remove_in_memory(ids)
+        recompute_from = None if report is None else report.recompute_from
+        selected_after = self._erase_ids() if self._model is not None else None
+        return ForgetReceipt(
+            ids=tuple(ids), n_remaining=len(self._ids), selected_changed=selected_before != selected_after,
+            recomputed=recompute_from is not None, recompute_from=recompute_from,
+            digest_before=before, digest_after=self.digest(), seconds=time.perf_counter() - start,
+        )
 
     def _drop_rows(self, ids: list[str]) -> None:
         for i in sorted(ids, key=self._slot_of.__getitem__, reverse=True):
@@ -258,7 +384,10 @@ class ExampleIndex:
                 self._slot_of[self._ids[s]] = s
             self._ids.pop()
             self._vectors[last] = 0.0
-            del self._payloads[i]
+            del self._payload_json[i]
+            row = self._row_of.pop(i, None)
+            if row is not None:
+                del self._id_of_row[row]
             self._pool_hash.remove(np.array([self._example_hashes.pop(i)], dtype=np.uint64))
 
     # ------------------------------------------------------------------ queries
@@ -268,9 +397,11 @@ class ExampleIndex:
         ``erase``: the same set for every query, in cluster order; ``score`` is the cosine
         similarity to the query when one is given, else to the example's cluster centroid.
         ``similarity``: exact top-k by cosine to ``query_vector`` (required), ties by id.
+        Payloads are fresh copies: editing one changes nothing in the index.
         """
         k = self.k if k is None else check_positive_int(k, "k")
         with self._lock:
+            self._sync()
             n = len(self._ids)
             if n == 0:
                 raise ERASEError("the example pool is empty: add examples before selecting")
@@ -278,14 +409,17 @@ class ExampleIndex:
                 raise ERASEError(f"k={k} is larger than the pool of {n} examples")
             q = None
             if query_vector is not None:
-                q = check_vectors(query_vector, dim=self._dim, name="query_vector")[0]
+                q = check_vectors(query_vector, dim=self._dim, name="query_vector")
+                if q.shape[0] != 1:
+                    raise ERASEError(f"query_vector must be one vector; got {q.shape[0]} rows")
+                q = q[0]
                 if not np.any(q):
                     raise ERASEError("query_vector is all zeros")
             if self.strategy == "similarity":
                 if q is None:
                     raise ERASEError("strategy 'similarity' needs a query_vector")
                 ranked = top_k_by_cosine(self._vectors[:n], self._ids, q, k)
-                return [SelectedExample(self._ids[r], self._payloads[self._ids[r]], s) for r, s in ranked]
+                return [SelectedExample(self._ids[r], self._payload(self._ids[r]), s) for r, s in ranked]
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
             chosen = self._erase_ids()[:k]
@@ -294,7 +428,10 @@ class ExampleIndex:
                 scores = [float(self._vectors[self._slot_of[i]].astype(np.float64) @ qn) for i in chosen]
             else:
                 scores = self._centroid_similarity(chosen)
-            return [SelectedExample(i, self._payloads[i], s) for i, s in zip(chosen, scores)]
+            return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
+
+    def _payload(self, example_id: str) -> Any:
+        return json.loads(self._payload_json[example_id])
 
     def _erase_ids(self) -> list[str]:
         model = self._model
@@ -318,27 +455,32 @@ class ExampleIndex:
         return [float(x) for x in np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)]
 
     def get(self, example_id: str) -> Any:
+        """A copy of the example's payload."""
         with self._lock:
-            if example_id not in self._payloads:
-                from ._validation import UnknownIdError
-
+            self._sync()
+            if example_id not in self._payload_json:
                 raise UnknownIdError(f"unknown id {example_id!r}")
-            return self._payloads[example_id]
+            return self._payload(example_id)
 
     def vector(self, example_id: str) -> np.ndarray:
-        """The stored (unit, float32) embedding of an example."""
+        """The stored (unit, float32) embedding of an example (a copy)."""
         with self._lock:
+            self._sync()
+            if example_id not in self._slot_of:
+                raise UnknownIdError(f"unknown id {example_id!r}")
             return self._vectors[self._slot_of[example_id]].copy()
 
     @property
     def ids(self) -> list[str]:
         """Ids in canonical (sorted) order."""
         with self._lock:
+            self._sync()
             return sorted(self._ids)
 
     @property
     def lock(self):
-        """The index's re-entrant lock: hold it to make a compound read (size, then select) atomic."""
+        """The index's re-entrant lock: hold it to make a compound read (size, then select) atomic
+        within this process (other handles on the store may still change it in between)."""
         return self._lock
 
     @property
@@ -349,18 +491,39 @@ class ExampleIndex:
     def model(self) -> QuantizedKMeans | None:
         """The clustering behind the ``erase`` strategy (None while the pool is smaller than k,
         and always None for ``similarity``, which does not cluster)."""
-        return self._model
+        with self._lock:
+            self._sync()
+            return self._model
+
+    @property
+    def version(self) -> int:
+        """The store version this handle has caught up to (0 for an in-memory index)."""
+        with self._lock:
+            self._sync()
+            return self._version
+
+    def refresh(self) -> bool:
+        """Catch up with the store now; True if anything changed. (Every read does this itself.)"""
+        with self._lock:
+            before = self._version
+            self._sync()
+            return self._version != before
 
     def __len__(self) -> int:
-        return len(self._ids)
+        with self._lock:
+            self._sync()
+            return len(self._ids)
 
     def __contains__(self, example_id) -> bool:
-        return example_id in self._slot_of
+        with self._lock:
+            self._sync()
+            return example_id in self._slot_of
 
     # ------------------------------------------------------------------ integrity
     def digest(self) -> str:
         """SHA-256 of the parameters, the multiset of (id, payload, vector) and the clustering."""
         with self._lock:
+            self._sync()
             if self._digest is not None:
                 return self._digest
             h = hashlib.sha256()
@@ -374,54 +537,82 @@ class ExampleIndex:
     def fingerprint(self) -> str:
         """Hash of the ordered ``erase`` selection: changes exactly when the selected set does."""
         with self._lock:
+            self._sync()
             chosen = self._erase_ids() if self._model is not None else sorted(self._ids)
             body = json.dumps([[i, self._example_hashes[i]] for i in chosen]).encode()
             return hashlib.sha256(body).hexdigest()[:32]
 
     @property
     def path(self) -> Path | None:
-        """The SQLite file this index writes through to (None when in memory)."""
+        """The store file this index writes through to (None when in memory)."""
         return None if self._store is None else self._store.path
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a byte-exact copy of this index to a new SQLite file (one transaction).
+        """Write a copy of this index to a new store (one transaction).
 
         ``ExampleIndex.open(path)`` then gives the identical digest. The copy is independent:
         later forgets on this index do not reach it, so prefer ``path=`` for stores that must
         follow deletions.
         """
-        from .store import SQLiteExampleStore
+        from .hashing import id_hash
+        from .storage import ExampleStore, NewRow
 
         with self._lock:
-            if Path(path).exists():
-                raise ERASEError(f"{path} already exists: save() writes a new file")
-            order = sorted(self._ids)
-            with SQLiteExampleStore(path) as store:
-                store.write_config(self.config())
+            self._sync()
+            store = ExampleStore.create(path, self.config())
+            try:
+                order = sorted(self._ids)
                 if order:
-                    store.add(
-                        order, [_payload_json(self._payloads[i]) for i in order],
-                        np.stack([self._vectors[self._slot_of[i]] for i in order]),
-                    )
+                    with store.transaction() as txn:
+                        txn.add(
+                            [
+                                NewRow(i, self._payload_json[i], self._vectors[self._slot_of[i]].astype("<f4").tobytes(),
+                                       id_hash(i), self._example_hashes[i])
+                                for i in order
+                            ],
+                            self._dim,
+                        )
+            finally:
+                store.close()
 
     def rebuilt(self) -> "ExampleIndex":
         """A fresh in-memory index built from scratch on the current examples, same parameters."""
         with self._lock:
-            fresh = ExampleIndex(
-                self.k, strategy=self.strategy, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed,
-                projection_dim=self.projection_dim,
+            self._sync()
+            return self._fresh(
+                sorted(self._ids), lambda order: np.stack([self._vectors[self._slot_of[i]] for i in order]),
+                self._payload_json,
             )
-            if self._ids:
-                order = sorted(self._ids)
-                unit = np.stack([self._vectors[self._slot_of[i]] for i in order])
-                pj = [_payload_json(self._payloads[i]) for i in order]
-                fresh._load_unit_vectors(unit, [self._payloads[i] for i in order], order, pj)
-            return fresh
+
+    def _fresh(self, order: list[str], vectors_of, payload_json: dict) -> "ExampleIndex":
+        fresh = ExampleIndex(
+            self.k, strategy=self.strategy, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed,
+            projection_dim=self.projection_dim,
+        )
+        if order:
+            unit = vectors_of(order)
+            pj = [payload_json[i] for i in order]
+            hashes = [_example_hash(i, p, row) for i, p, row in zip(order, pj, unit)]
+            fresh._add_in_memory(order, pj, unit, hashes)
+        return fresh
 
     def verify(self) -> bool:
-        """Rebuild from scratch on the remaining examples with the same seed; compare digests."""
+        """Rebuild from scratch with the same seed and compare digests.
+
+        In memory: on this handle's examples. With a store: on the rows read back from the
+        store (decrypted and authenticated), so it also proves this handle is current."""
         with self._lock:
-            return self.rebuilt().digest() == self.digest()
+            self._sync()
+            if self._store is None:
+                return self.rebuilt().digest() == self.digest()
+            _, _, rows = self._store.load()
+            by_id = {r.id: r for r in rows}
+            fresh = self._fresh(
+                sorted(by_id),
+                lambda order: np.frombuffer(b"".join(by_id[i].vector for i in order), dtype="<f4").reshape(len(order), -1),
+                {i: r.payload_json for i, r in by_id.items()},
+            )
+            return fresh.digest() == self.digest()
 
     def close(self) -> None:
         with self._lock:
@@ -436,4 +627,14 @@ class ExampleIndex:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ExampleIndex(k={self.k}, strategy={self.strategy!r}, n={len(self)}, dim={self._dim})"
+        return f"ExampleIndex(k={self.k}, strategy={self.strategy!r}, n={len(self._ids)}, dim={self._dim})"
+
+
+def _is_store(path) -> bool:
+    from .storage.example_store import _inspect_header
+
+    try:
+        _inspect_header(Path(os.fspath(path)))
+        return True
+    except ERASEError:
+        return False

@@ -25,7 +25,7 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.schema import BaseNode, Document, IndexNode, NodeWithScore, QueryBundle, TransformComponent
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt
-from erase_core.store import SQLiteExampleStore
+from erase_core.storage import keys_path
 
 from ._nodes import embed_text, node_to_payload, payload_to_node, source_id
 
@@ -40,7 +40,7 @@ PERSIST_SETTINGS_FILENAME = "erase_retriever.json"
 _SETTINGS_FORMAT = "erase-llamaindex-retriever"
 _SETTINGS_VERSION = 1
 _PARTIAL = ".partial"
-_SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+_SQLITE_SIDE_FILES = (".keys", "-journal", "-wal", "-shm")
 
 try:  # the exact JSON text ExampleIndex.add would store (its digest hashes that text)
     from erase_core.example_index import _payload_json
@@ -506,16 +506,8 @@ class ERASERetriever(BaseRetriever):
             partial = store_path.with_name(store_path.name + _PARTIAL)
             old = self._index
             try:
-                store = SQLiteExampleStore(partial)
-                try:
-                    store.write_config(old.config())
-                    ids = old.ids
-                    if ids:
-                        # Copy the stored (already normalised) float32 rows byte for byte; re-adding
-                        # them through ExampleIndex.add would normalise them a second time.
-                        store.add(ids, [_payload_json(old.get(i)) for i in ids], np.stack([old.vector(i) for i in ids]))
-                finally:
-                    store.close()
+                old.save(partial)  # the stored float32 rows, byte for byte (no second normalisation)
+                os.replace(keys_path(partial), keys_path(store_path))
                 os.replace(partial, store_path)
                 new = ExampleIndex.open(store_path)
             except BaseException:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,10 @@ import numpy as np
 import pytest
 
 from erase_core import ERASEError, ExampleIndex
+from erase_core.storage import CorruptStoreError
 from conftest import REPO_ROOT, clustered
+from residue import all_file_bytes, decryptable_ids, surviving
+from test_store import assert_keys_match_rows, key_slots, owned_slots
 
 
 def make_index(path, n=120, k=4, strategy="erase"):
@@ -22,10 +27,6 @@ def make_index(path, n=120, k=4, strategy="erase"):
     index = ExampleIndex(k=k, strategy=strategy, seed=5, path=path)
     index.add(X, payloads, ids=ids)
     return index, X, ids
-
-
-def all_bytes(directory) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file())
 
 
 def test_reopen_gives_identical_index(tmp_path):
@@ -64,21 +65,63 @@ def test_reopened_index_keeps_accepting_mutations(tmp_path):
     assert fresh.digest() == digest
 
 
-def test_forget_leaves_no_residue_in_any_file(tmp_path):
-    path = tmp_path / "pool.sqlite"
-    index, X, ids = make_index(path)
-    victims = [3, 17, 64, 119]
+def _plaintexts(index_or_payloads, ids, X):
+    """Everything an example contains, as it would be written: id, payload JSON, vector bytes."""
+    out = []
+    for i, ident in enumerate(ids):
+        unit = (X[i] / np.linalg.norm(X[i])).astype("<f4").tobytes()
+        payload = json.dumps(index_or_payloads[i], sort_keys=True, ensure_ascii=False).encode()
+        out.append([ident.encode(), payload, unit])
+    return out
+
+
+def test_no_plaintext_ever_reaches_disk_and_forgotten_keys_are_gone(tmp_path):
+    store_dir, backup = tmp_path / "store", tmp_path / "backup"
+    store_dir.mkdir()
+    backup.mkdir()
+    path = store_dir / "pool.sqlite"
+    n = 60
+    X = clustered(n, d=384, blobs=4, seed=8)
+    ids = [f"person-{i:04d}@example.org/customer-record" for i in range(n)]
+    # some payloads over 4 KB, so SQLite spreads rows over overflow pages
+    payloads = [{"input": f"secret question {i} " + ("MARKER%04dX " % i) * (400 if i % 3 == 0 else 5),
+                 "output": f"answer {i}"} for i in range(n)]
+    index = ExampleIndex(k=4, seed=5, path=path)
+    index.add(X, payloads, ids=ids)
+    secrets = _plaintexts(payloads, ids, X)
+    for f in store_dir.iterdir():
+        if not f.name.endswith(".keys"):
+            shutil.copy(f, backup / f.name)  # a backup of the database taken before the forget
+    slots = owned_slots(path)
+    keys_before = key_slots(path)
+    row_of = {r.id: r.row for r in index._store.load()[2]}
+    victims = [0, 3, 17, 31, 59]
+    victim_keys = [keys_before[slots[row_of[ids[i]]]] for i in victims]
+    kept_keys = [keys_before[slots[row_of[ids[i]]]] for i in (1, 2, 40)]
     index.forget([ids[i] for i in victims])
+    other = ExampleIndex.open(path)  # a second handle, so the WAL and shared memory exist
+    assert ids[0] not in other
     for when in ("open", "closed"):
-        blob = all_bytes(tmp_path)
-        for i in victims:
-            assert f"MARKER{i:04d}X".encode() not in blob, (when, i)
-            assert ids[i].encode() not in blob, (when, i)
-            unit = (X[i] / np.linalg.norm(X[i])).astype("<f4").tobytes()
-            assert unit not in blob, (when, i)
-        for i in (0, 5, 118):  # kept examples are still there, so the scan can fail
-            assert f"MARKER{i:04d}X".encode() in blob and ids[i].encode() in blob
+        files = all_file_bytes(store_dir)
+        assert any(name.endswith("-wal") for name in files) or when == "closed"
+        leaks = surviving(files, [piece for parts in secrets for piece in parts])
+        assert not leaks, (when, leaks[:5])
+        assert not surviving(files, victim_keys), when
+        # the scan can fail: the keys of kept examples are there
+        assert all(surviving(files, [key]) for key in kept_keys), when
+        other.close()
         index.close()
+    # The old copy of the database still holds the forgotten rows' ciphertext, but with the
+    # current key file it opens only the kept ones.
+    shutil.copy(backup / "pool.sqlite", path)
+    for side in ("pool.sqlite-wal", "pool.sqlite-shm"):
+        (store_dir / side).unlink(missing_ok=True)
+        if (backup / side).exists():
+            shutil.copy(backup / side, store_dir / side)
+    with pytest.raises(CorruptStoreError):
+        ExampleIndex.open(path)
+    opened = decryptable_ids(path)
+    assert opened == {ids[i] for i in range(n) if i not in victims}
 
 
 def test_open_rejects_what_is_not_an_index(tmp_path):
@@ -110,41 +153,57 @@ _CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
+    import numpy as np
     from erase_core import ExampleIndex
     index = ExampleIndex.open({path!r})
     print("ready", flush=True)
-    index.forget({victims!r})
+    if {op!r} == "forget":
+        index.forget({victims!r})
+    else:
+        rng = np.random.default_rng(7)
+        index.add(rng.standard_normal((len({victims!r}), 16)), [{{"input": "y" * 400}}] * len({victims!r}),
+                  ids=["new-" + v for v in {victims!r}])
     print("done", flush=True)
     """
 )
 
 
-def test_kill_during_forget_leaves_before_or_after_state(tmp_path):
-    n = 3000
+def _copy_store(src, dst) -> None:
+    from erase_core.storage import keys_path
+
+    shutil.copy(src, dst)
+    shutil.copy(keys_path(src), keys_path(dst))
+
+
+@pytest.mark.parametrize("op", ["forget", "add"])
+def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
+    n = 2000
     X = clustered(n, d=16, blobs=6, seed=2)
     ids = [f"k{i:05d}" for i in range(n)]
     payloads = [{"input": "x" * 400 + str(i)} for i in range(n)]
     victims = ids[::2]
-    master = tmp_path / "master.sqlite"
-    index = ExampleIndex(k=4, seed=1, path=master)
-    index.add(X, payloads, ids=ids)
-    before = index.digest()
-    index.forget(victims)
-    after = index.digest()
-    index.close()
-    # Rebuild the pre-forget store once and copy it for each trial.
     template = tmp_path / "template.sqlite"
     index = ExampleIndex(k=4, seed=1, path=template)
     index.add(X, payloads, ids=ids)
+    before = index.digest()
     index.close()
+    scratch = tmp_path / "after.sqlite"
+    _copy_store(template, scratch)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(scratch), victims=victims, op=op)],
+        capture_output=True, text=True, check=True,
+    )
+    with ExampleIndex.open(scratch) as done:
+        after = done.digest()
+    assert after != before
     outcomes = set()
-    for trial, delay in enumerate([0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.4]):
+    for trial, delay in enumerate([0.0, 0.02, 0.05, 0.1, 0.2]):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
         path = work / "pool.sqlite"
-        path.write_bytes(template.read_bytes())
+        _copy_store(template, path)
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims)],
+            [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
             stdout=subprocess.PIPE, text=True,
         )
         assert child.stdout.readline().strip() == "ready"
@@ -155,6 +214,7 @@ def test_kill_during_forget_leaves_before_or_after_state(tmp_path):
         digest = reopened.digest()
         assert digest in (before, after), f"trial {trial}: torn state"
         assert reopened.verify()
+        assert_keys_match_rows(path)  # an interrupted erasure was finished on open
         outcomes.add("before" if digest == before else "after")
         reopened.close()
-    print("kill outcomes:", sorted(outcomes))
+    print(f"kill during {op}: outcomes", sorted(outcomes))

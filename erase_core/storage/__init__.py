@@ -1,0 +1,17 @@
+"""Persistence: a multi-handle SQLite example store with crypto-shredded deletion."""
+
+from .errors import CorruptStoreError, StoreError
+from .example_store import APPLICATION_ID, SCHEMA_VERSION, Changes, ExampleStore, NewRow, keys_path
+from .rows import PlainRow
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "Changes",
+    "CorruptStoreError",
+    "ExampleStore",
+    "NewRow",
+    "PlainRow",
+    "StoreError",
+    "keys_path",
+]

@@ -1,0 +1,14 @@
+"""Errors of the storage layer."""
+
+from __future__ import annotations
+
+from .._validation import ERASEError
+
+
+class StoreError(ERASEError):
+    """The store file is invalid or damaged, or a store operation failed (see the message for
+    what was and was not changed)."""
+
+
+class CorruptStoreError(StoreError):
+    """A stored row failed its authentication check (damaged, edited, or its key is gone)."""

@@ -1,0 +1,568 @@
+"""A persistent example store shared by any number of handles, with crypto-shredded deletion.
+
+Two files per store:
+
+* ``PATH``: a SQLite database (WAL mode) holding the configuration, the example rows, each
+  sealed under its own key (:mod:`.rows`), a free list of key slots and a change log;
+* ``PATH.keys``: the key file (:mod:`.keyfile`): one 32-byte key per row, in fixed slots,
+  plus the published change counter.
+
+Nothing an example contains (id, payload, vector) is ever written to either file in clear, so
+nothing of it can reach SQLite's pages, journal, WAL or a backup. Forgetting an example
+deletes its row and zeroes its key slot in place; every ciphertext copy of it that survives
+anywhere is then undecryptable. The cost of a forget is one small transaction and two
+``fsync``s, whatever the size of the store (no VACUUM, no rewrite).
+
+Many handles, one pool. Every committed transaction appends its row changes to the change log
+under a new *version* and then publishes that version in the key file's header. A handle
+remembers the version it caught up to; :meth:`ExampleStore.published_version` is a memory
+read, and :meth:`ExampleStore.changes_since` returns the rows to drop and load to catch up (or
+None when the log no longer reaches back that far: reload). Writers serialise on an exclusive
+``flock`` of the key file around their whole transaction, and read the changes they have not
+seen inside it, so every write starts from the current pool.
+
+Crash safety. A transaction's commit is its atomic point. Keys of new rows are written and
+made durable before the commit; keys of deleted rows are zeroed after it. A *shred pending*
+flag in the key file header is raised before either and lowered after; a handle that finds
+it raised (the writer died or failed in between) zeroes every key slot that no row owns
+before doing anything else. So a store killed at any point reopens to the state before or
+after the transaction, and an interrupted erasure is finished by the next write or open.
+
+What this cannot cover: a copy of the key file taken before a forget (together with a copy
+of the database, it still opens the forgotten rows); file systems that do not overwrite in
+place (copy-on-write file systems and SSD wear levelling may keep the old block of a zeroed
+slot until it is reused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid as uuid_module
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .errors import CorruptStoreError, StoreError
+from .keyfile import ZERO_KEY, KeyFile
+from .rows import PlainRow, new_key, open_sealed, seal
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRow"]
+
+#: ``PRAGMA application_id`` of an ERASE store ("ERSE").
+APPLICATION_ID = 0x45525345
+#: ``PRAGMA user_version`` of the current layout (1 was the plaintext layout).
+SCHEMA_VERSION = 2
+_FORMAT_NAME = "erase-example-store"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Change-log entries kept; a handle further behind reloads instead of replaying.
+LOG_RETAIN = 100_000
+_CHUNK = 500
+_OP_ADD, _OP_DEL = 1, 2
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    "CREATE TABLE config (k INTEGER PRIMARY KEY CHECK (k = 0), json TEXT NOT NULL)",
+    "CREATE TABLE state (k INTEGER PRIMARY KEY CHECK (k = 0), version INTEGER NOT NULL,"
+    " n_slots INTEGER NOT NULL, log_floor INTEGER NOT NULL, dim INTEGER)",
+    # Row numbers are never reused (AUTOINCREMENT), so (row) names one example forever.
+    "CREATE TABLE examples (row INTEGER PRIMARY KEY AUTOINCREMENT, key_slot INTEGER NOT NULL UNIQUE,"
+    " blob BLOB NOT NULL)",
+    "CREATE TABLE free_slots (slot INTEGER PRIMARY KEY)",
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, row INTEGER NOT NULL)",
+)
+
+
+def keys_path(path: Path) -> Path:
+    return path.with_name(path.name + ".keys")
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """An example to store: id, payload JSON, float32 vector bytes and its two hashes."""
+
+    id: str
+    payload_json: str
+    vector: bytes
+    id_hash: int
+    example_hash: int
+
+
+@dataclass
+class Changes:
+    """What a handle at ``since`` must do to reach ``version``: drop ``removed`` row numbers
+    (those it holds), then load ``added`` rows."""
+
+    since: int
+    version: int
+    removed: list[int] = field(default_factory=list)
+    added: list[PlainRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.removed or self.added)
+
+
+class ExampleStore:
+    """One handle on a store (a SQLite connection and the key file). Thread-safe."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, keys: KeyFile, store_uuid: bytes):
+        self.path = path
+        self._conn = conn
+        self._keys = keys
+        self._uuid = store_uuid
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # ================================================================== opening
+    @classmethod
+    def create(cls, path, config: dict) -> "ExampleStore":
+        """Create a new store at ``path`` (absent, or an empty file) holding ``config``."""
+        path = Path(os.fspath(path))
+        text = _config_json(config)
+        if path.exists() and (not path.is_file() or path.stat().st_size > 0):
+            raise StoreError(f"{path} already exists and is not empty: a new store needs a new file")
+        if keys_path(path).exists():
+            raise StoreError(f"{keys_path(path)} already exists: remove it or choose another path")
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create a store at {path}: {path.parent} is not a directory")
+        store_uuid = uuid_module.uuid4().bytes
+        try:
+            conn = _connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot create a store at {path}: {exc}") from None
+        keys = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("format", _FORMAT_NAME), ("uuid", store_uuid.hex())],
+            )
+            conn.execute("INSERT INTO config (k, json) VALUES (0, ?)", (text,))
+            conn.execute("INSERT INTO state (k, version, n_slots, log_floor, dim) VALUES (0, 0, 0, 0, NULL)")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            _configure(conn, path)
+            keys = KeyFile.create(keys_path(path), store_uuid)
+        except BaseException as exc:
+            conn.close()
+            if keys is None:
+                for p in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
+                    p.unlink(missing_ok=True)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot create a store at {path}: {exc}") from None
+            raise
+        return cls(path, conn, keys, store_uuid)
+
+    @classmethod
+    def open(cls, path) -> "ExampleStore":
+        """Open an existing store. A file that is not one is rejected without being modified."""
+        path = Path(os.fspath(path))
+        _inspect_header(path)
+        try:
+            conn = _connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open example store {path}: {exc}") from None
+        try:
+            store_uuid = _check_schema(conn, path)
+            _configure(conn, path)
+            keys = KeyFile.open(keys_path(path), store_uuid)
+        except BaseException:
+            conn.close()
+            raise
+        store = cls(path, conn, keys, store_uuid)
+        try:
+            if keys.shred_pending():
+                with store._keys.lock():
+                    store._recover_locked()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    # ================================================================== reading
+    def published_version(self) -> int:
+        """The latest committed version any handle published: one memory read."""
+        return self._keys.published_version()
+
+    def config(self) -> dict:
+        with self._reading() as conn:
+            row = conn.execute("SELECT json FROM config WHERE k = 0").fetchone()
+        return json.loads(row[0])
+
+    def load(self) -> tuple[int, int | None, list[PlainRow]]:
+        """``(version, dim, rows)``: every row, decrypted, in row order, at one consistent version."""
+        while True:
+            with self._reading() as conn:
+                version, dim = conn.execute("SELECT version, dim FROM state WHERE k = 0").fetchone()
+                records = conn.execute("SELECT row, key_slot, blob FROM examples ORDER BY row").fetchall()
+            rows = self._decrypt(records, dim, version)
+            if rows is not None:
+                return version, dim, rows
+
+    def changes_since(self, since: int) -> Changes | None:
+        """Row changes after version ``since``; None when the log was pruned past it (reload)."""
+        while True:
+            with self._reading() as conn:
+                changes = self._changes_in(conn, since)
+            if changes is None or changes[0] is None:
+                return None
+            result, dim, records = changes
+            rows = self._decrypt(records, dim, result.version)
+            if rows is not None:
+                result.added = rows
+                return result
+
+    def _changes_in(self, conn, since: int):
+        version, dim, floor = conn.execute("SELECT version, dim, log_floor FROM state WHERE k = 0").fetchone()
+        if since > version:
+            raise StoreError(f"this handle is at version {since} but {self.path} is at {version}: the store was replaced")
+        if since < floor:
+            return None
+        ops = conn.execute("SELECT op, row FROM changes WHERE seq > ? ORDER BY seq", (since,)).fetchall()
+        removed = [r for op, r in ops if op == _OP_DEL]
+        gone = set(removed)
+        added_rows = [r for op, r in ops if op == _OP_ADD and r not in gone]
+        records = _fetch_rows(conn, added_rows)
+        return Changes(since, version, removed), dim, records
+
+    def _decrypt(self, records, dim: int | None, version: int, *, locked: bool = False) -> list[PlainRow] | None:
+        """Decrypt rows read at ``version``; None when a concurrent forget took a key (retry).
+        ``locked``: the caller holds the write lock, so no key can change (failure is damage)."""
+        if not records:
+            return []
+        keys = self._keys.read([slot for _, slot, _ in records])
+        vector_bytes = 4 * int(dim)
+        out = []
+        for (row, _, blob), key in zip(records, keys):
+            try:
+                if key == ZERO_KEY:
+                    raise CorruptStoreError(f"row {row} has no key")
+                out.append(open_sealed(self._uuid, row, key, blob, vector_bytes))
+            except CorruptStoreError:
+                if not locked and self._committed_version() != version:
+                    return None  # a writer committed since our snapshot: read again
+                raise CorruptStoreError(
+                    f"{self.path} is damaged: row {row} does not authenticate against its key "
+                    "(edited or corrupted bytes, or a key file from another copy)"
+                ) from None
+        return out
+
+    def _committed_version(self) -> int:
+        with self._reading() as conn:
+            return conn.execute("SELECT version FROM state WHERE k = 0").fetchone()[0]
+
+    def __len__(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute("SELECT count(*) FROM examples").fetchone()[0])
+
+    # ================================================================== writing
+    @contextmanager
+    def transaction(self) -> Iterator["WriteTransaction"]:
+        """A write transaction: exclusive across handles and processes, atomic, durable.
+
+        Inside, :meth:`WriteTransaction.changes` gives what the caller has not seen yet, so it
+        can validate against the current pool. On normal exit the transaction commits, the
+        keys of deleted rows are shredded and the new version is published; on an exception
+        nothing is changed.
+        """
+        with self._lock, self._keys.lock():
+            conn = self._require_open()
+            if self._keys.shred_pending():
+                self._recover_locked()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from None
+            txn = WriteTransaction(self, conn)
+            try:
+                yield txn
+                shred = txn._finish()
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if txn.new_slots:  # keys written for rows that were not committed
+                    self._try_shred(txn.new_slots)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"the write to {self.path} failed and was rolled back: {exc}") from None
+                raise
+            try:
+                if shred:
+                    self._keys.shred(shred)
+                    self._keys.sync()
+                self._keys.publish(txn.version)
+                self._keys.set_shred_pending(False)
+            except OSError as exc:
+                raise StoreError(
+                    f"the change to {self.path} was committed, but zeroing the forgotten rows' keys failed "
+                    f"({exc}); the next write or open on this store finishes it"
+                ) from None
+
+    def _try_shred(self, slots) -> None:
+        try:
+            self._keys.shred(slots)
+            self._keys.sync()
+        except OSError:
+            pass  # the shred-pending flag stays raised: the next write or open zeroes them
+
+    def _recover_locked(self) -> None:
+        """Finish an interrupted transaction's key work: zero every slot that no row owns."""
+        conn = self._require_open()
+        try:
+            conn.execute("BEGIN")
+            try:
+                version, n_slots = conn.execute("SELECT version, n_slots FROM state WHERE k = 0").fetchone()
+                free = [r[0] for r in conn.execute("SELECT slot FROM free_slots")]
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path} to finish an interrupted erasure: {exc}") from None
+        try:
+            self._keys.shred(free)
+            self._keys.truncate(n_slots)
+            self._keys.sync()
+            if self._keys.published_version() < version:
+                self._keys.publish(version)
+            self._keys.set_shred_pending(False)
+        except OSError as exc:
+            raise StoreError(f"cannot finish an interrupted erasure on {self.path}: {exc}") from None
+
+    # ================================================================== plumbing
+    @contextmanager
+    def _reading(self):
+        with self._lock:
+            conn = self._require_open()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read {self.path}: {exc}") from None
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"example store {self.path} is closed")
+        return self._conn
+
+    def files(self) -> list[Path]:
+        """Every file of this store on disk now (database, key file, WAL, shared memory, journal)."""
+        candidates = [self.path, keys_path(self.path)] + [
+            self.path.with_name(self.path.name + s) for s in ("-journal", "-wal", "-shm")
+        ]
+        return [p for p in candidates if p.is_file()]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+            self._keys.close()
+
+    def __enter__(self) -> "ExampleStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ExampleStore({str(self.path)!r}, {'closed' if self._closed else 'open'})"
+
+
+class WriteTransaction:
+    """The open write transaction of one handle (see :meth:`ExampleStore.transaction`)."""
+
+    def __init__(self, store: ExampleStore, conn: sqlite3.Connection):
+        self._store = store
+        self._conn = conn
+        self.base_version, self.dim, self._n_slots, self._floor = conn.execute(
+            "SELECT version, dim, n_slots, log_floor FROM state WHERE k = 0"
+        ).fetchone()
+        self.version = self.base_version
+        self._ops: list[tuple[int, int]] = []
+        self._shred: list[int] = []
+        self.new_slots: list[int] = []
+
+    def changes(self, since: int) -> Changes | None:
+        """What a handle at ``since`` has not seen (None: reload with :meth:`load`)."""
+        got = self._store._changes_in(self._conn, since)
+        if got is None:
+            return None
+        result, dim, records = got
+        result.added = self._store._decrypt(records, dim, result.version, locked=True)
+        return result
+
+    def load(self) -> tuple[int, int | None, list[PlainRow]]:
+        version, dim = self.base_version, self.dim
+        records = self._conn.execute("SELECT row, key_slot, blob FROM examples ORDER BY row").fetchall()
+        return version, dim, self._store._decrypt(records, dim, version, locked=True)
+
+    def add(self, rows: Sequence[NewRow], dim: int) -> list[int]:
+        """Insert sealed rows; returns their row numbers."""
+        if not rows:
+            return []
+        if self.dim is None:
+            self._conn.execute("UPDATE state SET dim = ? WHERE k = 0", (dim,))
+            self.dim = dim
+        elif self.dim != dim:
+            raise StoreError(f"vectors have dimension {dim}; the store holds dimension {self.dim}")
+        conn, store = self._conn, self._store
+        free = [r[0] for r in conn.execute("SELECT slot FROM free_slots ORDER BY slot LIMIT ?", (len(rows),))]
+        if free:
+            conn.execute("DELETE FROM free_slots WHERE slot <= ?", (free[-1],))
+        slots = free + list(range(self._n_slots, self._n_slots + len(rows) - len(free)))
+        self._n_slots += len(rows) - len(free)
+        start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'examples'").fetchone()[0]
+        numbers = list(range(start + 1, start + 1 + len(rows)))
+        keys = [new_key() for _ in rows]
+        store._keys.set_shred_pending(True)  # before any key reaches the file
+        self.new_slots.extend(slots)
+        store._keys.write(slots, keys)
+        store._keys.sync()  # a committed row always has a durable key
+        conn.executemany(
+            "INSERT INTO examples (row, key_slot, blob) VALUES (?, ?, ?)",
+            (
+                (n, s, seal(store._uuid, n, key, example_id=r.id, payload_json=r.payload_json, vector=r.vector,
+                            id_hash=r.id_hash, example_hash=r.example_hash))
+                for n, s, key, r in zip(numbers, slots, keys, rows)
+            ),
+        )
+        self._ops.extend((_OP_ADD, n) for n in numbers)
+        return numbers
+
+    def delete(self, row_numbers: Sequence[int]) -> None:
+        """Delete rows (their keys are shredded right after the commit)."""
+        if not row_numbers:
+            return
+        conn = self._conn
+        slots = []
+        for lo in range(0, len(row_numbers), _CHUNK):
+            chunk = list(row_numbers[lo : lo + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            found = conn.execute(f"SELECT row, key_slot FROM examples WHERE row IN ({marks})", chunk).fetchall()
+            if len(found) != len(set(chunk)):
+                missing = sorted(set(chunk) - {r for r, _ in found})
+                raise StoreError(f"rows {missing[:5]} are not in {self._store.path}; nothing was deleted")
+            slots.extend(s for _, s in found)
+            conn.execute(f"DELETE FROM examples WHERE row IN ({marks})", chunk)
+        conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in slots))
+        self._shred.extend(slots)
+        self._ops.extend((_OP_DEL, n) for n in row_numbers)
+
+    def _finish(self) -> list[int]:
+        """Write the change log and state; returns the key slots to shred after the commit."""
+        if not self._ops:
+            return []
+        conn = self._conn
+        first = self.base_version + 1
+        conn.executemany(
+            "INSERT INTO changes (seq, op, row) VALUES (?, ?, ?)",
+            ((first + i, op, row) for i, (op, row) in enumerate(self._ops)),
+        )
+        self.version = self.base_version + len(self._ops)
+        floor = self._floor
+        if self.version - floor > 2 * LOG_RETAIN:
+            floor = self.version - LOG_RETAIN
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (floor,))
+        conn.execute(
+            "UPDATE state SET version = ?, n_slots = ?, log_floor = ? WHERE k = 0", (self.version, self._n_slots, floor)
+        )
+        if self._shred:
+            self._store._keys.set_shred_pending(True)
+        return self._shred
+
+
+# ---------------------------------------------------------------------- helpers
+def _config_json(config: dict) -> str:
+    if not isinstance(config, dict):
+        raise StoreError(f"config must be a dict; got {type(config).__name__}")
+    try:
+        return json.dumps(config, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"config is not JSON-serialisable: {exc}") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=60.0)
+
+
+def _configure(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cell_size_check = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot configure example store {path}: {exc}") from None
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot put {path} in WAL mode (got {mode!r}); is it on a network file system?")
+
+
+def _inspect_header(path: Path) -> None:
+    """Reject anything that is not an ERASE store by reading its header, before SQLite opens it."""
+    if not path.exists():
+        raise StoreError(f"no example store at {path}")
+    if not path.is_file():
+        raise StoreError(f"{path} is not a regular file; it cannot be an example store")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path} is not an ERASE example store (not a SQLite database)")
+    app_id = int.from_bytes(head[68:72], "big")
+    version = int.from_bytes(head[60:64], "big")
+    if app_id != APPLICATION_ID:
+        raise StoreError(
+            f"{path} is a SQLite database but not an ERASE example store "
+            f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
+        )
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{path} has example-store layout version {version}; this code reads version {SCHEMA_VERSION}")
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
+    try:
+        conn.execute("BEGIN")
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            need = {"meta", "config", "state", "examples", "free_slots", "changes"}
+            if not need <= tables:
+                raise StoreError(f"{path} is not a valid ERASE example store (missing tables {sorted(need - tables)})")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if conn.execute("SELECT count(*) FROM state").fetchone()[0] != 1:
+                raise StoreError(f"{path} is not a valid ERASE example store (no state row)")
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a valid ERASE example store: {exc}") from None
+    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta:
+        raise StoreError(f"{path} is not a valid ERASE example store (missing format marker)")
+    try:
+        return bytes.fromhex(meta["uuid"])
+    except ValueError:
+        raise StoreError(f"{path} is not a valid ERASE example store (bad uuid)") from None
+
+
+def _fetch_rows(conn: sqlite3.Connection, rows: list[int]) -> list[tuple]:
+    out = []
+    for lo in range(0, len(rows), _CHUNK):
+        chunk = rows[lo : lo + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out.extend(conn.execute(f"SELECT row, key_slot, blob FROM examples WHERE row IN ({marks}) ORDER BY row", chunk))
+    out.sort(key=lambda r: r[0])
+    return out

@@ -1,0 +1,208 @@
+"""The key file: one 32-byte key per stored example, in fixed slots overwritten in place.
+
+Crypto-shredding: every example row in the database is encrypted under its own random key,
+and the keys live here, never in the database or its journal. Forgetting an example zeroes
+its key slot in place (``pwrite`` + ``fsync``); every copy of its ciphertext that SQLite may
+still hold (freed pages, stale cells left by b-tree rebalancing, the WAL, a backup of the
+database) is then noise.
+
+Layout::
+
+    [0, 4096)        header: magic, format, store uuid, published version, shred flag
+    [4096 + 32*s)    slot s: the key of the row that owns slot s, or 32 zero bytes
+
+The header also carries the store's *published version*: the change counter that writers
+bump after each committed transaction. Readers map the header and compare one integer with
+the version they caught up to, so a freshness check costs a memory read, not a query.
+
+Writers serialise on an exclusive ``flock`` of this file, held around the whole database
+transaction, so published versions only ever grow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import threading
+from pathlib import Path
+
+from .errors import StoreError
+
+MAGIC = b"ERASEKEY"
+FORMAT = 1
+HEADER_SIZE = 4096
+KEY_SIZE = 32
+ZERO_KEY = bytes(KEY_SIZE)
+
+# magic(8) format(u32) pad(u32) uuid(16) | published version at 32 (u64) | shred_pending at 40 (u64)
+_HEAD = struct.Struct("<8sII16s")
+_VERSION_AT = 32
+_SHRED_AT = 40
+_U64 = struct.Struct("<Q")
+
+
+class KeyFile:
+    """Fixed-slot key storage plus the published change counter of one store."""
+
+    def __init__(self, path: Path, fd: int, store_uuid: bytes):
+        self.path = path
+        self._fd = fd
+        self.store_uuid = store_uuid
+        self._header = mmap.mmap(fd, HEADER_SIZE, prot=mmap.PROT_READ)
+        self._lock_depth = 0
+        self._thread_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, path: Path, store_uuid: bytes) -> "KeyFile":
+        """Create a new, empty key file (fails if one exists)."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot create key file {path}: {exc}") from None
+        try:
+            header = bytearray(HEADER_SIZE)
+            _HEAD.pack_into(header, 0, MAGIC, FORMAT, 0, store_uuid)
+            os.pwrite(fd, bytes(header), 0)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(path)
+            raise StoreError(f"cannot write key file {path}: {exc}") from None
+        return cls(path, fd, store_uuid)
+
+    @classmethod
+    def open(cls, path: Path, store_uuid: bytes) -> "KeyFile":
+        """Open the key file of the store whose uuid is ``store_uuid``; nothing is written."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StoreError(
+                f"the key file {path} is missing: without it no example of this store can be read "
+                "(if it was deleted on purpose, every example in the store has been shredded)"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open key file {path}: {exc}") from None
+        try:
+            head = os.pread(fd, _HEAD.size, 0)
+            size = os.fstat(fd).st_size
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot read key file {path}: {exc}") from None
+        if len(head) < _HEAD.size or size < HEADER_SIZE:
+            os.close(fd)
+            raise StoreError(f"{path} is not an ERASE key file (too short)")
+        magic, fmt, _, uuid = _HEAD.unpack(head)
+        if magic != MAGIC or fmt != FORMAT:
+            os.close(fd)
+            raise StoreError(f"{path} is not an ERASE key file (bad magic or format {fmt})")
+        if uuid != store_uuid:
+            os.close(fd)
+            raise StoreError(f"the key file {path} belongs to another store (uuid mismatch)")
+        return cls(path, fd, store_uuid)
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd < 0:
+                return
+            self._header.close()
+            os.close(self._fd)
+            self._fd = -1
+
+    # ------------------------------------------------------------------ counter
+    def published_version(self) -> int:
+        """The last version a writer published (a read of the mapped header)."""
+        return _U64.unpack_from(self._header, _VERSION_AT)[0]
+
+    def publish(self, version: int) -> None:
+        """Publish ``version`` (caller holds the write lock, so versions only grow)."""
+        os.pwrite(self._fd, _U64.pack(version), _VERSION_AT)
+
+    def shred_pending(self) -> bool:
+        return _U64.unpack_from(self._header, _SHRED_AT)[0] != 0
+
+    def set_shred_pending(self, pending: bool) -> None:
+        os.pwrite(self._fd, _U64.pack(1 if pending else 0), _SHRED_AT)
+
+    # ------------------------------------------------------------------ locking
+    def lock(self) -> "_WriteLock":
+        """Exclusive writer lock (re-entrant within this object), as a context manager."""
+        return _WriteLock(self)
+
+    # ------------------------------------------------------------------ keys
+    def n_slots(self) -> int:
+        return max(0, (os.fstat(self._fd).st_size - HEADER_SIZE) // KEY_SIZE)
+
+    def read(self, slots) -> list[bytes]:
+        """Keys of ``slots`` (zero bytes for a shredded or unwritten slot)."""
+        slots = list(slots)
+        if not slots:
+            return []
+        lo, hi = min(slots), max(slots)
+        if hi - lo < 4 * len(slots) + 64:  # one read of the span beats many small ones
+            buf = os.pread(self._fd, (hi - lo + 1) * KEY_SIZE, HEADER_SIZE + lo * KEY_SIZE)
+            out = []
+            for s in slots:
+                off = (s - lo) * KEY_SIZE
+                key = buf[off : off + KEY_SIZE]
+                out.append(key if len(key) == KEY_SIZE else ZERO_KEY)
+            return out
+        out = []
+        for s in slots:
+            key = os.pread(self._fd, KEY_SIZE, HEADER_SIZE + s * KEY_SIZE)
+            out.append(key if len(key) == KEY_SIZE else ZERO_KEY)
+        return out
+
+    def read_all(self) -> bytes:
+        """Every slot, concatenated (slot s at ``[32 s, 32 s + 32)``)."""
+        size = os.fstat(self._fd).st_size - HEADER_SIZE
+        return os.pread(self._fd, max(0, size), HEADER_SIZE) if size > 0 else b""
+
+    def write(self, slots, keys) -> None:
+        """Store keys in slots (not yet durable: call :meth:`sync`)."""
+        for s, key in zip(slots, keys):
+            os.pwrite(self._fd, key, HEADER_SIZE + s * KEY_SIZE)
+
+    def shred(self, slots) -> None:
+        """Overwrite slots with zeros in place (not yet durable: call :meth:`sync`)."""
+        for s in slots:
+            os.pwrite(self._fd, ZERO_KEY, HEADER_SIZE + s * KEY_SIZE)
+
+    def truncate(self, n_slots: int) -> None:
+        """Drop slots from ``n_slots`` on (after zeroing them, so no key survives in the file)."""
+        have = self.n_slots()
+        if have > n_slots:
+            os.pwrite(self._fd, bytes((have - n_slots) * KEY_SIZE), HEADER_SIZE + n_slots * KEY_SIZE)
+            os.fsync(self._fd)
+            os.ftruncate(self._fd, HEADER_SIZE + n_slots * KEY_SIZE)
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+
+class _WriteLock:
+    def __init__(self, keys: KeyFile):
+        self._keys = keys
+
+    def __enter__(self) -> KeyFile:
+        k = self._keys
+        k._thread_lock.acquire()
+        try:
+            if k._lock_depth == 0:
+                fcntl.flock(k._fd, fcntl.LOCK_EX)
+            k._lock_depth += 1
+        except BaseException:
+            k._thread_lock.release()
+            raise
+        return k
+
+    def __exit__(self, *exc) -> None:
+        k = self._keys
+        try:
+            k._lock_depth -= 1
+            if k._lock_depth == 0 and k._fd >= 0:
+                fcntl.flock(k._fd, fcntl.LOCK_UN)
+        finally:
+            k._thread_lock.release()
