@@ -7,16 +7,20 @@ from ._validation import DuplicateIdError, ERASEError, UnknownIdError
 from .example_index import ExampleIndex, ForgetReceipt
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
 from .selection import SelectedExample
+from .storage import CorruptStoreError, ExampleStore, StoreError
 
 __all__ = [
+    "CorruptStoreError",
     "DEFAULT_EPSILON",
     "DEFAULT_PROJECTION_DIM",
     "DuplicateIdError",
     "ERASEError",
     "ExampleIndex",
+    "ExampleStore",
     "ForgetReceipt",
     "QuantizedKMeans",
     "SelectedExample",
+    "StoreError",
     "UnknownIdError",
     "UpdateReport",
 ]
