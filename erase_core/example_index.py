@@ -324,16 +324,15 @@ class ExampleIndex:
 
     def _after_commit(self, update, version: int):
         """Mirror a committed write in memory; if that fails the handle reloads from the store."""
-        self._stale = True
         try:
             result = update()
         except BaseException as exc:
+            self._stale = True
             raise ERASEError(
                 f"the change was committed to {self.path}, but updating this handle failed ({exc!r}); "
                 "it reloads from the store on its next use"
             ) from exc
         self._version = version
-        self._stale = False
         return result
 
     def forget(self, ids: Iterable[str], *, missing: str = "raise") -> ForgetReceipt:
@@ -353,7 +352,7 @@ class ExampleIndex:
                 self._sync_in(txn)  # forget what another handle added; see what it forgot
                 ids = check_known_ids(ids, self._slot_of, missing=missing)
                 txn.delete([self._row_of[i] for i in ids])
-                before = self.digest()
+                before = self._current_digest()
                 selected_before = self._erase_ids() if self._model is not None else None
             if not ids:
                 return ForgetReceipt((), len(self), False, False, None, before, before, time.perf_counter() - start)
@@ -361,7 +360,7 @@ class ExampleIndex:
 
     def _forget_in_memory(self, ids: list[str], start: float, before: str | None = None, selected_before=None) -> ForgetReceipt:
         if before is None:
-            before = self.digest()
+            before = self._current_digest()
             selected_before = self._erase_ids() if self._model is not None else None
         if not ids:
             return ForgetReceipt((), len(self._ids), False, False, None, before, before, time.perf_counter() - start)
@@ -371,7 +370,7 @@ class ExampleIndex:
         return ForgetReceipt(
             ids=tuple(ids), n_remaining=len(self._ids), selected_changed=selected_before != selected_after,
             recomputed=recompute_from is not None, recompute_from=recompute_from,
-            digest_before=before, digest_after=self.digest(), seconds=time.perf_counter() - start,
+            digest_before=before, digest_after=self._current_digest(), seconds=time.perf_counter() - start,
         )
 
     def _drop_rows(self, ids: list[str]) -> None:
@@ -524,15 +523,19 @@ class ExampleIndex:
         """SHA-256 of the parameters, the multiset of (id, payload, vector) and the clustering."""
         with self._lock:
             self._sync()
-            if self._digest is not None:
-                return self._digest
-            h = hashlib.sha256()
-            params = {key: v for key, v in self.config().items() if key not in ("format_version", "dim")}
-            h.update(json.dumps(params, sort_keys=True).encode())
-            h.update(f"{len(self._ids)}:{self._pool_hash.hexdigest()}".encode())
-            h.update((self._model.digest() if self._model is not None else "no-model").encode())
-            self._digest = h.hexdigest()
+            return self._current_digest()
+
+    def _current_digest(self) -> str:
+        """The digest of memory as it is (no catching up: internal use between steps)."""
+        if self._digest is not None:
             return self._digest
+        h = hashlib.sha256()
+        params = {key: v for key, v in self.config().items() if key not in ("format_version", "dim")}
+        h.update(json.dumps(params, sort_keys=True).encode())
+        h.update(f"{len(self._ids)}:{self._pool_hash.hexdigest()}".encode())
+        h.update((self._model.digest() if self._model is not None else "no-model").encode())
+        self._digest = h.hexdigest()
+        return self._digest
 
     def fingerprint(self) -> str:
         """Hash of the ordered ``erase`` selection: changes exactly when the selected set does."""

@@ -122,7 +122,7 @@ def test_interleaved_handles_always_equal_a_fresh_build(tmp_path_factory, data, 
             truth.update({i: (X[int(i[1:])], {"i": int(i[1:])}) for i in new})
             next_i += len(new)
         elif len(truth) > 3:
-            victims = data.draw(st.lists(st.sampled_from(sorted(truth)), min_size=1, max_size=3, unique=True))
+            victims = data.draw(st.lists(st.sampled_from(sorted(truth)), min_size=1, max_size=min(3, len(truth) - 3), unique=True))
             h.forget(victims)
             for v in victims:
                 del truth[v]

@@ -48,7 +48,7 @@ from typing import Iterator, Sequence
 
 from .errors import CorruptStoreError, StoreError
 from .keyfile import ZERO_KEY, KeyFile
-from .rows import PlainRow, new_key, open_sealed, seal
+from .rows import PlainRow, new_key, open_many, seal
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRow"]
 
@@ -237,21 +237,17 @@ class ExampleStore:
         if not records:
             return []
         keys = self._keys.read([slot for _, slot, _ in records])
-        vector_bytes = 4 * int(dim)
-        out = []
-        for (row, _, blob), key in zip(records, keys):
-            try:
-                if key == ZERO_KEY:
-                    raise CorruptStoreError(f"row {row} has no key")
-                out.append(open_sealed(self._uuid, row, key, blob, vector_bytes))
-            except CorruptStoreError:
-                if not locked and self._committed_version() != version:
-                    return None  # a writer committed since our snapshot: read again
-                raise CorruptStoreError(
-                    f"{self.path} is damaged: row {row} does not authenticate against its key "
-                    "(edited or corrupted bytes, or a key file from another copy)"
-                ) from None
-        return out
+        try:
+            if ZERO_KEY in keys:
+                row = records[keys.index(ZERO_KEY)][0]
+                raise CorruptStoreError(f"row {row} has no key")
+            return open_many(self._uuid, [(row, key, blob) for (row, _, blob), key in zip(records, keys)], 4 * int(dim))
+        except CorruptStoreError as exc:
+            if not locked and self._committed_version() != version:
+                return None  # a writer committed since our snapshot: read again
+            raise CorruptStoreError(
+                f"{self.path} is damaged: {exc} (edited or corrupted bytes, or a key file from another copy)"
+            ) from None
 
     def _committed_version(self) -> int:
         with self._reading() as conn:
