@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -93,10 +94,24 @@ def check_known_ids(ids: Iterable, known, *, missing: str = "raise") -> list[str
     return out
 
 
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ERASEError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum] (no upper limit when ``maximum`` is None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ERASEError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
+
+
+def check_real(value, name: str) -> float:
+    """``value`` as a finite float; bools, strings and NaN/inf raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ERASEError(f"{name} must be a real number, got {value!r}")
+    out = float(value)
+    if not np.isfinite(out):
+        raise ERASEError(f"{name} must be finite, got {value!r}")
+    return out
 
 
 def as_list(values: Sequence | None) -> list:

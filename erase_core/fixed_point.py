@@ -20,8 +20,51 @@ import numpy as np
 
 from ._validation import ERASEError
 
-#: m * bound^2 <= 2^50 keeps ||x||^2 + ||c||^2 - 2 x.c exact in float64.
+#: m * bound^2 <= 2^50 keeps ||x||^2 + ||c||^2 - 2 x.c exact in float64, with room to spare
+#: for centroids up to 1.5 * bound (see :meth:`FixedPointSpace.epsilon_units`).
 _EXACT_BUDGET = 2.0**50
+
+#: Input dimension up to which :func:`max_unit_scale` guarantees that unit vectors fit (it
+#: covers the common embedding sizes; larger inputs are still checked value by value).
+MAX_GUARANTEED_DIM = 8192
+
+#: Relative slack on "unit norm" (vectors normalised in float32 are within about 1e-7).
+_NORM_SLACK = 1e-6
+
+
+def _bounds(dim: int, projection_dim: int | None) -> tuple[int, int, int]:
+    """(clustering dimension, coordinate bound, input bound) in integer units."""
+    out_dim = dim if projection_dim is None else projection_dim
+    bound = math.floor(math.sqrt(_EXACT_BUDGET / out_dim))
+    # With a projection, the projection itself must stay exact: |sum| <= dim * input bound < 2^53.
+    input_bound = bound if projection_dim is None else min(bound, 2**52 // dim)
+    return out_dim, bound, input_bound
+
+
+def _unit(scale: float, out_dim: int, projection_dim: int | None) -> float:
+    return scale * (math.sqrt(out_dim) if projection_dim is not None else 1.0)
+
+
+def max_unit_scale(dim: int, projection_dim: int | None) -> float:
+    """The largest ``scale`` at which every vector of norm <= 1 in ``dim`` dimensions maps to
+    exact coordinates (``projection_dim``: None for no projection).
+
+    A coordinate rounds to at most scale * |x_i| + 1/2 units, so within the input bound when
+    scale <= input bound; a projected coordinate is a ±1 sum of rounded inputs, at most
+    scale * ||x||_1 + dim / 2 <= scale * sqrt(dim) + dim / 2, which must stay within the bound."""
+    _, bound, input_bound = _bounds(dim, projection_dim)
+    top = 1.0 + _NORM_SLACK
+    limit = input_bound / top
+    if projection_dim is not None:
+        limit = min(limit, (bound - dim / 2) / (top * math.sqrt(dim)))
+    return limit
+
+
+def max_epsilon(dim: int, projection_dim: int | None, scale: float) -> float:
+    """The largest ``epsilon`` whose grid spacing is at most the coordinate bound in integer
+    units (see :meth:`FixedPointSpace.epsilon_units`)."""
+    out_dim, bound, _ = _bounds(dim, projection_dim)
+    return bound / _unit(scale, out_dim, projection_dim)
 
 
 class FixedPointSpace:
@@ -35,17 +78,14 @@ class FixedPointSpace:
         self.dim = int(dim)
         self.scale = float(scale)
         self.projection_dim = None if projection_dim is None else int(projection_dim)
-        self.out_dim = self.dim if projection_dim is None else self.projection_dim
-        self.unit = self.scale * (math.sqrt(self.out_dim) if projection_dim is not None else 1.0)
-        self.bound = math.floor(math.sqrt(_EXACT_BUDGET / self.out_dim))
+        self.out_dim, self.bound, self.input_bound = _bounds(self.dim, self.projection_dim)
+        self.unit = _unit(self.scale, self.out_dim, self.projection_dim)
         if projection_dim is None:
             self.projection = None
         else:
             rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x9E0])
             signs = rng.integers(0, 2, size=(self.dim, self.out_dim), dtype=np.int8)
             self.projection = np.where(signs == 1, 1.0, -1.0)
-            # The projection itself must stay exact: |sum| <= dim * input bound < 2^53.
-        self.input_bound = self.bound if projection_dim is None else min(self.bound, 2**52 // self.dim)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Integer-valued float64 coordinates of the rows of ``X``.
@@ -73,8 +113,17 @@ class FixedPointSpace:
         return out
 
     def epsilon_units(self, epsilon: float) -> int:
-        """The grid spacing in integer units (at least 1)."""
-        return max(1, int(round(epsilon * self.unit)))
+        """The grid spacing in integer units: at least 1, at most ``bound``.
+
+        A quantized centroid lies within half a spacing of a mean of points, so within
+        1.5 * bound, where squared distances (at most 5.25 * 2^50) are still exact."""
+        units = epsilon * self.unit
+        if not units < self.bound + 0.5:
+            raise ERASEError(
+                f"epsilon={epsilon!r} is {units:.4g} integer units, more than the exact-arithmetic bound "
+                f"{self.bound} for {self.out_dim} dimensions at scale={self.scale:g}; lower epsilon or `scale`"
+            )
+        return max(1, int(round(units)))
 
     def to_float(self, coords: np.ndarray) -> np.ndarray:
         return coords / self.unit

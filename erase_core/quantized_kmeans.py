@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_vectors
-from .fixed_point import FixedPointSpace
+from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
+from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
 from .seeding import insertion_changes_seeding, seed_plusplus
 
@@ -34,9 +35,47 @@ _BLOCK_BYTES = 1 << 22
 
 def _block_rows(width: int) -> int:
     return max(256, _BLOCK_BYTES // (8 * max(1, width)))
+
+
+def _shown(limit: float) -> str:
+    """``limit`` to 6 significant digits, rounded down (so the value shown is accepted)."""
+    exact = Decimal(limit)
+    return format(exact.quantize(Decimal(1).scaleb(exact.adjusted() - 5), rounding=ROUND_FLOOR).normalize(), "f")
+
+
 #: Default grid spacing and projection, chosen by measurement (docs/benchmarks.md).
 DEFAULT_EPSILON = 0.07
 DEFAULT_PROJECTION_DIM = 32
+
+#: Parameter limits, checked by the constructor. Labels are int16, hence k < 2^15 (k-means++
+#: seeding is k passes over the data: ~85 s at k = 2^15 on as many points). Every Lloyd
+#: iteration keeps a label column (n x (n_iter + 1)) and k x d' centroids and statistics, and
+#: quantized Lloyd repeats its centroids after tens of iterations, hence n_iter <= 1000.
+#: Projecting is for speed, so a target above 4096 dimensions (more than most embeddings
+#: have) is of no use. A scale below 1e-6 is an integer unit of over a million input units.
+#: The upper limits of scale and epsilon depend on the projection: :func:`parameter_limits`.
+MAX_CLUSTERS = 2**15 - 1
+MAX_ITER = 1000
+MAX_PROJECTION_DIM = 4096
+MIN_SCALE = 1e-6
+
+
+def parameter_limits(projection_dim: int | None = None, scale: float = 4096.0) -> dict[str, float]:
+    """The largest ``scale`` (for this projection setting) and ``epsilon`` (for this scale too)
+    that the constructor accepts.
+
+    They keep any vectors of norm <= 1 with up to :data:`~erase_core.fixed_point.MAX_GUARANTEED_DIM`
+    dimensions in the exact range of :mod:`.fixed_point`. The worst inputs are the widest, so
+    the limits are those of the clustering spaces the setting gives for DEFAULT_PROJECTION_DIM
+    and MAX_GUARANTEED_DIM input dimensions."""
+    if projection_dim is None:
+        spaces = [(DEFAULT_PROJECTION_DIM, None), (MAX_GUARANTEED_DIM, DEFAULT_PROJECTION_DIM)]
+    else:
+        spaces = [(MAX_GUARANTEED_DIM, projection_dim or None)]
+    return {
+        "scale": min(max_unit_scale(d, p) for d, p in spaces),
+        "epsilon": min(max_epsilon(d, p, scale) for d, p in spaces),
+    }
 
 
 @dataclass(frozen=True)
@@ -72,6 +111,12 @@ class QuantizedKMeans:
         None (default): :data:`DEFAULT_PROJECTION_DIM` when the input has more dimensions than
         that, else no projection; 0: never project.
 
+    Out-of-range parameters raise :class:`ERASEError` here, not at fit time: n_clusters in
+    [1, MAX_CLUSTERS], n_iter in [1, MAX_ITER], projection_dim at most MAX_PROJECTION_DIM,
+    scale at least MIN_SCALE, and scale and epsilon small enough that any vectors of norm <= 1
+    and up to :data:`~erase_core.fixed_point.MAX_GUARANTEED_DIM` dimensions are clustered in
+    exact arithmetic (see :func:`parameter_limits`; with the defaults, epsilon < 256).
+
     Fitted attributes: ``centroids_`` (k, d'), ``ids_`` (sorted), ``labels_`` (aligned with
     ``ids_``), ``n_iter_``, ``seed_ids_``, ``representative_ids_``.
     """
@@ -86,18 +131,17 @@ class QuantizedKMeans:
         scale: float = 4096.0,
         projection_dim: int | None = None,
     ):
-        self.n_clusters = check_positive_int(n_clusters, "n_clusters")
-        self.n_iter = check_positive_int(n_iter, "n_iter")
-        self.epsilon = DEFAULT_EPSILON if epsilon is None else float(epsilon)
-        if not np.isfinite(self.epsilon) or self.epsilon <= 0:
-            raise ERASEError(f"epsilon must be a positive finite number, got {epsilon!r}")
+        self.n_clusters = check_positive_int(n_clusters, "n_clusters", maximum=MAX_CLUSTERS)
+        self.n_iter = check_positive_int(n_iter, "n_iter", maximum=MAX_ITER)
+        self.epsilon = DEFAULT_EPSILON if epsilon is None else check_real(epsilon, "epsilon")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ERASEError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
-        self.scale = float(scale)
-        if projection_dim is not None and (isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer)) or projection_dim < 0):
-            raise ERASEError(f"projection_dim must be None, 0 or a positive integer, got {projection_dim!r}")
+        self.scale = check_real(scale, "scale")
+        if projection_dim is not None:
+            projection_dim = check_positive_int(projection_dim, "projection_dim", minimum=0, maximum=MAX_PROJECTION_DIM)
         self.projection_dim = projection_dim
+        self._check_scale_and_epsilon()
         self._fitted = False
 
     # ------------------------------------------------------------------ public API
@@ -111,9 +155,10 @@ class QuantizedKMeans:
             raise ERASEError(f"n_clusters={self.n_clusters} is larger than the {X.shape[0]} points")
         self.projection_dim_ = self._resolve_projection(X.shape[1])
         space = FixedPointSpace(X.shape[1], scale=self.scale, projection_dim=self.projection_dim_, seed=self.seed)
+        eps = space.epsilon_units(self.epsilon)
         coords = space.transform(X)
         self._space = space
-        self._eps = space.epsilon_units(self.epsilon)
+        self._eps = eps
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x9A5E])
         self._phase = rng.integers(0, self._eps, size=(self.n_clusters, space.out_dim)).astype(np.int64)
         self._alloc(len(ids), space.out_dim)
@@ -287,6 +332,22 @@ class QuantizedKMeans:
         self._check_fitted()
         return self._space.to_float(self._coords[[self._slot_of[i] for i in ids]])
 
+    def _check_scale_and_epsilon(self) -> None:
+        """Reject a scale or epsilon outside [MIN_SCALE or 0, :func:`parameter_limits`]."""
+        where = f"projection_dim={self.projection_dim!r}"
+        top = parameter_limits(self.projection_dim)["scale"]
+        if not MIN_SCALE <= self.scale <= top:
+            raise ERASEError(
+                f"scale must be in [{MIN_SCALE:g}, {_shown(top)}] with {where}, got {self.scale!r}: a larger "
+                f"scale overflows exact arithmetic on unit vectors of up to {MAX_GUARANTEED_DIM} dimensions"
+            )
+        top = parameter_limits(self.projection_dim, self.scale)["epsilon"]
+        if not 0 < self.epsilon <= top:
+            raise ERASEError(
+                f"epsilon must be in (0, {_shown(top)}] with scale={self.scale:g} and {where}, got "
+                f"{self.epsilon!r}: a coarser grid overflows exact arithmetic"
+            )
+
     def _resolve_projection(self, dim: int) -> int | None:
         """The projection actually used for input dimension ``dim`` (None: none)."""
         if self.projection_dim is None:
@@ -297,7 +358,7 @@ class QuantizedKMeans:
     def _alloc(self, capacity: int, dim: int) -> None:
         cap = max(16, capacity)
         self._coords = np.zeros((cap, dim), dtype=np.float64)
-        self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16 if self.n_clusters < 2**15 else np.int32)
+        self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16)  # n_clusters <= MAX_CLUSTERS < 2^15
         self._hashes = np.zeros(cap, dtype=np.uint64)
         self._row_hash = np.zeros(cap, dtype=np.uint64)
         self._ids: list[str] = []
@@ -424,9 +485,15 @@ class QuantizedKMeans:
             self._finish()
 
     def _finish(self) -> None:
-        """Refresh derived state after a (partial) recompute: unused records, hashes, representatives."""
+        """Refresh derived state after a (partial) recompute: unused records, hashes, representatives.
+
+        Records of iterations past the new ``n_rec`` may still hold statistics of forgotten
+        points; they are zeroed, so every array is exactly what a fresh fit leaves."""
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         self._labels[: self._n, self._ncols() :] = 0
+        self._S[self._n_rec :] = 0
+        self._N[self._n_rec :] = 0
+        self._C[self._n_rec + 1 :] = 0
         self._points_hash = MultisetHash()
         self._points_hash.add(self._element_hashes(np.arange(self._n)))
         centroid_hash = hashlib.sha256()

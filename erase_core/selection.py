@@ -30,7 +30,12 @@ def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray,
 
     A float32 pass over all rows finds the candidates (every row within a rounding margin of the
     k-th best); only those are rescored in float64, so the ranking is that of float64 scores
-    without converting the whole pool."""
+    without converting the whole pool.
+
+    The float64 score of a row is a function of that row alone (elementwise product, then
+    numpy's per-row sum of a contiguous row), never a BLAS product, whose last bit can depend
+    on where the row sits and how many rows there are: equal rows then score equally
+    wherever they are, and ties break by id whatever the row order."""
     q64 = np.asarray(query, dtype=np.float64)
     q64 = q64 / np.linalg.norm(q64)
     n = unit_vectors.shape[0]
@@ -43,7 +48,7 @@ def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray,
         candidates = np.flatnonzero(rough >= kth - margin)
     else:
         candidates = np.arange(n)
-    exact = unit_vectors[candidates].astype(np.float64) @ q64
+    exact = (unit_vectors[candidates].astype(np.float64) * q64).sum(axis=1)
     order = sorted(range(len(candidates)), key=lambda i: (-exact[i], ids[candidates[i]]))[:k]
     return [(int(candidates[i]), float(exact[i])) for i in order]
 
