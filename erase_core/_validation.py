@@ -23,10 +23,14 @@ class DuplicateIdError(ERASEError):
     """An id was given twice, or is already present."""
 
 
-def check_vectors(X, *, dim: int | None = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a C-contiguous float64 (n, d) array; reject NaN/inf, ragged or empty input."""
+def check_vectors(X, *, dim: int | None = None, name: str = "X", keep_float32: bool = False) -> np.ndarray:
+    """Return ``X`` as a C-contiguous float64 (n, d) array; reject NaN/inf, ragged or empty input.
+
+    ``keep_float32``: a float32 array stays float32 (no full-size float64 copy); for callers
+    that convert block by block themselves."""
     try:
-        arr = np.asarray(X, dtype=np.float64)
+        keep = keep_float32 and isinstance(X, np.ndarray) and X.dtype == np.float32
+        arr = X if keep else np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ERASEError(f"{name} must be a numeric (n, d) array: {exc}") from None
     if arr.ndim == 1 and arr.size and dim is not None and arr.shape[0] == dim:

@@ -234,11 +234,11 @@ class ExampleIndex:
         unit = np.frombuffer(b"".join(r.vector for r in rows), dtype="<f4").reshape(len(rows), -1)
         self._add_in_memory(
             [r.id for r in rows], [r.payload_json for r in rows], unit, [r.example_hash for r in rows],
-            [r.row for r in rows],
+            [r.row for r in rows], np.fromiter((r.id_hash for r in rows), dtype=np.uint64, count=len(rows)),
         )
 
     def _add_in_memory(self, ids: list[str], payload_jsons: list[str], unit: np.ndarray, hashes: list[int],
-                       rows: list[int] | None = None):
+                       rows: list[int] | None = None, id_hashes: np.ndarray | None = None):
         """Append already-normalised rows to memory and update the clustering."""
         if self._vectors.shape[1] != unit.shape[1]:
             self._dim = unit.shape[1]
@@ -261,15 +261,15 @@ class ExampleIndex:
         self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
         self._digest = None
-        return self._update_model_after_add(self._vectors[n0:need], ids)
+        return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None)
 
-    def _update_model_after_add(self, unit: np.ndarray, ids: list[str]):
+    def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None):
         if self.strategy != "erase":
             return None  # only the erase strategy selects through the clustering
         if self._model is not None:
             return self._model.insert(unit, ids)
         if len(self._ids) >= self.k:
-            self._model = self._new_model().fit(self._vectors[: len(self._ids)], list(self._ids))
+            self._model = self._new_model().fit(self._vectors[: len(self._ids)], list(self._ids), id_hashes=all_id_hashes)
         return None
 
     def _remove_in_memory(self, ids: list[str]):

@@ -95,7 +95,7 @@ class FixedPointSpace:
         out = np.empty((X.shape[0], self.out_dim), dtype=np.float64)
         step = max(256, (1 << 22) // (8 * self.dim))
         for lo in range(0, X.shape[0], step):
-            block = X[lo : lo + step]
+            block = np.asarray(X[lo : lo + step], dtype=np.float64)  # float32 input: per block
             ints = np.rint(block * self.scale)
             if np.abs(ints).max(initial=0.0) > self.input_bound:
                 raise ERASEError(

@@ -145,12 +145,18 @@ class QuantizedKMeans:
         self._fitted = False
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, ids=None) -> "QuantizedKMeans":
-        """Cluster the rows of ``X`` (ids default to "0".."n-1")."""
-        X = check_vectors(X)
+    def fit(self, X, ids=None, *, id_hashes: np.ndarray | None = None) -> "QuantizedKMeans":
+        """Cluster the rows of ``X`` (ids default to "0".."n-1"). A float32 ``X`` is read as is
+        (no float64 copy of the whole input). ``id_hashes``: the ids' :func:`~.hashing.id_hashes`
+        when the caller already has them (a store keeps them); otherwise computed here."""
+        X = check_vectors(X, keep_float32=True)
         if ids is None:
             ids = [str(i) for i in range(X.shape[0])]
         ids = check_ids(ids, X.shape[0])
+        if id_hashes is not None:
+            id_hashes = np.asarray(id_hashes, dtype=np.uint64)
+            if id_hashes.shape != (len(ids),):
+                raise ERASEError(f"id_hashes must have shape ({len(ids)},); got {id_hashes.shape}")
         if X.shape[0] < self.n_clusters:
             raise ERASEError(f"n_clusters={self.n_clusters} is larger than the {X.shape[0]} points")
         self.projection_dim_ = self._resolve_projection(X.shape[1])
@@ -162,7 +168,7 @@ class QuantizedKMeans:
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x9A5E])
         self._phase = rng.integers(0, self._eps, size=(self.n_clusters, space.out_dim)).astype(np.int64)
         self._alloc(len(ids), space.out_dim)
-        self._append_rows(coords, ids)
+        self._append_rows(coords, ids, id_hashes)
         self._refit()
         self._fitted = True
         return self

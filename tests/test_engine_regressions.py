@@ -17,7 +17,7 @@ from erase_core.quantized_kmeans import (
     parameter_limits,
 )
 from erase_core.selection import top_k_by_cosine
-from conftest import clustered
+from conftest import assert_same_state, clustered
 
 
 # ------------------------------------------------------------ 1. records of unused iterations
@@ -229,3 +229,19 @@ def test_similarity_score_of_a_row_does_not_depend_on_the_other_rows():
         rows = rng.choice(len(V), size=size, replace=False)
         for i, s in top_k_by_cosine(V[rows], [ids[r] for r in rows], query, size):
             assert s == full[ids[rows[i]]]
+
+
+# ---------------------------------------------------------------------- open's fast path
+@pytest.mark.parametrize("scale", [4096.0, 1000.0, 3.7])
+def test_float32_input_and_given_id_hashes_fit_the_same_model(scale):
+    """Open fits the stored float32 rows as they are, with the stored id hashes: the model must
+    be bit for bit the one a float64 copy and freshly computed hashes give."""
+    from erase_core.hashing import id_hashes
+
+    X = clustered(300, d=48, blobs=5, seed=9).astype(np.float32)
+    ids = [f"r{i:04d}" for i in range(300)]
+    reference = QuantizedKMeans(5, scale=scale, seed=2).fit(X.astype(np.float64), ids)
+    fast = QuantizedKMeans(5, scale=scale, seed=2).fit(X, ids, id_hashes=id_hashes(ids))
+    assert_same_state(fast, reference)
+    with pytest.raises(ERASEError, match="id_hashes"):
+        QuantizedKMeans(5).fit(X, ids, id_hashes=id_hashes(ids)[:-1])
