@@ -4,6 +4,8 @@ persistence, async, threads."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -15,8 +17,10 @@ pytest.importorskip("langchain_core")
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
 from erase_core import ERASEError, ExampleIndex, UnknownIdError  # noqa: E402
+from erase_core.storage import keys_path  # noqa: E402
 from erase_langchain import ERASEExampleSelector  # noqa: E402
 from lc_helpers import EXAMPLES, IDS, QUERIES, NGramEmbeddings, with_ids  # noqa: E402
+from residue import assert_sealed, plaintext_needles, sealed_rows  # noqa: E402
 
 PARAMS = dict(epsilon=0.05, seed=3)
 
@@ -213,10 +217,38 @@ def test_fingerprint_changes_exactly_when_the_set_changes(emb):
 
 # ---------------------------------------------------------------------- persistence
 def test_persist_and_reopen_without_reembedding(emb, tmp_path):
-    path = tmp_path / "examples.sqlite"
-    s = build(emb, persist_path=path, input_keys=["input"])
+    store_dir, backup = tmp_path / "store", tmp_path / "backup"
+    store_dir.mkdir(), backup.mkdir()
+    path = store_dir / "examples.sqlite"
+    # ids of 32+ bytes: the residue scan looks for every 32-byte window of them (a short needle
+    # is searched whole, and could turn up in the ciphertext by chance)
+    ids = [f"{i}/customer-record@private.example.org" for i in IDS]
+    gone, new = ids[5], "new/customer-record@private.example.org"
+    s = build(emb, ids=ids, persist_path=path, input_keys=["input"])
     assert s.persist_path == str(path)
-    s.forget(["ex05"])
+    # The store holds exactly the examples, sealed: opened with its keys, each row is the
+    # example as the selector holds it (so the needles below are what was written).
+    rows = sealed_rows(path)
+    assert set(rows) == set(ids)
+    for example, i in zip(EXAMPLES, ids):
+        plain = rows[i][1]
+        assert json.loads(plain.payload_json) == example and plain.vector == s.index.vector(i).tobytes()
+    needles = {i: plaintext_needles(rows[i][1], example["input"]) for example, i in zip(EXAMPLES, ids)}
+    keys = {i: rows[i][0] for i in ids}
+    assert_sealed(store_dir, path, needles.values(), keys.values(), [])
+    for f in store_dir.iterdir():  # a copy of the database (not the key file) taken before the forget
+        if not f.name.endswith(".keys"):
+            shutil.copy(f, backup / f.name)
+    s.forget([gone])
+    kept_keys = [keys[i] for i in ids if i != gone]
+    assert_sealed(store_dir, path, needles.values(), kept_keys, [keys[gone]])
+    assert set(sealed_rows(path)) == set(ids) - {gone}
+    # The old copy still holds the forgotten row's ciphertext, but the current key file opens
+    # only the kept rows: the forget shredded its key.
+    con = sqlite3.connect(f"file:{backup / path.name}?mode=ro", uri=True)
+    assert con.execute("select count(*) from examples").fetchone()[0] == len(ids)
+    con.close()
+    assert set(sealed_rows(backup / path.name, key_file=keys_path(path))) == set(ids) - {gone}
     digest, fp, selected = s.digest(), s.fingerprint, s.select_examples({"input": "x"})
     s.close()
     with pytest.raises(ERASEError, match="already holds"):
@@ -225,16 +257,24 @@ def test_persist_and_reopen_without_reembedding(emb, tmp_path):
     r = ERASEExampleSelector.open(path, counting, input_keys=["input"])
     assert counting.calls == {"documents": 0, "texts": 0, "query": 0}
     assert r.digest() == digest and r.fingerprint == fp and r.k == 4 and r.strategy == "erase"
-    assert "ex05" not in r.ids and len(r) == len(EXAMPLES) - 1
+    assert gone not in r.ids and len(r) == len(EXAMPLES) - 1
     assert r.verify() and r.select_examples({"input": "x"}) == selected
-    r.add_example({"input": "A hailstorm hit the town", "output": "weather"}, id="new")
+    hail = {"input": "A hailstorm hit the town", "output": "weather"}
+    r.add_example(hail, id=new)
     r.close()
     again = ERASEExampleSelector(embeddings=counting, persist_path=path)  # the constructor reopens too
-    assert "new" in again.ids and counting.calls["documents"] == 1
+    assert new in again.ids and counting.calls["documents"] == 1
+    digest = again.digest()
     again.close()
-    con = sqlite3.connect(path)
-    assert con.execute("select count(*) from examples where id='ex05'").fetchone()[0] == 0
-    con.close()
+    # Through the public API, a fresh handle on the file sees the forget and the add.
+    with ExampleIndex.open(path) as index:
+        assert gone not in index and set(index.ids) == (set(ids) - {gone}) | {new}
+        assert index.get(new) == hail and index.digest() == digest and index.verify()
+    rows = sealed_rows(path)
+    assert set(rows) == (set(ids) - {gone}) | {new} and json.loads(rows[new][1].payload_json) == hail
+    needles[new] = plaintext_needles(rows[new][1], hail["input"])
+    live = [rows[i][0] for i in rows]
+    assert_sealed(store_dir, path, needles.values(), live, [keys[gone]])
 
 
 def test_failed_from_examples_leaves_no_store(tmp_path):
