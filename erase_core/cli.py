@@ -28,10 +28,40 @@ def _verify(args) -> int:
 
 
 def _forget(args) -> int:
+    given = [bool(args.ids), args.subject is not None, args.where is not None]
+    if sum(given) != 1:
+        print("erase forget: give ids, or --subject, or --where (exactly one)", file=sys.stderr)
+        return 2
     with ExampleIndex.open(args.path) as index:
-        receipt = index.forget(args.ids, missing=args.missing)
+        if args.subject is not None:
+            receipt = index.forget_subject(args.subject)
+        elif args.where is not None:
+            try:
+                where = json.loads(args.where)
+            except ValueError as exc:
+                raise ERASEError(f"--where must be a JSON object: {exc}") from None
+            receipt = index.forget_where(where)
+        else:
+            receipt = index.forget(args.ids, missing=args.missing)
         print(json.dumps(receipt.to_dict(), indent=2))
     return 0
+
+
+def _audit(args) -> int:
+    """Print the deletion audit log and check its hash chain (exit 1 if it is broken)."""
+    with ExampleIndex.open(args.path) as index:
+        check = index.check_audit()
+        if args.id is not None or args.subject is not None:
+            entries = index.forgotten(example_id=args.id, subject=args.subject)
+        else:
+            entries = index.audit()
+        for entry in entries:
+            print(json.dumps(entry, sort_keys=True))
+        status = "OK" if check.ok else f"BROKEN at entry {check.first_bad}"
+        print(f"chain {status}: {check.entries} entries, head {check.head}", file=sys.stderr)
+        if args.id is not None or args.subject is not None:
+            print(f"forgotten: {'yes' if entries else 'no'}", file=sys.stderr)
+        return 0 if check.ok else 1
 
 
 def _select(args) -> int:
@@ -67,11 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the product end to end on a BIG-bench task with local models (needs the langchain and hf extras)",
                        add_help=False)
     p.set_defaults(func=lambda args: _demo([]))
-    p = sub.add_parser("forget", help="forget examples by id and print the receipt")
+    p = sub.add_parser("forget", help="forget examples (by id, subject or metadata filter) and print the receipt")
     p.add_argument("path")
-    p.add_argument("ids", nargs="+")
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--subject", help="forget every example of this subject")
+    p.add_argument("--where", help='forget every example whose metadata match this JSON filter, e.g. \'{"tenant": "acme"}\'')
     p.add_argument("--missing", choices=["raise", "ignore"], default="raise")
     p.set_defaults(func=_forget)
+    p = sub.add_parser("audit", help="print the deletion audit log and check its hash chain (exit 1 if broken)")
+    p.add_argument("path")
+    p.add_argument("--id", help="only the entries that forgot this example id")
+    p.add_argument("--subject", help="only the entries that forgot examples of this subject")
+    p.set_defaults(func=_audit)
     return parser
 
 

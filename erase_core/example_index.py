@@ -23,7 +23,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ._validation import ERASEError, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_vectors
+from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
+from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
+from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
 from .selection import STRATEGIES, SelectedExample, fill_representatives, top_k_by_cosine
 
@@ -63,13 +66,16 @@ def _payload_json(payload: Any) -> str:
         raise ERASEError(f"payload is not JSON-serialisable: {exc}") from None
 
 
-def _example_hash(example_id: str, payload_json: str, vector: np.ndarray) -> int:
+def _example_hash(example_id: str, payload_json: str, vector: np.ndarray, attrs: str = "") -> int:
     h = hashlib.blake2b(digest_size=8)
     h.update(example_id.encode())
     h.update(b"\0")
     h.update(payload_json.encode())
     h.update(b"\0")
     h.update(np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+    if attrs:  # examples without subject or metadata hash as they always did
+        h.update(b"\0attrs\0")
+        h.update(attrs.encode())
     return int.from_bytes(h.digest(), "little")
 
 
@@ -118,12 +124,15 @@ class ExampleIndex:
         self._lock = threading.RLock()
         self._dim: int | None = None
         self._store = None
+        self._secret: bytes | None = None
+        self._memory_log: MemoryAuditLog | None = None
         self._reset_memory()
         if path is not None:
             from .storage import ExampleStore, StoreError
 
             try:
                 self._store = ExampleStore.create(path, self.config())
+                self._secret = self._store.audit_secret()
             except StoreError as exc:
                 if _is_store(path):
                     raise ERASEError(f"{path} already holds an example store: reopen it with ExampleIndex.open(path)") from None
@@ -134,6 +143,8 @@ class ExampleIndex:
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._payload_json: dict[str, str] = {}
+        self._attrs_json: dict[str, str] = {}  # only examples with a subject or metadata
+        self._attributes = AttributeIndex()
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._model: QuantizedKMeans | None = None
@@ -143,6 +154,7 @@ class ExampleIndex:
         self._id_of_row: dict[int, str] = {}
         self._version = 0
         self._stale = False
+        self._forgotten_subjects: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ construction
     def config(self) -> dict:
@@ -173,6 +185,7 @@ class ExampleIndex:
             except (KeyError, TypeError) as exc:
                 raise ERASEError(f"{path} has an invalid index config: {exc}") from None
             index._store = store
+            index._secret = store.audit_secret()
             with index._lock:
                 index._reload(store.load())
         except BaseException:
@@ -235,10 +248,12 @@ class ExampleIndex:
         self._add_in_memory(
             [r.id for r in rows], [r.payload_json for r in rows], unit, [r.example_hash for r in rows],
             [r.row for r in rows], np.fromiter((r.id_hash for r in rows), dtype=np.uint64, count=len(rows)),
+            [r.attrs_json for r in rows],
         )
 
     def _add_in_memory(self, ids: list[str], payload_jsons: list[str], unit: np.ndarray, hashes: list[int],
-                       rows: list[int] | None = None, id_hashes: np.ndarray | None = None):
+                       rows: list[int] | None = None, id_hashes: np.ndarray | None = None,
+                       attrs: list[str] | None = None):
         """Append already-normalised rows to memory and update the clustering."""
         if self._vectors.shape[1] != unit.shape[1]:
             self._dim = unit.shape[1]
@@ -258,6 +273,11 @@ class ExampleIndex:
             for i, r in zip(ids, rows):
                 self._row_of[i] = r
                 self._id_of_row[r] = i
+        if attrs is not None:
+            for i, a in zip(ids, attrs):
+                if a:
+                    self._attrs_json[i] = a
+                    self._attributes.add(i, *parse_attrs(a))
         self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
         self._digest = None
@@ -288,23 +308,37 @@ class ExampleIndex:
         return QuantizedKMeans(self.k, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed, projection_dim=self.projection_dim)
 
     # ------------------------------------------------------------------ mutations
-    def add(self, vectors, payloads: Sequence[Any], ids: Sequence[str] | None = None) -> list[str]:
+    def add(self, vectors, payloads: Sequence[Any], ids: Sequence[str] | None = None, *,
+            subjects: Sequence[str | None] | None = None, metadata: Sequence[dict | None] | None = None) -> list[str]:
         """Add examples; returns their ids (generated when not given). Atomic: on any error
-        nothing is added, in memory or in the store."""
+        nothing is added, in memory or in the store.
+
+        ``subjects``: per example, whom it belongs to (for :meth:`forget_subject`), or None.
+        ``metadata``: per example, a flat JSON object (for :meth:`forget_where` and filtered
+        :meth:`select`), or None. Both are stored sealed like the payload."""
         with self._lock:
             self._sync()
             X = check_vectors(vectors, dim=self._dim, name="vectors")
             payloads = list(payloads)
-            if len(payloads) != X.shape[0]:
-                raise ERASEError(f"got {len(payloads)} payloads for {X.shape[0]} vectors")
+            n = X.shape[0]
+            if len(payloads) != n:
+                raise ERASEError(f"got {len(payloads)} payloads for {n} vectors")
             if ids is None:
                 ids = [uuid.uuid4().hex for _ in payloads]
-            ids = check_ids(ids, X.shape[0], existing=self._slot_of)
+            ids = check_ids(ids, n, existing=self._slot_of)
+            subjects = [None] * n if subjects is None else list(subjects)
+            metadata = [None] * n if metadata is None else list(metadata)
+            if len(subjects) != n or len(metadata) != n:
+                raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
+            attrs = [
+                attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
+                for j, (s, m) in enumerate(zip(subjects, metadata))
+            ]
             payload_jsons = [_payload_json(p) for p in payloads]
             unit = _normalise(X)
-            hashes = [_example_hash(i, pj, row) for i, pj, row in zip(ids, payload_jsons, unit)]
+            hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
             if self._store is None:
-                self._add_in_memory(ids, payload_jsons, unit, hashes)
+                self._add_in_memory(ids, payload_jsons, unit, hashes, attrs=attrs)
                 return ids
             from .hashing import id_hash
             from .storage import NewRow
@@ -315,11 +349,11 @@ class ExampleIndex:
                     raise ERASEError(f"vectors has dimension {unit.shape[1]}, expected {self._dim}")
                 check_ids(ids, len(ids), existing=self._slot_of)
                 new = [
-                    NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h)
-                    for i, pj, row, h in zip(ids, payload_jsons, unit, hashes)
+                    NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h, a)
+                    for i, pj, row, h, a in zip(ids, payload_jsons, unit, hashes, attrs)
                 ]
                 rows = txn.add(new, unit.shape[1])
-            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows), txn.version)
+            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows, attrs=attrs), txn.version)
             return ids
 
     def _after_commit(self, update, version: int):
@@ -338,25 +372,72 @@ class ExampleIndex:
     def forget(self, ids: Iterable[str], *, missing: str = "raise") -> ForgetReceipt:
         """Remove examples exactly: afterwards the index equals one built without them, and with
         a store, every handle on it stops returning them and their keys are shredded on disk.
+        The deletion audit log records it (keyed hashes only, see :meth:`audit`).
 
         Unknown or repeated ids raise :class:`UnknownIdError`/`DuplicateIdError` and change
         nothing, unless ``missing="ignore"``.
         """
+        if isinstance(ids, str):
+            ids = [ids]
+        ids = list(ids)
+        return self._forget(lambda: check_known_ids(ids, self._slot_of, missing=missing), request="ids")
+
+    def forget_subject(self, subject: str) -> ForgetReceipt:
+        """Forget every example of ``subject`` (one transaction, one receipt, one audit entry).
+        A subject with no examples gives an empty receipt, and the request is still logged."""
+        subject = check_subject(subject)
+        if subject is None:
+            raise ERASEError("forget_subject needs a subject")
+        return self._forget(lambda: sorted(self._attributes.of_subject(subject)), request="subject", subject=subject)
+
+    def forget_where(self, where: dict) -> ForgetReceipt:
+        """Forget every example whose metadata matches the filter ``where`` (see
+        :mod:`erase_core.filters`), exactly, in one transaction."""
+        check_filter(where)
+        return self._forget(lambda: sorted(self._attributes.matching(where)), request="where", where=where)
+
+    def _forget(self, resolve, *, request: str, subject: str | None = None, where: dict | None = None) -> ForgetReceipt:
+        """Resolve the ids against the current pool, forget them, log the request; all or nothing."""
         start = time.perf_counter()
         with self._lock:
             if self._store is None:
-                ids = check_known_ids(ids, self._slot_of, missing=missing)
-                return self._forget_in_memory(ids, start)
-            ids = list(ids) if not isinstance(ids, str) else [ids]
-            with self._store.transaction() as txn:
-                self._sync_in(txn)  # forget what another handle added; see what it forgot
-                ids = check_known_ids(ids, self._slot_of, missing=missing)
-                txn.delete([self._row_of[i] for i in ids])
-                before = self._current_digest()
-                selected_before = self._erase_ids() if self._model is not None else None
-            if not ids:
-                return ForgetReceipt((), len(self), False, False, None, before, before, time.perf_counter() - start)
-            return self._after_commit(lambda: self._forget_in_memory(ids, start, before, selected_before), txn.version)
+                ids = resolve()
+                receipt = self._forget_in_memory(ids, start)
+                self._memory_audit().append(self._audit_entry(receipt, request, subject, where, self._audit_secret()))
+                return receipt
+            changed = False
+            try:
+                with self._store.transaction() as txn:
+                    self._sync_in(txn)  # forget what another handle added; see what it forgot
+                    ids = resolve()
+                    rows = [self._row_of[i] for i in ids]
+                    txn.delete(rows)
+                    changed = True
+                    receipt = self._forget_in_memory(ids, start)
+                    txn.audit(self._audit_entry(receipt, request, subject, where, self._audit_secret(), txn.version_after()))
+            except BaseException:
+                if changed:
+                    self._stale = True  # memory ran ahead of a transaction that did not commit
+                raise
+            self._version = txn.version
+            return receipt
+
+    def _audit_entry(self, receipt: ForgetReceipt, request: str, subject, where, secret: bytes, version: int = 0) -> dict:
+        return make_entry(
+            secret, request=request, ids=receipt.ids, subjects=[self._forgotten_subjects.get(i) for i in receipt.ids],
+            subject=subject, where=where, digest_before=receipt.digest_before, digest_after=receipt.digest_after,
+            recomputed=receipt.recomputed, version=version,
+        )
+
+    def _audit_secret(self) -> bytes:
+        if self._store is not None:
+            return self._secret  # read at open: no query inside a write transaction
+        return self._memory_audit().secret
+
+    def _memory_audit(self) -> MemoryAuditLog:
+        if self._memory_log is None:
+            self._memory_log = MemoryAuditLog(os.urandom(32))
+        return self._memory_log
 
     def _forget_in_memory(self, ids: list[str], start: float, before: str | None = None, selected_before=None) -> ForgetReceipt:
         if before is None:
@@ -364,6 +445,7 @@ class ExampleIndex:
             selected_before = self._erase_ids() if self._model is not None else None
         if not ids:
             return ForgetReceipt((), len(self._ids), False, False, None, before, before, time.perf_counter() - start)
+        self._forgotten_subjects = {i: self._attributes.attrs.get(i, (None, {}))[0] for i in ids}
         report = self._remove_in_memory(ids)
         recompute_from = None if report is None else report.recompute_from
         selected_after = self._erase_ids() if self._model is not None else None
@@ -384,20 +466,26 @@ class ExampleIndex:
             self._ids.pop()
             self._vectors[last] = 0.0
             del self._payload_json[i]
+            if self._attrs_json.pop(i, None) is not None:
+                self._attributes.remove(i)
             row = self._row_of.pop(i, None)
             if row is not None:
                 del self._id_of_row[row]
             self._pool_hash.remove(np.array([self._example_hashes.pop(i)], dtype=np.uint64))
 
     # ------------------------------------------------------------------ queries
-    def select(self, query_vector=None, k: int | None = None) -> list[SelectedExample]:
+    def select(self, query_vector=None, k: int | None = None, *, filter: dict | None = None) -> list[SelectedExample]:  # noqa: A002
         """Select ``k`` examples (default: the index's k).
 
         ``erase``: the same set for every query, in cluster order; ``score`` is the cosine
         similarity to the query when one is given, else to the example's cluster centroid.
-        ``similarity``: exact top-k by cosine to ``query_vector`` (required), ties by id.
+        ``similarity``: exact top-k by cosine to ``query_vector`` (required), ties by id;
+        ``filter`` restricts it to examples whose metadata match (fewer than ``k`` when fewer
+        match), so a tenant only ever sees its own examples.
         Payloads are fresh copies: editing one changes nothing in the index.
         """
+        if filter is not None:
+            return self._select_filtered(query_vector, k, filter)
         k = self.k if k is None else check_positive_int(k, "k")
         with self._lock:
             self._sync()
@@ -428,6 +516,59 @@ class ExampleIndex:
             else:
                 scores = self._centroid_similarity(chosen)
             return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
+
+    def _select_filtered(self, query_vector, k: int | None, where: dict) -> list[SelectedExample]:
+        k = self.k if k is None else check_positive_int(k, "k")
+        check_filter(where)
+        if self.strategy != "similarity":
+            raise ERASEError("filter= applies to the 'similarity' strategy; 'erase' selects one fixed set for every query")
+        if query_vector is None:
+            raise ERASEError("strategy 'similarity' needs a query_vector")
+        with self._lock:
+            self._sync()
+            q = check_vectors(query_vector, dim=self._dim, name="query_vector")
+            if q.shape[0] != 1 or not np.any(q):
+                raise ERASEError("query_vector must be one non-zero vector")
+            allowed = sorted(self._attributes.matching(where), key=self._slot_of.__getitem__)
+            if not allowed:
+                return []
+            rows = np.array([self._slot_of[i] for i in allowed], dtype=np.int64)
+            ranked = top_k_by_cosine(self._vectors[rows], allowed, q[0], min(k, len(allowed)))
+            return [SelectedExample(allowed[r], self._payload(allowed[r]), s) for r, s in ranked]
+
+    def attributes(self, example_id: str) -> dict:
+        """``{"subject": ..., "metadata": {...}}`` of an example (copies)."""
+        with self._lock:
+            self._sync()
+            if example_id not in self._slot_of:
+                raise UnknownIdError(f"unknown id {example_id!r}")
+            subject, metadata = parse_attrs(self._attrs_json.get(example_id, ""))
+            return {"subject": subject, "metadata": metadata}
+
+    def ids_of_subject(self, subject: str) -> list[str]:
+        """The ids of ``subject``'s examples, sorted (what :meth:`forget_subject` would forget)."""
+        with self._lock:
+            self._sync()
+            return sorted(self._attributes.of_subject(subject))
+
+    # ------------------------------------------------------------------ audit
+    def audit(self) -> list[dict]:
+        """Every entry of the deletion audit log, oldest first (see :mod:`erase_core.storage.audit`)."""
+        with self._lock:
+            rows = self._store.audit_rows() if self._store is not None else list(self._memory_audit().rows)
+        return [json.loads(text) for _, text, _, _ in rows]
+
+    def check_audit(self) -> ChainCheck:
+        """Verify the audit log's hash chain (an edited, reordered or deleted entry fails)."""
+        with self._lock:
+            rows = self._store.audit_rows() if self._store is not None else list(self._memory_audit().rows)
+        return check_chain(rows)
+
+    def forgotten(self, *, example_id: str | None = None, subject: str | None = None, where: dict | None = None) -> list[dict]:
+        """The audit entries that forgot ``example_id`` / ``subject`` / the filter ``where`` (empty: never)."""
+        with self._lock:
+            secret = self._audit_secret()
+            return [e for e in self.audit() if audit_matches(secret, e, example_id=example_id, subject=subject, where=where)]
 
     def _payload(self, example_id: str) -> Any:
         return json.loads(self._payload_json[example_id])
@@ -570,7 +711,7 @@ class ExampleIndex:
                         txn.add(
                             [
                                 NewRow(i, self._payload_json[i], self._vectors[self._slot_of[i]].astype("<f4").tobytes(),
-                                       id_hash(i), self._example_hashes[i])
+                                       id_hash(i), self._example_hashes[i], self._attrs_json.get(i, ""))
                                 for i in order
                             ],
                             self._dim,
@@ -584,10 +725,10 @@ class ExampleIndex:
             self._sync()
             return self._fresh(
                 sorted(self._ids), lambda order: np.stack([self._vectors[self._slot_of[i]] for i in order]),
-                self._payload_json,
+                self._payload_json, self._attrs_json,
             )
 
-    def _fresh(self, order: list[str], vectors_of, payload_json: dict) -> "ExampleIndex":
+    def _fresh(self, order: list[str], vectors_of, payload_json: dict, attrs: dict) -> "ExampleIndex":
         fresh = ExampleIndex(
             self.k, strategy=self.strategy, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed,
             projection_dim=self.projection_dim,
@@ -595,8 +736,9 @@ class ExampleIndex:
         if order:
             unit = vectors_of(order)
             pj = [payload_json[i] for i in order]
-            hashes = [_example_hash(i, p, row) for i, p, row in zip(order, pj, unit)]
-            fresh._add_in_memory(order, pj, unit, hashes)
+            at = [attrs.get(i, "") for i in order]
+            hashes = [_example_hash(i, p, row, a) for i, p, row, a in zip(order, pj, unit, at)]
+            fresh._add_in_memory(order, pj, unit, hashes, attrs=at)
         return fresh
 
     def verify(self) -> bool:
@@ -613,7 +755,7 @@ class ExampleIndex:
             fresh = self._fresh(
                 sorted(by_id),
                 lambda order: np.frombuffer(b"".join(by_id[i].vector for i in order), dtype="<f4").reshape(len(order), -1),
-                {i: r.payload_json for i, r in by_id.items()},
+                {i: r.payload_json for i, r in by_id.items()}, {i: r.attrs_json for i, r in by_id.items()},
             )
             return fresh.digest() == self.digest()
 

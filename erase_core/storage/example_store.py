@@ -73,6 +73,8 @@ _SCHEMA = (
     " blob BLOB NOT NULL)",
     "CREATE TABLE free_slots (slot INTEGER PRIMARY KEY)",
     "CREATE TABLE changes (seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, row INTEGER NOT NULL)",
+    # The deletion audit log (audit.py): keyed hashes and digests only, hash-chained.
+    "CREATE TABLE audit (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)",
 )
 
 
@@ -82,13 +84,15 @@ def keys_path(path: Path) -> Path:
 
 @dataclass(frozen=True)
 class NewRow:
-    """An example to store: id, payload JSON, float32 vector bytes and its two hashes."""
+    """An example to store: id, payload JSON, float32 vector bytes, its two hashes and its
+    attributes JSON (subject and metadata; "" for none)."""
 
     id: str
     payload_json: str
     vector: bytes
     id_hash: int
     example_hash: int
+    attrs_json: str = ""
 
 
 @dataclass
@@ -140,7 +144,7 @@ class ExampleStore:
                 conn.execute(stmt)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("format", _FORMAT_NAME), ("uuid", store_uuid.hex())],
+                [("format", _FORMAT_NAME), ("uuid", store_uuid.hex()), ("audit_key", os.urandom(32).hex())],
             )
             conn.execute("INSERT INTO config (k, json) VALUES (0, ?)", (text,))
             conn.execute("INSERT INTO state (k, version, n_slots, log_floor, dim) VALUES (0, 0, 0, 0, NULL)")
@@ -256,6 +260,16 @@ class ExampleStore:
     def __len__(self) -> int:
         with self._reading() as conn:
             return int(conn.execute("SELECT count(*) FROM examples").fetchone()[0])
+
+    def audit_secret(self) -> bytes:
+        """The per-store key of the audit log's keyed hashes."""
+        with self._reading() as conn:
+            return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'audit_key'").fetchone()[0])
+
+    def audit_rows(self) -> list[tuple[int, str, str, str]]:
+        """``(seq, entry JSON, prev hash, hash)`` of every audit entry, in order."""
+        with self._reading() as conn:
+            return conn.execute("SELECT seq, entry, prev, hash FROM audit ORDER BY seq").fetchall()
 
     # ================================================================== writing
     @contextmanager
@@ -431,7 +445,7 @@ class WriteTransaction:
             "INSERT INTO examples (row, key_slot, blob) VALUES (?, ?, ?)",
             (
                 (n, s, seal(store._uuid, n, key, example_id=r.id, payload_json=r.payload_json, vector=r.vector,
-                            id_hash=r.id_hash, example_hash=r.example_hash))
+                            id_hash=r.id_hash, example_hash=r.example_hash, attrs_json=r.attrs_json))
                 for n, s, key, r in zip(numbers, slots, keys, rows)
             ),
         )
@@ -456,6 +470,19 @@ class WriteTransaction:
         conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in slots))
         self._shred.extend(slots)
         self._ops.extend((_OP_DEL, n) for n in row_numbers)
+
+    def version_after(self) -> int:
+        """The version this transaction commits as (its changes so far)."""
+        return self.base_version + len(self._ops)
+
+    def audit(self, entry: dict) -> None:
+        """Append an entry to the audit log, chained to the last one (commits with the transaction)."""
+        from .audit import GENESIS, chain_hash, entry_json
+
+        last = self._conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = GENESIS if last is None else last[0]
+        text = entry_json(entry)
+        self._conn.execute("INSERT INTO audit (entry, prev, hash) VALUES (?, ?, ?)", (text, prev, chain_hash(prev, text)))
 
     def _finish(self) -> list[int]:
         """Write the change log and state; returns the key slots to shred after the commit."""
@@ -500,6 +527,7 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cell_size_check = ON")
+        conn.execute("PRAGMA journal_size_limit = 4194304")  # a reset WAL shrinks back to 4 MB
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     except sqlite3.Error as exc:
         raise StoreError(f"cannot configure example store {path}: {exc}") from None
@@ -536,7 +564,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
         conn.execute("BEGIN")
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            need = {"meta", "config", "state", "examples", "free_slots", "changes"}
+            need = {"meta", "config", "state", "examples", "free_slots", "changes", "audit"}
             if not need <= tables:
                 raise StoreError(f"{path} is not a valid ERASE example store (missing tables {sorted(need - tables)})")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -546,7 +574,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
             conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a valid ERASE example store: {exc}") from None
-    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta:
+    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta or "audit_key" not in meta:
         raise StoreError(f"{path} is not a valid ERASE example store (missing format marker)")
     try:
         return bytes.fromhex(meta["uuid"])

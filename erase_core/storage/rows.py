@@ -1,7 +1,8 @@
 """One example row, sealed under its own key (AES-256-GCM, from the ``cryptography`` package).
 
-Plaintext layout: ``<QQII`` header (id hash, example hash, id length, payload length), the
-float32 vector, the UTF-8 id, the UTF-8 payload JSON. The associated data binds the
+Plaintext layout: ``<QQIII`` header (id hash, example hash, id, payload and attributes
+lengths), the float32 vector, the UTF-8 id, the UTF-8 payload JSON, the UTF-8 attributes JSON
+(subject and metadata; empty when the example has none). The associated data binds the
 ciphertext to its store and row number, so a row cannot be moved or swapped unnoticed, and
 the GCM tag is the row's checksum: any change to the stored bytes (or a wrong or zeroed key)
 fails to decrypt.
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import CorruptStoreError
 
-_HEADER = struct.Struct("<QQII")
+_HEADER = struct.Struct("<QQIII")
 _NONCE = bytes(12)
 _ROW = struct.Struct("<q")
 
@@ -38,13 +39,16 @@ class PlainRow(NamedTuple):
     vector: bytes
     id_hash: int
     example_hash: int
+    attrs_json: str = ""
 
 
 def seal(store_uuid: bytes, row: int, key: bytes, *, example_id: str, payload_json: str, vector: bytes,
-         id_hash: int, example_hash: int) -> bytes:
+         id_hash: int, example_hash: int, attrs_json: str = "") -> bytes:
     ident = example_id.encode("utf-8")
     payload = payload_json.encode("utf-8")
-    plain = b"".join((_HEADER.pack(id_hash, example_hash, len(ident), len(payload)), vector, ident, payload))
+    attrs = attrs_json.encode("utf-8")
+    plain = b"".join((_HEADER.pack(id_hash, example_hash, len(ident), len(payload), len(attrs)), vector, ident,
+                      payload, attrs))
     return AESGCM(key).encrypt(_NONCE, plain, store_uuid + _ROW.pack(row))
 
 
@@ -66,9 +70,10 @@ def open_many(store_uuid: bytes, sealed, vector_bytes: int) -> list[PlainRow]:
             plain = AESGCM(key).decrypt(_NONCE, blob, store_uuid + pack_row(row))
         except (InvalidTag, ValueError):
             raise CorruptStoreError(f"row {row} does not authenticate (damaged, edited, or its key is gone)") from None
-        id_hash, example_hash, n_id, n_payload = unpack(plain)
-        if len(plain) != v_end + n_id + n_payload:
+        id_hash, example_hash, n_id, n_payload, n_attrs = unpack(plain)
+        p_end = v_end + n_id + n_payload
+        if len(plain) != p_end + n_attrs:
             raise CorruptStoreError(f"row {row} has a malformed layout")
-        append(PlainRow(row, plain[v_end : v_end + n_id].decode("utf-8"), plain[v_end + n_id :].decode("utf-8"),
-                        plain[start:v_end], id_hash, example_hash))
+        append(PlainRow(row, plain[v_end : v_end + n_id].decode("utf-8"), plain[v_end + n_id : p_end].decode("utf-8"),
+                        plain[start:v_end], id_hash, example_hash, plain[p_end:].decode("utf-8") if n_attrs else ""))
     return out
