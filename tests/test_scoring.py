@@ -54,3 +54,34 @@ def test_no_prefix_and_bad_input(smollm2):
         scorer.score("question", ["", " yes"])
     with pytest.raises(ERASEError, match="nothing to condition on"):
         scorer.score("", [" yes"])
+
+
+def test_a_forget_in_another_handle_drops_the_prefix_cache(smollm2, tmp_path):
+    """The prefix KV cache is keyed by the selection fingerprint: once a forget (here by another
+    handle on the same store) changes the selected set, the next call rebuilds the prefix from
+    the new examples and nothing computed from the forgotten one is reused."""
+    from erase_core import ExampleIndex
+
+    facts = [("Is the sky blue?", "yes"), ("Is fire cold?", "no"), ("Do birds fly?", "yes"), ("Is ice hot?", "no"),
+             ("Is grass green?", "yes"), ("Can stones swim?", "no")]
+    rng = np.random.default_rng(0)
+    path = tmp_path / "shots.sqlite"
+    index = ExampleIndex(k=2, seed=0, path=path)
+    index.add(rng.standard_normal((len(facts), 8)), [{"q": q, "a": a} for q, a in facts], ids=[f"f{i}" for i in range(6)])
+    other = ExampleIndex.open(path)
+
+    def prefix():
+        return "".join(f"Q: {s.payload['q']}\nA: {s.payload['a']}\n" for s in index.select())
+
+    scorer = MultipleChoiceScorer(smollm2)
+    question = "Q: Is water wet?\nA:"
+    old_prefix, old_key = prefix(), index.fingerprint()
+    scorer.score(question, OPTIONS, prefix=old_prefix, prefix_key=old_key)
+    victim = index.select()[0]
+    other.forget([victim.id])
+    new_prefix, new_key = prefix(), index.fingerprint()
+    assert new_key != old_key and f"Q: {victim.payload['q']}" not in new_prefix
+    got = scorer.score(question, OPTIONS, prefix=new_prefix, prefix_key=new_key)
+    assert scorer.stats.prefix_builds == 2 and scorer._prefix_key == new_key
+    fresh = MultipleChoiceScorer(smollm2, reuse_prefix=False).score(question, OPTIONS, prefix=new_prefix, prefix_key=new_key)
+    assert np.array_equal(got, fresh)
