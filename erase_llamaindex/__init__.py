@@ -2,8 +2,9 @@
 
 * :class:`ERASERetriever` -- ``BaseRetriever`` over an :class:`erase_core.ExampleIndex`
   (``strategy="erase"``: one fixed k-node set, quantized k-means; ``"similarity"``: exact top-k),
-  with ``forget``/``aforget`` (exact, and erased from the persisted files), ``insert_nodes``,
-  ``persist``/``from_persist_dir``.
+  with ``forget``/``aforget`` (exact, and erased from the persisted files), ``delete_ref_doc``
+  (every node of a source document) and ``forget_where`` (by metadata), ``MetadataFilters`` on
+  retrieve (``similarity``), ``insert_nodes``, ``persist``/``from_persist_dir``.
 * :func:`few_shot_prompt` / :func:`few_shot_function` -- the retriever behind a
   ``PromptTemplate`` variable (``function_mappings``).
 * :class:`HFEmbedding` -- the project's ``HFEmbedder`` (MiniLM) as a ``BaseEmbedding``.

@@ -3,13 +3,18 @@
 The pool is an :class:`erase_core.ExampleIndex`; each node is one example whose id is the node
 id, whose payload is the node (text, metadata, templates; see :mod:`erase_llamaindex._nodes`)
 and whose vector is the node's embedding. ``forget`` removes a node from the index, and, when
-the retriever is bound to a persist directory, from its SQLite file (secure delete + VACUUM).
+the retriever is bound to a persist directory, from its files (its row's key is shredded).
 The retriever keeps no other copy: nodes are rebuilt from the index on every retrieval.
+
+Each example also records the node's ``ref_doc_id`` as its *subject* and the flat part of its
+metadata (see :mod:`erase_llamaindex._filters`): ``delete_ref_doc`` is the index's
+``forget_subject`` and ``MetadataFilters`` become the index's selection filters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -22,11 +27,15 @@ import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks.base import CallbackManager
-from llama_index.core.schema import BaseNode, Document, IndexNode, NodeWithScore, QueryBundle, TransformComponent
+from llama_index.core.schema import (
+    BaseNode, Document, IndexNode, NodeWithScore, QueryBundle, QueryType, TransformComponent,
+)
+from llama_index.core.vector_stores.types import MetadataFilters
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
 from erase_core.storage import keys_path
 
+from ._filters import Where, combine, flat_metadata, node_subject, normalise, to_core
 from ._nodes import embed_text, node_to_payload, payload_to_node, source_id
 
 logger = logging.getLogger(__name__)
@@ -39,6 +48,12 @@ PERSIST_STORE_FILENAME = "erase_index.sqlite"
 PERSIST_SETTINGS_FILENAME = "erase_retriever.json"
 _SETTINGS_FORMAT = "erase-llamaindex-retriever"
 _SETTINGS_VERSION = 1
+#: Settings key: 1 when every node was inserted with its ref_doc_id (subject) and flat metadata
+#: recorded. Directories written before that have nodes without them ("legacy"; see delete_ref_doc).
+_NODE_ATTRIBUTES_KEY = "node_attributes"
+_NODE_ATTRIBUTES = 1
+#: Per-call filters of retrieve()/aretrieve(): (id of the retriever, normalised filter).
+_CALL_FILTERS: contextvars.ContextVar = contextvars.ContextVar("erase_llamaindex_call_filters", default=None)
 _PARTIAL = ".partial"
 _SQLITE_SIDE_FILES = (".keys", "-journal", "-wal", "-shm")
 
@@ -134,6 +149,10 @@ class ERASERetriever(BaseRetriever):
     query_scores : ``erase`` only. True (default): embed the query and score each node by cosine
         similarity to it (comparable with other retrievers' scores). False: do not embed the
         query; score by similarity to the node's cluster centroid.
+    filters : ``similarity`` only. LlamaIndex ``MetadataFilters`` (EQ and IN conditions joined
+        by AND; anything else raises), or a core filter dict: every retrieval is the exact top-k
+        over the nodes whose metadata match, like ``VectorIndexRetriever(filters=...)``.
+        ``retrieve(query, filters=...)`` adds a per-call filter (both must hold).
     """
 
     def __init__(
@@ -147,7 +166,9 @@ class ERASERetriever(BaseRetriever):
         objects: list[IndexNode] | None = None,
         object_map: dict | None = None,
         verbose: bool = False,
+        filters: MetadataFilters | dict | None = None,
         _persist_dir: str | os.PathLike | None = None,
+        _legacy_nodes: bool = False,
     ) -> None:
         if not isinstance(index, ExampleIndex):
             raise ERASEError(f"index must be an erase_core.ExampleIndex, got {type(index).__name__}")
@@ -158,7 +179,11 @@ class ERASERetriever(BaseRetriever):
         self._similarity_top_k = index.k
         self.similarity_top_k = index.k if similarity_top_k is None else similarity_top_k
         self.query_scores = bool(query_scores)
+        self._legacy_nodes = bool(_legacy_nodes)
         self._persist_dir = None if _persist_dir is None else Path(_persist_dir).resolve()
+        self._filters: MetadataFilters | dict | None = None
+        self._where: Where | None = None
+        self.filters = filters
         super().__init__(callback_manager=callback_manager, object_map=object_map, objects=objects, verbose=verbose)
 
     # ------------------------------------------------------------------ construction
@@ -183,6 +208,7 @@ class ERASERetriever(BaseRetriever):
         object_map: dict | None = None,
         show_progress: bool = False,
         verbose: bool = False,
+        filters: MetadataFilters | dict | None = None,
     ) -> "ERASERetriever":
         """Embed ``nodes`` (and the nodes ``transformations`` make of ``documents``) into a new pool.
 
@@ -191,7 +217,8 @@ class ERASERetriever(BaseRetriever):
         until nodes are inserted. ``transformations`` default to ``Settings.transformations``
         (a SentenceSplitter), as in ``VectorStoreIndex.from_documents``. Nodes that already
         carry an ``embedding`` are not re-embedded. With ``persist_dir`` the retriever is
-        persisted there at once and stays bound to it (see :meth:`persist`).
+        persisted there at once and stays bound to it (see :meth:`persist`). ``filters``: see
+        the class (``similarity`` only).
         """
         index = ExampleIndex(
             _check_top_k(similarity_top_k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
@@ -200,6 +227,7 @@ class ERASERetriever(BaseRetriever):
         retriever = cls(
             index, embed_model, similarity_top_k=similarity_top_k, query_scores=query_scores,
             callback_manager=callback_manager, objects=objects, object_map=object_map, verbose=verbose,
+            filters=filters,
         )
         all_nodes = list(nodes or [])
         if documents:
@@ -221,12 +249,15 @@ class ERASERetriever(BaseRetriever):
         objects: list[IndexNode] | None = None,
         object_map: dict | None = None,
         verbose: bool | None = None,
+        filters: MetadataFilters | dict | None = None,
     ) -> "ERASERetriever":
         """Open a persisted retriever. It is *bound* to ``persist_dir``: inserts and forgets are
         written there (a forget erases the node from the directory's files at once).
 
         The embedding model is not persisted: pass the one the nodes were embedded with (a
-        different class or model name than the recorded one gives a warning).
+        different class or model name than the recorded one gives a warning). Nor are
+        ``filters`` (filter values may be personal data; the settings file holds none): pass them
+        again.
         """
         d = Path(persist_dir)
         settings_path, store_path = d / PERSIST_SETTINGS_FILENAME, d / PERSIST_STORE_FILENAME
@@ -251,7 +282,8 @@ class ERASERetriever(BaseRetriever):
                 query_scores=settings.get("query_scores", True), callback_manager=callback_manager,
                 objects=objects, object_map=object_map,
                 verbose=bool(settings.get("verbose", False)) if verbose is None else verbose,
-                _persist_dir=d,
+                filters=filters, _persist_dir=d,
+                _legacy_nodes=settings.get(_NODE_ATTRIBUTES_KEY) != _NODE_ATTRIBUTES and len(index) > 0,
             )
         except BaseException:
             index.close()
@@ -306,6 +338,38 @@ class ERASERetriever(BaseRetriever):
         self._similarity_top_k = value
 
     @property
+    def filters(self) -> MetadataFilters | dict | None:
+        """The retriever's own filters (applied to every retrieval; ``similarity`` only)."""
+        return self._filters
+
+    @filters.setter
+    def filters(self, value: MetadataFilters | dict | None) -> None:
+        where = self._checked_where(value)
+        with self._lock:
+            self._filters, self._where = value, where
+
+    def _checked_where(self, filters) -> Where | None:
+        """Translate and validate filters; raises for what a retrieval could not honour."""
+        where = normalise(filters)
+        if where is not None:
+            if self._index.strategy != "similarity":
+                raise ERASEError(
+                    "metadata filters need strategy 'similarity': 'erase' selects one fixed set of nodes for every "
+                    "query, so it cannot restrict that set to the nodes a filter matches. Build a retriever with "
+                    "strategy='similarity' for filtered retrieval"
+                )
+            self._check_not_legacy("metadata filters")
+        return where
+
+    def _check_not_legacy(self, what: str) -> None:
+        if self._legacy_nodes:
+            raise ERASEError(
+                f"{what} are unavailable on {self._persist_dir}: it was persisted before node metadata was recorded, "
+                "so its older nodes would never match (wrong results, not an error). Rebuild it: insert its nodes "
+                "into a new retriever"
+            )
+
+    @property
     def persist_dir(self) -> Path | None:
         """The directory this retriever is bound to (None while it lives in memory only)."""
         return self._persist_dir
@@ -314,6 +378,19 @@ class ERASERetriever(BaseRetriever):
     def node_ids(self) -> list[str]:
         """Ids of the nodes in the pool, sorted."""
         return self._index.ids
+
+    def ref_doc_node_ids(self, ref_doc_id: str) -> list[str]:
+        """Ids of the nodes whose source document is ``ref_doc_id`` (what :meth:`delete_ref_doc`
+        would delete now), sorted."""
+        with self._lock:
+            ids = set(self._index.ids_of_subject(ref_doc_id))
+            if self._legacy_nodes:
+                ids |= self._scan_ref_doc(ref_doc_id)
+            return sorted(ids)
+
+    def _scan_ref_doc(self, ref_doc_id: str) -> set[str]:
+        index = self._index
+        return {i for i in index.ids if source_id(index.get(i)) == ref_doc_id}
 
     def get_node(self, node_id: str) -> BaseNode:
         """A fresh copy of a stored node (without embedding). Unknown ids raise UnknownIdError."""
@@ -349,14 +426,49 @@ class ERASERetriever(BaseRetriever):
             return None  # the erase set does not depend on the query; nothing to score against
         return self._embed_model.get_agg_embedding_from_queries(strs or [query_bundle.query_str])
 
-    def _select(self, query_vector) -> list[NodeWithScore]:
+    def retrieve(self, str_or_query_bundle: QueryType, *, filters: MetadataFilters | dict | None = None) -> list[NodeWithScore]:
+        """Retrieve nodes for a query (a string or a ``QueryBundle``).
+
+        ``filters`` (``similarity`` only): ``MetadataFilters`` for this call, applied together
+        with the retriever's own :attr:`filters` (both must hold)."""
+        if filters is None:
+            return super().retrieve(str_or_query_bundle)
+        token = _CALL_FILTERS.set((id(self), self._checked_where(filters)))
+        try:
+            return super().retrieve(str_or_query_bundle)
+        finally:
+            _CALL_FILTERS.reset(token)
+
+    async def aretrieve(self, str_or_query_bundle: QueryType, *, filters: MetadataFilters | dict | None = None) -> list[NodeWithScore]:
+        """:meth:`retrieve`, asynchronously (the work runs in a worker thread)."""
+        if filters is None:
+            return await super().aretrieve(str_or_query_bundle)
+        token = _CALL_FILTERS.set((id(self), self._checked_where(filters)))
+        try:
+            return await super().aretrieve(str_or_query_bundle)
+        finally:
+            _CALL_FILTERS.reset(token)
+
+    def _current_where(self) -> Where | None:
+        call = _CALL_FILTERS.get()
+        return combine(self._where, call[1] if call is not None and call[0] == id(self) else None)
+
+    def _select(self, query_vector, where: Where | None = None) -> list[NodeWithScore]:
         with self._lock:
             index = self._index
             n = len(index)
             if n == 0:
                 return []
             top_k = min(self._similarity_top_k, n)
-            if index.strategy == "similarity":
+            if where is not None:
+                if index.strategy != "similarity":  # pragma: no cover - rejected when the filter was given
+                    raise ERASEError("metadata filters need strategy 'similarity'")
+                self._check_not_legacy("metadata filters")
+                if query_vector is None:
+                    raise ERASEError("strategy 'similarity' needs a query")
+                # exact top-k over the nodes whose metadata match (fewer when fewer match)
+                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k, filter=to_core(where))]
+            elif index.strategy == "similarity":
                 if query_vector is None:
                     raise ERASEError("strategy 'similarity' needs a query")
                 chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k)]
@@ -381,7 +493,8 @@ class ERASERetriever(BaseRetriever):
             return [NodeWithScore(node=payload_to_node(p), score=float(s)) for _, p, s in chosen]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._select(self._query_vector(query_bundle))
+        where = self._current_where()
+        return self._select(self._query_vector(query_bundle), where)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Embedding the query and selecting are CPU (or blocking I/O) work: run both in a worker
@@ -392,7 +505,11 @@ class ERASERetriever(BaseRetriever):
     # ------------------------------------------------------------------ mutations
     def insert_nodes(self, nodes: Sequence[BaseNode], *, show_progress: bool = False) -> list[str]:
         """Embed and add nodes (ids: their node ids, which must be new). Atomic: on any error
-        nothing is added. Nodes that carry an ``embedding`` are not re-embedded."""
+        nothing is added. Nodes that carry an ``embedding`` are not re-embedded.
+
+        Each node's ``ref_doc_id`` is recorded (for :meth:`delete_ref_doc`) and so is the flat
+        part of its metadata (str/int/float/bool/None values, for filters and
+        :meth:`forget_where`); nested metadata values stay in the node but are not filterable."""
         nodes = list(nodes)
         if not nodes:
             return []
@@ -409,8 +526,12 @@ class ERASERetriever(BaseRetriever):
         dims = {len(v) for v in vectors}
         if len(dims) != 1:
             raise ERASEError(f"node embeddings have different lengths {sorted(dims)}")
+        subjects = [node_subject(n) for n in nodes]
+        metadata = [flat_metadata(n.metadata) or None for n in nodes]
         with self._lock:
-            return self._index.add(np.asarray(vectors, dtype=np.float64), payloads, ids=ids)
+            return self._index.add(
+                np.asarray(vectors, dtype=np.float64), payloads, ids=ids, subjects=subjects, metadata=metadata
+            )
 
     def insert_documents(
         self, documents: Sequence[Document], *, transformations: list[TransformComponent] | None = None,
@@ -440,18 +561,79 @@ class ERASERetriever(BaseRetriever):
         """:meth:`forget` in a worker thread (the file scrub is blocking I/O)."""
         return await asyncio.to_thread(self.forget, node_ids, missing=missing)
 
-    def forget_ref_doc(self, ref_doc_id: str, *, missing: str = "raise") -> ForgetReceipt:
-        """Forget every node whose SOURCE document is ``ref_doc_id`` (like ``delete_ref_doc``)."""
-        with self._lock:
-            ids = [i for i in self._index.ids if source_id(self._index.get(i)) == ref_doc_id]
-            if not ids and missing == "raise":
-                from erase_core import UnknownIdError
+    def delete_ref_doc(self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any) -> ForgetReceipt:
+        """Exactly unlearn every node whose source document is ``ref_doc_id``: LlamaIndex's
+        ``BaseIndex.delete_ref_doc`` (every node whose ``ref_doc_id`` matches), in one
+        transaction, with one receipt and one audit-log entry (``forget_subject`` of the index).
 
-                raise UnknownIdError(f"no node has ref doc id {ref_doc_id!r}: nothing was forgotten")
-            return self._index.forget(ids, missing=missing)
+        As in LlamaIndex, an unknown ``ref_doc_id`` deletes nothing, logs a warning (without the
+        id: the log would otherwise keep a copy of the request) and does not raise; the empty
+        request is still recorded in the audit log. ``delete_from_docstore`` is accepted for
+        compatibility and changes nothing: there is no separate docstore, the nodes always leave
+        the index and its files entirely. Any other keyword raises (never silently ignored).
+        Nodes without a source document are not reached: forget them by id.
+        """
+        if delete_kwargs:
+            raise ERASEError(f"delete_ref_doc got unsupported keyword arguments {sorted(delete_kwargs)}")
+        if not isinstance(ref_doc_id, str) or not ref_doc_id:
+            raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
+        with self._lock:
+            if self._legacy_nodes:
+                # Older nodes have no recorded ref_doc_id: find them in their payloads too, and
+                # forget everything found in one transaction.
+                ids = sorted(set(self._index.ids_of_subject(ref_doc_id)) | self._scan_ref_doc(ref_doc_id))
+                receipt = self._index.forget(ids, missing="ignore")
+            else:
+                receipt = self._index.forget_subject(ref_doc_id)
+        if not receipt.ids:
+            logger.warning("delete_ref_doc: no node has that ref_doc_id; nothing deleted")
+        return receipt
+
+    async def adelete_ref_doc(self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any) -> ForgetReceipt:
+        """:meth:`delete_ref_doc` in a worker thread (the file scrub is blocking I/O)."""
+        return await asyncio.to_thread(self.delete_ref_doc, ref_doc_id, delete_from_docstore, **delete_kwargs)
+
+    def forget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
+        """Exactly unlearn every node whose metadata match ``filters`` (``MetadataFilters`` with
+        EQ/IN conditions joined by AND, or a core filter dict; anything else raises), in one
+        transaction with one receipt and one audit-log entry. Works with both strategies. An
+        empty filter raises (it is not "forget everything")."""
+        where = normalise(filters)
+        if where is None:
+            raise ERASEError("forget_where needs at least one filter condition")
+        with self._lock:
+            self._check_not_legacy("forget_where")
+            return self._index.forget_where(to_core(where))
+
+    async def aforget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
+        return await asyncio.to_thread(self.forget_where, filters)
+
+    def forgotten(self, *, node_id: str | None = None, ref_doc_id: str | None = None,
+                  filters: MetadataFilters | dict | None = None) -> list[dict]:
+        """The deletion audit-log entries that forgot ``node_id`` / the nodes of ``ref_doc_id``
+        / the filter ``filters`` (empty: never). See ``ExampleIndex.audit``."""
+        where = normalise(filters)
+        return self._index.forgotten(example_id=node_id, subject=ref_doc_id, where=None if where is None else to_core(where))
+
+    def forget_ref_doc(self, ref_doc_id: str, *, missing: str = "raise") -> ForgetReceipt:
+        """Deprecated: use :meth:`delete_ref_doc` (LlamaIndex's name; an unknown ref doc id logs
+        a warning instead of raising). This one raises UnknownIdError for an unknown id unless
+        ``missing="ignore"``."""
+        warnings.warn("ERASERetriever.forget_ref_doc is deprecated: use delete_ref_doc", DeprecationWarning, stacklevel=2)
+        return self._forget_ref_doc_strict(ref_doc_id, missing)
 
     async def aforget_ref_doc(self, ref_doc_id: str, *, missing: str = "raise") -> ForgetReceipt:
-        return await asyncio.to_thread(self.forget_ref_doc, ref_doc_id, missing=missing)
+        """Deprecated: use :meth:`adelete_ref_doc`."""
+        warnings.warn("ERASERetriever.aforget_ref_doc is deprecated: use adelete_ref_doc", DeprecationWarning, stacklevel=2)
+        return await asyncio.to_thread(self._forget_ref_doc_strict, ref_doc_id, missing)
+
+    def _forget_ref_doc_strict(self, ref_doc_id: str, missing: str) -> ForgetReceipt:
+        if missing not in ("raise", "ignore"):
+            raise ERASEError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        with self._lock:
+            if missing == "raise" and not self.ref_doc_node_ids(ref_doc_id):
+                raise UnknownIdError(f"no node has ref doc id {ref_doc_id!r}: nothing was forgotten")
+            return self.delete_ref_doc(ref_doc_id)
 
     # ------------------------------------------------------------------ persistence
     def _embed_model_info(self) -> dict:
@@ -465,6 +647,7 @@ class ERASERetriever(BaseRetriever):
             "format": _SETTINGS_FORMAT, "version": _SETTINGS_VERSION, "store": PERSIST_STORE_FILENAME,
             "similarity_top_k": self._similarity_top_k, "query_scores": self.query_scores,
             "verbose": bool(self._verbose), "embed_model": self._embed_model_info(),
+            _NODE_ATTRIBUTES_KEY: 0 if self._legacy_nodes else _NODE_ATTRIBUTES,
             "index": {k: v for k, v in self._index.config().items() if k != "format_version"},
         }
 

@@ -79,7 +79,7 @@ def test_aforget_and_ainsert(tmp_path):
     async def main():
         receipt, ticks, _ = await _ticks_during(r.aforget(["node-001", "node-002"]), period=0.001)
         await r.ainsert_nodes(nodes[40:])
-        ref = await r.aforget_ref_doc("no-such-doc", missing="ignore")
+        ref = await r.adelete_ref_doc("no-such-doc")
         return receipt, ref
 
     receipt, ref = asyncio.run(main())

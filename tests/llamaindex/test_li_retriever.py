@@ -206,12 +206,10 @@ def test_documents_are_split_and_only_the_source_link_is_kept(embed):
     assert node.relationships[NodeRelationship.SOURCE].hash is None
     r.insert_documents([Document(text="another document entirely", id_="doc-2")], transformations=[splitter])
     n_before = len(r)
-    receipt = r.forget_ref_doc("doc-1")
+    receipt = r.delete_ref_doc("doc-1")
     assert len(receipt.ids) == n_before - 1 and len(r) == 1
     assert [r.get_node(i).ref_doc_id for i in r.node_ids] == ["doc-2"]
-    with pytest.raises(UnknownIdError):
-        r.forget_ref_doc("doc-1")
-    assert r.forget_ref_doc("doc-1", missing="ignore").ids == ()
+    assert r.delete_ref_doc("doc-1").ids == ()  # as in LlamaIndex: nothing to delete is not an error
 
 
 def test_other_node_types_round_trip(embed):
