@@ -1,7 +1,7 @@
 """Example attributes (a subject and metadata) and the filters that select on them.
 
 A *subject* is whoever the example belongs to (a customer, a tenant): a deletion request names
-it. *Metadata* is a flat JSON object. A filter is a dict of conditions on metadata fields, all
+it. *Metadata* is a JSON object. A filter is a dict of conditions on its top-level fields, all
 of which must hold::
 
     {"lang": "en"}                       # equality
@@ -9,6 +9,7 @@ of which must hold::
     {"tier": {"$in": ["gold", "silver"]}}
 
 Anything else (another operator, a nested structure) is an error, never silently ignored.
+Values compare as JSON values, numbers by value (``1`` equals ``1.0``; ``true`` is not ``1``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,21 @@ from ._validation import ERASEError
 _OPERATORS = ("$eq", "$in")
 
 
+def _normal(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value
+
+
 def value_key(value: Any) -> str:
-    """The canonical JSON of a metadata value (what equality compares)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The canonical JSON of a metadata value (what equality compares; numbers by value)."""
+    return json.dumps(_normal(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_subject(subject: Any, name: str = "subject") -> str | None:

@@ -267,3 +267,13 @@ def test_kill_during_forget_subject_keeps_the_log_and_the_pool_in_step(tmp_path)
             assert len(reopened) == 1500 - sum(e["count"] for e in log)
             if log:
                 assert log[-1]["digest_after"] == reopened.digest()
+
+
+def test_filter_values_compare_as_json_values():
+    index = ExampleIndex(k=1, strategy="similarity")
+    index.add(np.eye(4), [0, 1, 2, 3], ids=["int", "float", "bool", "str"],
+              metadata=[{"v": 1}, {"v": 1.0}, {"v": True}, {"v": "1"}])
+    q = np.ones(4)
+    assert sorted(s.id for s in index.select(q, k=4, filter={"v": 1})) == ["float", "int"]
+    assert [s.id for s in index.select(q, k=4, filter={"v": True})] == ["bool"]
+    assert [s.id for s in index.select(q, k=4, filter={"v": {"$in": ["1"]}})] == ["str"]
