@@ -71,16 +71,30 @@ def _select(args) -> int:
     return 0
 
 
-def _demo(demo_args: list[str]) -> int:
-    """The demo lives in erase_langchain (it is built on its selector); erase_core stays framework-free."""
-    try:
-        from importlib import import_module
+#: Subcommands other packages add (``[project.entry-points."erase.commands"]``): each entry point
+#: is a ``main(argv) -> int`` that parses its own options. ``erase demo`` comes from erase_langchain,
+#: so this package never imports a framework.
+COMMAND_GROUP = "erase.commands"
 
-        demo = import_module("erase_langchain.demo")
-    except ImportError as exc:
-        print(f"erase demo needs the langchain and hf extras: pip install 'erase-icl[langchain,hf]' ({exc})", file=sys.stderr)
+
+def plugin_commands() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
+def _run_plugin(name: str, argv: list[str]) -> int:
+    entry = plugin_commands().get(name)
+    if entry is None:
+        hint = " (erase demo needs the langchain and hf extras: pip install 'erase-icl[langchain,hf]')" if name == "demo" else ""
+        print(f"erase: no command {name!r} is installed{hint}", file=sys.stderr)
         return 2
-    return demo.main(demo_args)
+    try:
+        command = entry.load()
+    except ImportError as exc:
+        print(f"erase {name}: cannot load {entry.value}: {exc}", file=sys.stderr)
+        return 2
+    return command(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("path", help="SQLite file of an ExampleIndex")
         p.set_defaults(func=func)
-    p = sub.add_parser("demo", help="the product end to end on a BIG-bench task with local models (needs the langchain and hf extras)",
-                       add_help=False)
-    p.set_defaults(func=lambda args: _demo([]))
+    for name in sorted(plugin_commands()):
+        p = sub.add_parser(name, help=f"(from {plugin_commands()[name].value.split(':')[0]}; see erase {name} --help)", add_help=False)
+        p.set_defaults(func=lambda args, name=name: _run_plugin(name, []))
     p = sub.add_parser("forget", help="forget examples (by id, subject or metadata filter) and print the receipt")
     p.add_argument("path")
     p.add_argument("ids", nargs="*")
@@ -114,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:  # the demo parses its own options
-        return _demo(argv[1:])
+    if argv[:1] and argv[0] in plugin_commands():  # plugin commands parse their own options
+        return _run_plugin(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

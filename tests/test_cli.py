@@ -6,7 +6,7 @@ import json
 
 from erase_core import ExampleIndex
 from erase_core.cli import main
-from conftest import clustered
+from conftest import REPO_ROOT, clustered
 
 
 def make_store(path):
@@ -42,3 +42,16 @@ def test_errors_exit_2_and_change_nothing(tmp_path, capsys):
     assert "unknown id 'nobody'" in capsys.readouterr().err
     assert ExampleIndex.open(path).digest() == digest
     assert main(["info", str(tmp_path / "absent.sqlite")]) == 2
+
+
+def test_subcommands_of_other_packages_come_from_entry_points():
+    """erase_core names no framework: `erase demo` is an entry point of erase_langchain."""
+    import ast
+
+    from erase_core import cli
+
+    source = (REPO_ROOT / "erase_core" / "cli.py").read_text()
+    imported = {n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.startswith(("erase_langchain", "erase_llamaindex", "langchain", "llama_index")) for m in imported)
+    assert cli.plugin_commands()["demo"].value == "erase_langchain.demo:main"
