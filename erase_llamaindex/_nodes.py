@@ -47,12 +47,6 @@ def payload_to_node(payload: dict[str, Any]) -> BaseNode:
         raise ERASEError(f"stored payload is not a LlamaIndex node: {exc}") from None
 
 
-def source_id(payload: dict[str, Any]) -> str | None:
-    """The SOURCE (ref doc) id recorded in a payload, if any."""
-    rel = ((payload.get(DATA_KEY) or {}).get("relationships") or {}).get(_SOURCE)
-    return rel.get("node_id") if isinstance(rel, dict) else None
-
-
 def embed_text(node: BaseNode) -> str:
     """The text LlamaIndex embeds for a node (metadata included per the node's EMBED settings)."""
     return node.get_content(metadata_mode=MetadataMode.EMBED)

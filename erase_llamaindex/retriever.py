@@ -36,7 +36,7 @@ from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
 from erase_core.storage import keys_path
 
 from ._filters import Where, combine, flat_metadata, node_subject, normalise, to_core
-from ._nodes import embed_text, node_to_payload, payload_to_node, source_id
+from ._nodes import embed_text, node_to_payload, payload_to_node
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ PERSIST_STORE_FILENAME = "erase_index.sqlite"
 PERSIST_SETTINGS_FILENAME = "erase_retriever.json"
 _SETTINGS_FORMAT = "erase-llamaindex-retriever"
 _SETTINGS_VERSION = 1
-#: Settings key: 1 when every node was inserted with its ref_doc_id (subject) and flat metadata
-#: recorded. Directories written before that have nodes without them ("legacy"; see delete_ref_doc).
-_NODE_ATTRIBUTES_KEY = "node_attributes"
-_NODE_ATTRIBUTES = 1
 #: Per-call filters of retrieve()/aretrieve(): (id of the retriever, normalised filter).
 _CALL_FILTERS: contextvars.ContextVar = contextvars.ContextVar("erase_llamaindex_call_filters", default=None)
 _PARTIAL = ".partial"
@@ -168,7 +164,6 @@ class ERASERetriever(BaseRetriever):
         verbose: bool = False,
         filters: MetadataFilters | dict | None = None,
         _persist_dir: str | os.PathLike | None = None,
-        _legacy_nodes: bool = False,
     ) -> None:
         if not isinstance(index, ExampleIndex):
             raise ERASEError(f"index must be an erase_core.ExampleIndex, got {type(index).__name__}")
@@ -179,7 +174,6 @@ class ERASERetriever(BaseRetriever):
         self._similarity_top_k = index.k
         self.similarity_top_k = index.k if similarity_top_k is None else similarity_top_k
         self.query_scores = bool(query_scores)
-        self._legacy_nodes = bool(_legacy_nodes)
         self._persist_dir = None if _persist_dir is None else Path(_persist_dir).resolve()
         self._filters: MetadataFilters | dict | None = None
         self._where: Where | None = None
@@ -283,7 +277,6 @@ class ERASERetriever(BaseRetriever):
                 objects=objects, object_map=object_map,
                 verbose=bool(settings.get("verbose", False)) if verbose is None else verbose,
                 filters=filters, _persist_dir=d,
-                _legacy_nodes=settings.get(_NODE_ATTRIBUTES_KEY) != _NODE_ATTRIBUTES and len(index) > 0,
             )
         except BaseException:
             index.close()
@@ -358,16 +351,7 @@ class ERASERetriever(BaseRetriever):
                     "query, so it cannot restrict that set to the nodes a filter matches. Build a retriever with "
                     "strategy='similarity' for filtered retrieval"
                 )
-            self._check_not_legacy("metadata filters")
         return where
-
-    def _check_not_legacy(self, what: str) -> None:
-        if self._legacy_nodes:
-            raise ERASEError(
-                f"{what} are unavailable on {self._persist_dir}: it was persisted before node metadata was recorded, "
-                "so its older nodes would never match (wrong results, not an error). Rebuild it: insert its nodes "
-                "into a new retriever"
-            )
 
     @property
     def persist_dir(self) -> Path | None:
@@ -383,14 +367,7 @@ class ERASERetriever(BaseRetriever):
         """Ids of the nodes whose source document is ``ref_doc_id`` (what :meth:`delete_ref_doc`
         would delete now), sorted."""
         with self._lock:
-            ids = set(self._index.ids_of_subject(ref_doc_id))
-            if self._legacy_nodes:
-                ids |= self._scan_ref_doc(ref_doc_id)
-            return sorted(ids)
-
-    def _scan_ref_doc(self, ref_doc_id: str) -> set[str]:
-        index = self._index
-        return {i for i in index.ids if source_id(index.get(i)) == ref_doc_id}
+            return self._index.ids_of_subject(ref_doc_id)
 
     def get_node(self, node_id: str) -> BaseNode:
         """A fresh copy of a stored node (without embedding). Unknown ids raise UnknownIdError."""
@@ -463,7 +440,6 @@ class ERASERetriever(BaseRetriever):
             if where is not None:
                 if index.strategy != "similarity":  # pragma: no cover - rejected when the filter was given
                     raise ERASEError("metadata filters need strategy 'similarity'")
-                self._check_not_legacy("metadata filters")
                 if query_vector is None:
                     raise ERASEError("strategy 'similarity' needs a query")
                 # exact top-k over the nodes whose metadata match (fewer when fewer match)
@@ -578,13 +554,7 @@ class ERASERetriever(BaseRetriever):
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:
-            if self._legacy_nodes:
-                # Older nodes have no recorded ref_doc_id: find them in their payloads too, and
-                # forget everything found in one transaction.
-                ids = sorted(set(self._index.ids_of_subject(ref_doc_id)) | self._scan_ref_doc(ref_doc_id))
-                receipt = self._index.forget(ids, missing="ignore")
-            else:
-                receipt = self._index.forget_subject(ref_doc_id)
+            receipt = self._index.forget_subject(ref_doc_id)
         if not receipt.ids:
             logger.warning("delete_ref_doc: no node has that ref_doc_id; nothing deleted")
         return receipt
@@ -602,7 +572,6 @@ class ERASERetriever(BaseRetriever):
         if where is None:
             raise ERASEError("forget_where needs at least one filter condition")
         with self._lock:
-            self._check_not_legacy("forget_where")
             return self._index.forget_where(to_core(where))
 
     async def aforget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
@@ -647,7 +616,6 @@ class ERASERetriever(BaseRetriever):
             "format": _SETTINGS_FORMAT, "version": _SETTINGS_VERSION, "store": PERSIST_STORE_FILENAME,
             "similarity_top_k": self._similarity_top_k, "query_scores": self.query_scores,
             "verbose": bool(self._verbose), "embed_model": self._embed_model_info(),
-            _NODE_ATTRIBUTES_KEY: 0 if self._legacy_nodes else _NODE_ATTRIBUTES,
             "index": {k: v for k, v in self._index.config().items() if k != "format_version"},
         }
 

@@ -19,10 +19,9 @@ from llama_index.core.schema import Document, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 
-from erase_core import ERASEError, ExampleIndex, UnknownIdError
+from erase_core import ERASEError, UnknownIdError
 from erase_core.storage import keys_path
 from erase_llamaindex import PERSIST_SETTINGS_FILENAME, PERSIST_STORE_FILENAME, ERASERetriever
-from erase_llamaindex._nodes import embed_text, node_to_payload
 from residue import assert_sealed, plaintext_needles, sealed_rows
 
 from .helpers import HashingEmbedding, results
@@ -172,8 +171,6 @@ def test_delete_ref_doc_after_persist_and_reopen_equals_a_fresh_build(tmp_path):
     nodes = corpus()
     d = tmp_path / "p"
     build(nodes, "erase", persist_dir=d).close()
-    settings_ = json.loads((d / PERSIST_SETTINGS_FILENAME).read_text())
-    assert settings_["node_attributes"] == 1
     r = ERASERetriever.from_persist_dir(d, embed_model=HashingEmbedding())
     other = ERASERetriever.from_persist_dir(d, embed_model=HashingEmbedding())
     assert r.index.attributes(nodes[0].node_id)["subject"] == "doc-0"
@@ -429,7 +426,7 @@ def test_metadata_survives_persist_and_filters_are_not_persisted(tmp_path):
     r.filters = tenant
     r.persist(tmp_path / "p")  # rewrites the settings of a bound retriever
     raw = (tmp_path / "p" / PERSIST_SETTINGS_FILENAME).read_text()
-    assert "initech" not in raw and "globex" not in raw and json.loads(raw)["node_attributes"] == 1
+    assert "initech" not in raw and "globex" not in raw
     r.close()
     reopened = ERASERetriever.from_persist_dir(tmp_path / "p", embed_model=HashingEmbedding())
     assert reopened.filters is None
@@ -503,37 +500,3 @@ def test_deleted_document_leaves_no_trace_in_the_persist_dir(tmp_path, how):
     reopened.close()
 
 
-def test_legacy_directory_without_recorded_ref_doc_ids(tmp_path):
-    """A directory whose nodes were stored without ref doc ids and metadata (before they were
-    recorded): delete_ref_doc still finds every node of the document (in the payloads), and
-    filters refuse to run rather than miss its nodes."""
-    nodes = corpus()
-    embed = HashingEmbedding()
-
-    def legacy_index(keep) -> ExampleIndex:
-        index = ExampleIndex(4, strategy="similarity", seed=2)
-        index.add(np.asarray([embed.vector(embed_text(n)) for n in keep]),
-                  [node_to_payload(n) for n in keep], ids=[n.node_id for n in keep])
-        return index
-
-    d = tmp_path / "legacy"
-    ERASERetriever(legacy_index(nodes), embed).persist(d)
-    settings_path = d / PERSIST_SETTINGS_FILENAME
-    data = json.loads(settings_path.read_text())
-    del data["node_attributes"]
-    settings_path.write_text(json.dumps(data))
-    r = ERASERetriever.from_persist_dir(d, embed_model=embed)
-    gone = sorted(n.node_id for n in nodes if n.ref_doc_id == "doc-2")
-    assert r.ref_doc_node_ids("doc-2") == gone
-    assert list(r.delete_ref_doc("doc-2").ids) == gone
-    assert r.digest() == legacy_index([n for n in nodes if n.ref_doc_id != "doc-2"]).digest()
-    assert len(r.forgotten(node_id=gone[0])) == 1
-    with pytest.raises(ERASEError, match="persisted before node metadata"):
-        r.retrieve("order", filters=mf(f("tenant", "acme")))
-    with pytest.raises(ERASEError, match="persisted before node metadata"):
-        r.forget_where(mf(f("tenant", "acme")))
-    with pytest.raises(ERASEError, match="persisted before node metadata"):
-        ERASERetriever.from_persist_dir(d, embed_model=embed, filters=mf(f("tenant", "acme")))
-    r.persist(d)  # refreshing the settings keeps the directory marked
-    assert json.loads(settings_path.read_text())["node_attributes"] == 0
-    r.close()
