@@ -2,15 +2,17 @@
 
 * :class:`ERASEExampleSelector`: drop-in for ``SemanticSimilarityExampleSelector``.
 * :class:`ERASERetriever`: a ``BaseRetriever`` over the same engine.
+* :class:`ForgettingCache`: an LLM cache wrapper that drops what the selectors forget.
 * :class:`HFEmbeddings`: LangChain ``Embeddings`` over the bundled MiniLM (lazy torch).
 * :class:`LocalLLM`: LangChain ``LLM`` over a local causal LM (SmolLM2 by default).
 
 See docs/langchain.md.
 """
 
+from .cache import ForgettingCache
 from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector
 from .llms import LocalLLM
 from .retriever import ERASERetriever
 
-__all__ = ["ERASEExampleSelector", "ERASERetriever", "HFEmbeddings", "LocalLLM"]
+__all__ = ["ERASEExampleSelector", "ERASERetriever", "ForgettingCache", "HFEmbeddings", "LocalLLM"]

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from erase_core import ERASEError, ExampleIndex, SelectedExample
+from erase_core.filters import check_filter
 
 #: Engine parameters mirrored as fields on the LangChain classes.
 ENGINE_FIELDS = ("strategy", "epsilon", "n_iter", "seed", "projection_dim")
@@ -65,16 +66,34 @@ def check_k(k: Any) -> int:
     return k
 
 
-def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, k: int) -> list[SelectedExample]:
+def check_search_filter(index_or_strategy: ExampleIndex | str, filter: dict | None) -> dict | None:  # noqa: A002
+    """Validate a metadata filter (``None``: no filter); a filter with ``erase`` is an error."""
+    if filter is None:
+        return None
+    check_filter(filter)
+    strategy = index_or_strategy if isinstance(index_or_strategy, str) else index_or_strategy.strategy
+    if strategy != "similarity":
+        raise ERASEError(
+            "filter= applies to strategy 'similarity' only: 'erase' selects one fixed set for every query, "
+            "so it cannot restrict it per query (use strategy='similarity', or one store per tenant)"
+        )
+    return filter
+
+
+def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, k: int,
+                     filter: dict | None = None) -> list[SelectedExample]:  # noqa: A002
     """``index.select`` that, like LangChain's vector-store selectors, returns what exists.
 
-    * ``similarity``: the top ``min(k, pool)`` examples; an empty pool gives ``[]``.
+    * ``similarity``: the top ``min(k, pool)`` examples; an empty pool gives ``[]``. With
+      ``filter`` (metadata conditions, see :mod:`erase_core.filters`) only matching examples
+      are ranked, and fewer than ``k`` come back when fewer match.
     * ``erase``: the first ``k`` of the fixed cluster-ordered set. While the pool is smaller
       than the index's ``k`` there is no clustering yet and the fixed set is the whole pool
       in id order (the order ``ExampleIndex.fingerprint`` uses). ``k`` above the index's
-      ``k`` is an error: there are only that many clusters.
+      ``k`` is an error: there are only that many clusters. A filter is an error.
     """
     k = check_k(k)
+    filter = check_search_filter(index, filter)  # noqa: A001
     with engine_lock(index):
         n = len(index)
         if n == 0:
@@ -82,6 +101,8 @@ def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, 
         if index.strategy == "similarity":
             if query_vector is None:
                 raise ERASEError("strategy 'similarity' needs a query to rank the examples by")
+            if filter is not None:
+                return index.select(query_vector, k=k, filter=filter)
             return index.select(query_vector, k=min(k, n))
         if k > index.k:
             raise ERASEError(
@@ -126,3 +147,43 @@ def to_float_rows(vectors: Sequence[Sequence[float]], n: int) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[0] != n:
         raise ERASEError(f"the embeddings returned shape {arr.shape} for {n} texts; expected ({n}, dim)")
     return arr
+
+
+def as_subject(value: Any, what: str = "subject") -> str:
+    """A subject as the engine stores it: a non-empty string; an integer (a numeric user id)
+    is accepted and stored as its decimal string, so ``4711`` and ``"4711"`` are one subject."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ERASEError(f"{what} must be a string or an integer; got {value!r}")
+    text = str(value)
+    if not text:
+        raise ERASEError(f"{what} must not be empty")
+    return text
+
+
+def subject_from(fields: dict[str, Any], key: str | None, what: str) -> str | None:
+    """The subject held in ``fields[key]`` (``None`` when there is no key, no field or a None value)."""
+    if key is None or fields.get(key) is None:
+        return None
+    return as_subject(fields[key], f"{what}[{key!r}]")
+
+
+def check_metadata(metadata: Any, what: str) -> dict[str, Any]:
+    """Metadata as the engine stores it: a dict with string keys and JSON values (str, int,
+    float, bool, None, and lists/dicts of them). Anything else raises, naming the field:
+    it is never converted silently (convert a datetime with ``isoformat()``, a numpy scalar
+    with ``.item()``)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ERASEError(f"{what} must be a dict; got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise ERASEError(f"{what} has a non-string key {key!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ERASEError(
+                f"{what}[{key!r}] = {value!r} ({type(value).__name__}) is not a JSON value "
+                "(str, int, float, bool, None, or lists/dicts of them); convert it before adding"
+            ) from None
+    return dict(metadata)

@@ -1,17 +1,19 @@
 """The pydantic fields and validation shared by the selector and the retriever: the engine's
-parameters, and building (or reopening) the engine from them."""
+parameters, building (or reopening) the engine from them, and forgetting (by id, by subject,
+by metadata filter), which also tells any watching :class:`~erase_langchain.ForgettingCache`."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from langchain_core.runnables.config import run_in_executor
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-from erase_core import ExampleIndex
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
-from ._common import build_or_open_index, check_k, check_matches
+from ._common import as_id_list, as_subject, build_or_open_index, check_k, check_matches
 
 
 class EngineModel(BaseModel):
@@ -41,10 +43,18 @@ class EngineModel(BaseModel):
     projection_dim: int | None = None
     """Random projection for the clustering (``None``: the engine's default, 32-d for wide inputs; 0: none)."""
 
+    subject_key: str | None = None
+    """Field whose value is the item's subject (whom it belongs to, e.g. ``"user_id"``), for
+    ``forget(subject=...)``: an example field (selector) or a ``Document.metadata`` key
+    (retriever). A missing or ``None`` value: no subject. Strings and integers (stored as
+    their decimal string); anything else raises."""
+
     index: ExampleIndex | None = None
     """The engine (built from the fields above when not given)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    _listeners: list = PrivateAttr(default_factory=list)
 
     @field_validator("persist_path", mode="before")
     @classmethod
@@ -57,4 +67,72 @@ class EngineModel(BaseModel):
         if self.index is None:
             object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
         check_matches(self, self.index)
+        self._check_search()
         return self
+
+    def _check_search(self) -> None:
+        """Validate search defaults (filters) against the engine's strategy (subclasses)."""
+
+    # ------------------------------------------------------------------ listeners (caches)
+    def _add_listener(self, listener: Any) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def _notify_selected(self, selected: list[SelectedExample]) -> None:
+        for listener in list(self._listeners):
+            listener.on_selected(self, selected)
+
+    def _notify_forgot(self, receipt: ForgetReceipt) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener.on_forgot(self)
+            except Exception as exc:
+                raise ERASEError(
+                    f"the forget committed ({len(receipt.ids)} item(s) forgotten), but a watching cache could not "
+                    f"drop its entries ({exc!r}); fix it and call its purge_forgotten()"
+                ) from exc
+
+    # ------------------------------------------------------------------ forgetting
+    def forget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
+               missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
+        """Exactly unlearn items: ``forget(ids)`` (one id or a list) or ``forget(subject=...)``
+        (every item of that subject, one transaction). Afterwards the object equals one built
+        without them (same :meth:`digest`), with ``persist_path`` they are erased from disk,
+        the deletion audit log records the request, and every watching ``ForgettingCache``
+        drops the generations whose prompts contained them before this returns.
+
+        ``missing`` applies to ids: unknown ids raise ``UnknownIdError`` (nothing changes)
+        unless ``"ignore"``. A subject with no items gives an empty receipt (still logged)."""
+        if (ids is None) == (subject is None):
+            raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
+        if subject is not None:
+            receipt = self.index.forget_subject(as_subject(subject))
+        else:
+            receipt = self.index.forget(as_id_list(ids), missing=missing)
+        self._notify_forgot(receipt)
+        return receipt
+
+    async def aforget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
+                      missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
+        """Async :meth:`forget` (runs in an executor)."""
+        ids = None if ids is None else as_id_list(ids)
+        return await run_in_executor(None, self.forget, ids, subject=subject, missing=missing)
+
+    def forget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
+        """Exactly unlearn every item whose metadata matches ``filter`` (equality,
+        ``{"$eq": v}``, ``{"$in": [...]}``; all conditions must hold), in one transaction."""
+        receipt = self.index.forget_where(filter)
+        self._notify_forgot(receipt)
+        return receipt
+
+    async def aforget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
+        """Async :meth:`forget_where` (runs in an executor)."""
+        return await run_in_executor(None, self.forget_where, filter)
+
+    def ids_of_subject(self, subject: str | int) -> list[str]:
+        """The ids of ``subject``'s items, sorted (what ``forget(subject=...)`` would forget)."""
+        return self.index.ids_of_subject(as_subject(subject))
+
+    def attributes(self, item_id: str) -> dict:
+        """``{"subject": ..., "metadata": {...}}`` stored with an item."""
+        return self.index.attributes(item_id)

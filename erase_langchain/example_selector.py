@@ -11,15 +11,18 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.example_selectors.base import BaseExampleSelector
 from langchain_core.runnables.config import run_in_executor
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
+from erase_core import ERASEError, ExampleIndex, SelectedExample
 
 from ._engine_model import EngineModel
 from ._common import (
-    as_id_list,
+    as_subject,
     check_k,
+    check_metadata,
     check_new_ids,
+    check_search_filter,
     select_available,
     selection_fingerprint,
+    subject_from,
     to_float_rows,
 )
 
@@ -33,6 +36,16 @@ class _Default:
 
 
 _UNSET: Any = _Default()
+
+
+class _FieldDefault:
+    """``filter``'s default in the selection methods: the selector's ``filter`` field."""
+
+    def __repr__(self) -> str:
+        return "<the filter field>"
+
+
+_FILTER_FIELD: Any = _FieldDefault()
 
 
 def sorted_values(values: dict[str, Any]) -> list[Any]:
@@ -50,7 +63,12 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     ``strategy="erase"`` (default) returns the same ``k`` examples for every input, one per
     quantized k-means cluster, so the prompt prefix is fixed (see :attr:`fingerprint`) and the
     input is not even embedded. ``strategy="similarity"`` returns the exact top ``k`` by
-    cosine similarity to the input's text, like the stock selector.
+    cosine similarity to the input's text, like the stock selector; ``filter`` restricts it
+    to examples whose metadata match.
+
+    Each example may carry a subject (``subject_key`` field or ``subjects=``) and metadata
+    (``metadata_keys`` fields or ``metadata=``), for ``forget(subject=...)``,
+    :meth:`forget_where` and ``filter``.
 
     Direct construction, ``ERASEExampleSelector(embeddings=..., k=4, ...)``, starts empty
     (or reopens ``persist_path`` when that file exists); ``index=`` wraps an existing
@@ -68,11 +86,24 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     id_key: str | None = None
     """Example field holding its id (used by :meth:`from_examples` and :meth:`add_example`)."""
 
+    metadata_keys: list[str] | None = None
+    """Example fields copied into the example's metadata (for ``filter`` and
+    :meth:`forget_where`); a field an example lacks is left out of its metadata."""
+
+    filter: dict | None = None
+    """Metadata filter applied to every selection (``similarity`` only; ``erase`` with a filter
+    raises): only matching examples are ranked. ``select_examples(..., filter=...)``
+    replaces it for one call; :meth:`with_filter` makes a copy with another one."""
+
     # ------------------------------------------------------------------ text
+    def _bookkeeping_keys(self) -> set[str]:
+        return {key for key in (self.id_key, self.subject_key) if key is not None} | set(self.metadata_keys or ())
+
     def _text_keys(self, values: dict[str, Any]) -> list[str]:
         if self.input_keys:
             return list(self.input_keys)
-        return [key for key in values if key != self.id_key]
+        skip = self._bookkeeping_keys()
+        return [key for key in values if key not in skip]
 
     def _example_to_text(self, example: dict[str, Any]) -> str:
         """Values ordered by key, limited to ``input_keys``, joined by a space."""
@@ -91,34 +122,60 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     def _needs_query(self) -> bool:
         return self.index.strategy == "similarity"
 
-    def select(self, input_variables: dict[str, Any] | None = None) -> list[SelectedExample]:
+    def _check_search(self) -> None:
+        check_search_filter(self.index, self.filter)
+
+    def _filter_for(self, filter: Any) -> dict | None:  # noqa: A002
+        where = self.filter if filter is _FILTER_FIELD else filter
+        return check_search_filter(self.index, where)
+
+    def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
+        selected = select_available(self.index, query, self.k, where)
+        self._notify_selected(selected)
+        return selected
+
+    def select(self, input_variables: dict[str, Any] | None = None, *, filter: dict | None = _FILTER_FIELD,  # noqa: A002
+               ) -> list[SelectedExample]:
         """The selected examples with their ids and scores (unprojected payloads).
 
         ``erase`` ignores ``input_variables`` (the set is fixed); ``similarity`` needs them.
+        ``filter`` (default: the ``filter`` field; ``None``: no filter) restricts ``similarity``
+        to examples whose metadata match.
         """
+        where = self._filter_for(filter)
         query = None
         if self._needs_query():
             if input_variables is None:
                 raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
             query = self.embeddings.embed_query(self._example_to_text(input_variables))
-        return select_available(self.index, query, self.k)
+        return self._select_now(query, where)
 
-    async def aselect(self, input_variables: dict[str, Any] | None = None) -> list[SelectedExample]:
+    async def aselect(self, input_variables: dict[str, Any] | None = None, *,
+                      filter: dict | None = _FILTER_FIELD) -> list[SelectedExample]:  # noqa: A002
         """Async :meth:`select`: embeds with ``aembed_query``; the engine runs in an executor."""
+        where = self._filter_for(filter)
         query = None
         if self._needs_query():
             if input_variables is None:
                 raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
             query = await self.embeddings.aembed_query(self._example_to_text(input_variables))
-        return await run_in_executor(None, select_available, self.index, query, self.k)
+        return await run_in_executor(None, self._select_now, query, where)
 
-    def select_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
+    def select_examples(self, input_variables: dict[str, Any], *, filter: dict | None = _FILTER_FIELD,  # noqa: A002
+                        ) -> list[dict[str, Any]]:
         """The examples for a prompt (a list of dicts, projected to ``example_keys``)."""
-        return self._project(self.select(input_variables))
+        return self._project(self.select(input_variables, filter=filter))
 
-    async def aselect_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
+    async def aselect_examples(self, input_variables: dict[str, Any], *,
+                               filter: dict | None = _FILTER_FIELD) -> list[dict[str, Any]]:  # noqa: A002
         """Async :meth:`select_examples` (does not block the event loop)."""
-        return self._project(await self.aselect(input_variables))
+        return self._project(await self.aselect(input_variables, filter=filter))
+
+    def with_filter(self, filter: dict | None) -> "ERASEExampleSelector":  # noqa: A002
+        """A copy whose ``filter`` field is ``filter`` (e.g. one per tenant), sharing this
+        selector's engine and the caches watching it: a forget through either is a forget in both."""
+        check_search_filter(self.index, filter)
+        return self.model_copy(update={"filter": filter})
 
     @property
     def fingerprint(self) -> str:
@@ -138,44 +195,80 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
             ids = [str(ex[self.id_key]) for ex in examples]
         return ids
 
-    def _add_vectors(self, vectors, examples: list[dict[str, Any]], ids: list[str] | None) -> list[str]:
-        return self.index.add(to_float_rows(vectors, len(examples)), examples, ids=ids)
+    def _attrs_for(self, examples: Sequence[dict[str, Any]], subjects: Sequence[Any] | None,
+                   metadata: Sequence[dict | None] | None) -> tuple[list[str | None], list[dict]]:
+        """Each example's subject and metadata: ``subjects=``/``metadata=`` when given (one per
+        example), else the ``subject_key`` field / the ``metadata_keys`` fields."""
+        n = len(examples)
+        if subjects is None:
+            subjects = [subject_from(ex, self.subject_key, f"examples[{j}]") for j, ex in enumerate(examples)]
+        else:
+            if isinstance(subjects, (str, bytes)):
+                raise ERASEError("subjects must be a list (one per example), not a single string")
+            subjects = list(subjects)
+            if len(subjects) != n:
+                raise ERASEError(f"got {len(subjects)} subjects for {n} examples")
+            subjects = [None if s is None else as_subject(s, f"subjects[{j}]") for j, s in enumerate(subjects)]
+        if metadata is None:
+            keys = self.metadata_keys or ()
+            metadata = [{key: ex[key] for key in keys if key in ex} for ex in examples]
+        else:
+            if isinstance(metadata, dict):
+                raise ERASEError("metadata must be a list (one dict per example), not a single dict")
+            metadata = list(metadata)
+            if len(metadata) != n:
+                raise ERASEError(f"got {len(metadata)} metadata for {n} examples")
+        metadata = [check_metadata(m, f"metadata of examples[{j}]") for j, m in enumerate(metadata)]
+        return subjects, metadata
 
-    def add_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None) -> list[str]:
+    def _add_vectors(self, vectors, examples: list[dict[str, Any]], ids: list[str] | None,
+                     attrs: tuple[list, list] | None = None) -> list[str]:
+        subjects, metadata = attrs if attrs is not None else (None, None)
+        return self.index.add(to_float_rows(vectors, len(examples)), examples, ids=ids, subjects=subjects,
+                              metadata=metadata)
+
+    def add_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None, *,
+                     subjects: Sequence[str | int | None] | None = None,
+                     metadata: Sequence[dict | None] | None = None) -> list[str]:
         """Add examples (one embedding call); returns their ids (``ids``, else the ``id_key``
-        field, else generated). Atomic: on error nothing is added."""
+        field, else generated). Atomic: on error nothing is added.
+
+        ``subjects`` / ``metadata`` (one per example) give each example's subject and metadata;
+        when left out they come from the ``subject_key`` / ``metadata_keys`` fields."""
         examples = [dict(ex) for ex in examples]
         if not examples:
             return []
         ids = self._ids_for(examples, ids)
+        attrs = self._attrs_for(examples, subjects, metadata)
         vectors = self.embeddings.embed_documents([self._example_to_text(ex) for ex in examples])
-        return self._add_vectors(vectors, examples, ids)
+        return self._add_vectors(vectors, examples, ids, attrs)
 
-    async def aadd_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None) -> list[str]:
+    async def aadd_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None, *,
+                            subjects: Sequence[str | int | None] | None = None,
+                            metadata: Sequence[dict | None] | None = None) -> list[str]:
         """Async :meth:`add_examples`."""
         examples = [dict(ex) for ex in examples]
         if not examples:
             return []
         ids = self._ids_for(examples, ids)
+        attrs = self._attrs_for(examples, subjects, metadata)
         vectors = await self.embeddings.aembed_documents([self._example_to_text(ex) for ex in examples])
-        return await run_in_executor(None, self._add_vectors, vectors, examples, ids)
+        return await run_in_executor(None, self._add_vectors, vectors, examples, ids, attrs)
 
-    def add_example(self, example: dict[str, Any], id: str | None = None) -> str:  # noqa: A002
-        """Add one example; returns its id."""
-        return self.add_examples([example], None if id is None else [id])[0]
+    def add_example(self, example: dict[str, Any], id: str | None = None, *,  # noqa: A002
+                    subject: str | int | None = None, metadata: dict | None = None) -> str:
+        """Add one example; returns its id. ``subject``/``metadata`` override the
+        ``subject_key``/``metadata_keys`` fields."""
+        return self.add_examples([example], None if id is None else [id],
+                                 subjects=None if subject is None else [subject],
+                                 metadata=None if metadata is None else [metadata])[0]
 
-    async def aadd_example(self, example: dict[str, Any], id: str | None = None) -> str:  # noqa: A002
+    async def aadd_example(self, example: dict[str, Any], id: str | None = None, *,  # noqa: A002
+                           subject: str | int | None = None, metadata: dict | None = None) -> str:
         """Async :meth:`add_example`."""
-        return (await self.aadd_examples([example], None if id is None else [id]))[0]
-
-    def forget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
-        """Exactly unlearn examples: afterwards the selector equals one built without them
-        (same :meth:`digest`), and with ``persist_path`` they are erased from disk."""
-        return self.index.forget(as_id_list(ids), missing=missing)
-
-    async def aforget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
-        """Async :meth:`forget` (runs in an executor)."""
-        return await run_in_executor(None, self.forget, as_id_list(ids), missing=missing)
+        return (await self.aadd_examples([example], None if id is None else [id],
+                                         subjects=None if subject is None else [subject],
+                                         metadata=None if metadata is None else [metadata]))[0]
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -222,11 +315,31 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         return (4 if k is _UNSET else k), input_keys
 
     @staticmethod
-    def _check_vectorstore_args(vectorstore_kwargs: dict | None, vectorstore_cls_kwargs: dict) -> None:
+    def _check_vectorstore_args(vectorstore_kwargs: dict | None, vectorstore_cls_kwargs: dict,
+                                filter: dict | None, strategy: str) -> dict | None:  # noqa: A002
+        """Validate the stock vector-store arguments; returns the filter to use.
+
+        ``vectorstore_kwargs`` are the stock selector's search arguments: ``{"filter": {...}}``
+        is honoured (the same as ``filter=``); any other key raises, never silently ignored."""
         if vectorstore_kwargs:
+            unknown = sorted(set(vectorstore_kwargs) - {"filter"})
+            if unknown:
+                raise ERASEError(
+                    f"vectorstore_kwargs={vectorstore_kwargs!r}: {unknown} cannot be honoured (ERASE selects from "
+                    "its own index; the only search argument is 'filter', a metadata filter)"
+                )
+            if filter is not None:
+                raise ERASEError("give filter= or vectorstore_kwargs={'filter': ...}, not both")
+            try:
+                filter = check_search_filter(strategy, vectorstore_kwargs["filter"])  # noqa: A001
+            except ERASEError as exc:
+                raise ERASEError(f"vectorstore_kwargs={vectorstore_kwargs!r}: {exc}") from None
+        check_search_filter(strategy, filter)
+        searchy = sorted({"search_kwargs", "search_type"} & set(vectorstore_cls_kwargs))
+        if searchy:
             raise ERASEError(
-                f"vectorstore_kwargs={vectorstore_kwargs!r} cannot be honoured: ERASE selects from its own "
-                "index (no vector-store search, so no filters)"
+                f"{searchy} cannot be honoured by ERASEExampleSelector: filter with filter={{...}} "
+                "(metadata conditions, strategy='similarity'); k with k="
             )
         if vectorstore_cls_kwargs:
             warnings.warn(
@@ -235,32 +348,36 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
                 UserWarning,
                 stacklevel=4,
             )
+        return filter
 
     @classmethod
     def _prepare(cls, examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key, example_keys,
-                 vectorstore_kwargs, vectorstore_cls_kwargs, engine: dict) -> tuple[dict, list, list | None, list[str]]:
+                 vectorstore_kwargs, vectorstore_cls_kwargs, engine: dict, fields: dict,
+                 subjects, metadata) -> tuple[dict, list, list | None, list[str], tuple]:
         """Validate the arguments and compute the texts to embed, before anything is built."""
         k, input_keys = cls._resolve_positional(vectorstore_cls, k, input_keys)
-        cls._check_vectorstore_args(vectorstore_kwargs, vectorstore_cls_kwargs)
+        fields = dict(fields, filter=cls._check_vectorstore_args(vectorstore_kwargs, vectorstore_cls_kwargs,
+                                                                 fields.get("filter"), engine["strategy"]))
         if ids is not None and id_key is not None:
             raise ERASEError("give ids= or id_key=, not both")
         if engine["persist_path"] is not None:
             cls._refuse_existing(engine["persist_path"])
         args = dict(embeddings=embeddings, k=check_k(k), input_keys=input_keys, example_keys=example_keys, id_key=id_key,
-                    **engine)
-        probe = cls.model_construct(**args)  # the text and id rules need only these fields
+                    **fields, **engine)
+        probe = cls.model_construct(**args)  # the text, id and attribute rules need only these fields
         examples = [dict(ex) for ex in examples]
         ids = probe._ids_for(examples, ids)
-        return args, examples, ids, [probe._example_to_text(ex) for ex in examples]
+        attrs = probe._attrs_for(examples, subjects, metadata)
+        return args, examples, ids, [probe._example_to_text(ex) for ex in examples], attrs
 
     @classmethod
-    def _finish(cls, args: dict, examples: list, ids: list[str] | None, vectors) -> "ERASEExampleSelector":
+    def _finish(cls, args: dict, examples: list, ids: list[str] | None, vectors, attrs) -> "ERASEExampleSelector":
         """Build the selector and add the embedded examples; on error remove what was created."""
         path = args["persist_path"]
         selector = cls(**args)
         try:
             if examples:
-                selector._add_vectors(vectors, examples, ids)
+                selector._add_vectors(vectors, examples, ids, attrs)
         except Exception:
             selector.close()
             if path is not None:
@@ -285,6 +402,11 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         vectorstore_kwargs: dict[str, Any] | None = None,
         ids: Sequence[str] | None = None,
         id_key: str | None = None,
+        subject_key: str | None = None,
+        metadata_keys: list[str] | None = None,
+        subjects: Sequence[str | int | None] | None = None,
+        metadata: Sequence[dict | None] | None = None,
+        filter: dict | None = None,  # noqa: A002
         strategy: Literal["erase", "similarity"] = "erase",
         persist_path: str | os.PathLike | None = None,
         epsilon: float | None = None,
@@ -301,21 +423,26 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
           working, and ignored: the examples live only in ERASE's own index (in memory, or in
           ``persist_path``), because a copy in another store could not be exactly unlearned.
           An int in that position is read as ``k``, so ``from_examples(examples, emb, 2)``
-          works too. Extra vector-store constructor keywords are ignored with a warning;
-          non-empty ``vectorstore_kwargs`` (search filters) raise, since they cannot be honoured.
+          works too. Extra vector-store constructor keywords are ignored with a warning
+          (``search_kwargs``/``search_type`` raise); ``vectorstore_kwargs={"filter": {...}}``
+          is honoured as ``filter=`` and any other search argument raises.
         * ``k``, ``input_keys``, ``example_keys``: as in the stock selector.
 
         ERASE additions: ``ids`` (one per example) or ``id_key`` (the field holding each
-        example's id) make the ids known for later ``forget``; ``strategy``; ``persist_path``
+        example's id) make the ids known for later ``forget``; ``subject_key`` / ``subjects``
+        and ``metadata_keys`` / ``metadata`` give each example a subject and metadata (see
+        :meth:`add_examples`); ``filter`` (metadata filter for ``similarity``); ``strategy``; ``persist_path``
         (a new SQLite store; reopen it with :meth:`open`); ``epsilon``, ``n_iter``, ``seed``,
         ``projection_dim`` (quantized k-means parameters).
         """
         engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
                       epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
-        args, examples, ids, texts = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key,
-                                                  example_keys, vectorstore_kwargs, vectorstore_cls_kwargs, engine)
+        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter)
+        args, examples, ids, texts, attrs = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids,
+                                                         id_key, example_keys, vectorstore_kwargs, vectorstore_cls_kwargs,
+                                                         engine, fields, subjects, metadata)
         vectors = embeddings.embed_documents(texts) if texts else []
-        return cls._finish(args, examples, ids, vectors)
+        return cls._finish(args, examples, ids, vectors, attrs)
 
     @classmethod
     async def afrom_examples(
@@ -330,6 +457,11 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         vectorstore_kwargs: dict[str, Any] | None = None,
         ids: Sequence[str] | None = None,
         id_key: str | None = None,
+        subject_key: str | None = None,
+        metadata_keys: list[str] | None = None,
+        subjects: Sequence[str | int | None] | None = None,
+        metadata: Sequence[dict | None] | None = None,
+        filter: dict | None = None,  # noqa: A002
         strategy: Literal["erase", "similarity"] = "erase",
         persist_path: str | os.PathLike | None = None,
         epsilon: float | None = None,
@@ -341,10 +473,12 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         """Async :meth:`from_examples` (``aembed_documents``; the index is built in an executor)."""
         engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
                       epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
-        args, examples, ids, texts = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key,
-                                                  example_keys, vectorstore_kwargs, vectorstore_cls_kwargs, engine)
+        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter)
+        args, examples, ids, texts, attrs = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids,
+                                                         id_key, example_keys, vectorstore_kwargs, vectorstore_cls_kwargs,
+                                                         engine, fields, subjects, metadata)
         vectors = await embeddings.aembed_documents(texts) if texts else []
-        return await run_in_executor(None, cls._finish, args, examples, ids, vectors)
+        return await run_in_executor(None, cls._finish, args, examples, ids, vectors, attrs)
 
     @staticmethod
     def _refuse_existing(path: str) -> None:
@@ -363,15 +497,20 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         input_keys: list[str] | None = None,
         example_keys: list[str] | None = None,
         id_key: str | None = None,
+        subject_key: str | None = None,
+        metadata_keys: list[str] | None = None,
+        filter: dict | None = None,  # noqa: A002
     ) -> "ERASEExampleSelector":
         """Reopen a selector saved with ``persist_path``: nothing is re-embedded (the stored
-        vectors are used). Pass the same ``embeddings``, ``input_keys`` and ``id_key`` as when
-        it was built: they are not stored. ``k``/``strategy`` come from the store."""
+        vectors are used). Pass the same ``embeddings``, ``input_keys``, ``id_key``,
+        ``subject_key`` and ``metadata_keys`` as when it was built: they are not stored (the
+        examples' subjects and metadata are). ``k``/``strategy`` come from the store."""
         index = ExampleIndex.open(persist_path)
         try:
             extra = {} if k is None else {"k": k}
             return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path), input_keys=input_keys,
-                       example_keys=example_keys, id_key=id_key, **extra)
+                       example_keys=example_keys, id_key=id_key, subject_key=subject_key, metadata_keys=metadata_keys,
+                       filter=filter, **extra)
         except Exception:
             index.close()
             raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -11,16 +11,35 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
+from pydantic import Field, field_validator
+
+from erase_core import ERASEError, ExampleIndex, SelectedExample
 
 from ._engine_model import EngineModel
 from ._common import (
-    as_id_list,
+    as_subject,
+    check_k,
+    check_metadata,
     check_new_ids,
+    check_search_filter,
     select_available,
     selection_fingerprint,
+    subject_from,
     to_float_rows,
 )
+
+#: The search keywords ``invoke``/``search_kwargs`` understand. ``verbose`` is LangChain's own
+#: (``BaseRetriever.invoke`` reads it for the callbacks and passes it on): accepted, unused.
+SEARCH_KEYWORDS = ("k", "filter")
+_LANGCHAIN_KEYWORDS = ("verbose",)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
 
 __all__ = ["ERASERetriever"]
 
@@ -35,74 +54,116 @@ class ERASERetriever(BaseRetriever, EngineModel):
     ``ERASERetriever(embeddings=emb, documents=docs, k=3)`` builds the index (ids from
     ``ids=``, else each ``Document.id``, else generated; returned documents carry them in
     ``.id``). ``invoke(query, k=2)`` overrides ``k`` per call (for ``erase`` at most the
-    index's ``k``). Document metadata must be JSON-serialisable.
+    index's ``k``).
+
+    ``Document.metadata`` becomes the item's metadata (JSON values only: anything else raises),
+    so ``invoke(query, filter={"lang": "en"})`` (``similarity``) returns only matching
+    documents and :meth:`forget_where` forgets them; ``subject_key`` names the metadata key
+    holding the owner, for ``forget(subject=...)``. ``search_kwargs`` (``k``, ``filter``)
+    are per-retriever defaults, as on LangChain's vector-store retrievers; an unknown search
+    keyword raises ``TypeError``.
     """
 
-    def __init__(self, *, documents: Sequence[Document] | None = None, ids: Sequence[str] | None = None, **data: Any):
+    search_kwargs: dict = Field(default_factory=dict)
+    """Default search keywords for every call (``{"k": 2, "filter": {...}}``); keywords given
+    to ``invoke`` replace them for that call."""
+
+    def __init__(self, *, documents: Sequence[Document] | None = None, ids: Sequence[str] | None = None,
+                 subjects: Sequence[str | int | None] | None = None, **data: Any):
         super().__init__(**data)
         if documents:
-            self.add_documents(documents, ids=ids)
-        elif ids:
-            raise ERASEError("ids= was given without documents=")
+            self.add_documents(documents, ids=ids, subjects=subjects)
+        elif ids or subjects:
+            raise ERASEError("ids= or subjects= was given without documents=")
+
+    @field_validator("search_kwargs")
+    @classmethod
+    def _known_search_kwargs(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(SEARCH_KEYWORDS))
+        if unknown:
+            raise ValueError(f"unknown search_kwargs {unknown}: ERASERetriever supports {list(SEARCH_KEYWORDS)}")
+        if value.get("k") is not None:
+            check_k(value["k"])
+        return dict(value)
+
+    def _check_search(self) -> None:
+        check_search_filter(self.index, self.search_kwargs.get("filter"))
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_documents(cls, documents: Sequence[Document], embeddings: Embeddings, *, ids: Sequence[str] | None = None,
-                       **kwargs: Any) -> "ERASERetriever":
-        return cls(embeddings=embeddings, documents=documents, ids=ids, **kwargs)
+                       subjects: Sequence[str | int | None] | None = None, **kwargs: Any) -> "ERASERetriever":
+        return cls(embeddings=embeddings, documents=documents, ids=ids, subjects=subjects, **kwargs)
 
     @classmethod
     def from_texts(cls, texts: Sequence[str], embeddings: Embeddings, metadatas: Sequence[dict] | None = None, *,
-                   ids: Sequence[str] | None = None, **kwargs: Any) -> "ERASERetriever":
+                   ids: Sequence[str] | None = None, subjects: Sequence[str | int | None] | None = None,
+                   **kwargs: Any) -> "ERASERetriever":
         metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
         if len(metadatas) != len(texts):
             raise ERASEError(f"got {len(metadatas)} metadatas for {len(texts)} texts")
         docs = [Document(page_content=t, metadata=m) for t, m in zip(texts, metadatas)]
-        return cls(embeddings=embeddings, documents=docs, ids=ids, **kwargs)
+        return cls(embeddings=embeddings, documents=docs, ids=ids, subjects=subjects, **kwargs)
 
     @classmethod
-    def open(cls, persist_path: str | os.PathLike, embeddings: Embeddings, *, k: int | None = None) -> "ERASERetriever":
-        """Reopen a retriever saved with ``persist_path`` (nothing is re-embedded)."""
+    def open(cls, persist_path: str | os.PathLike, embeddings: Embeddings, *, k: int | None = None,
+             subject_key: str | None = None, search_kwargs: dict | None = None) -> "ERASERetriever":
+        """Reopen a retriever saved with ``persist_path`` (nothing is re-embedded). Pass the same
+        ``subject_key`` as when it was built (it is not stored; the documents' subjects are)."""
         index = ExampleIndex.open(persist_path)
         try:
-            return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path),
-                       **({} if k is None else {"k": k}))
+            return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path), subject_key=subject_key,
+                       search_kwargs=dict(search_kwargs or {}), **({} if k is None else {"k": k}))
         except Exception:
             index.close()
             raise
 
     # ------------------------------------------------------------------ mutations
-    @staticmethod
-    def _payloads(documents: Sequence[Document], ids: Sequence[str] | None) -> tuple[list[dict], list[str] | None]:
+    def _payloads(self, documents: Sequence[Document], ids: Sequence[str] | None,
+                  subjects: Sequence[str | int | None] | None) -> tuple[list[dict], list[str] | None, list, list]:
+        """Payloads, ids, subjects and metadata of documents (validated before anything is embedded)."""
         documents = list(documents)
         ids = check_new_ids(ids, len(documents), "documents")
         if ids is None and any(d.id for d in documents):
             if not all(d.id for d in documents):
                 raise ERASEError("some documents have an id and some do not: give all ids (or ids=)")
             ids = [str(d.id) for d in documents]
-        return [{"page_content": d.page_content, "metadata": dict(d.metadata)} for d in documents], ids
+        metadata = [check_metadata(d.metadata, f"documents[{j}].metadata") for j, d in enumerate(documents)]
+        if subjects is None:
+            subjects = [subject_from(m, self.subject_key, f"documents[{j}].metadata") for j, m in enumerate(metadata)]
+        else:
+            if isinstance(subjects, (str, bytes)):
+                raise ERASEError("subjects must be a list (one per document), not a single string")
+            subjects = list(subjects)
+            if len(subjects) != len(documents):
+                raise ERASEError(f"got {len(subjects)} subjects for {len(documents)} documents")
+            subjects = [None if s is None else as_subject(s, f"subjects[{j}]") for j, s in enumerate(subjects)]
+        payloads = [{"page_content": d.page_content, "metadata": m} for d, m in zip(documents, metadata)]
+        return payloads, ids, subjects, metadata
 
-    def add_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None) -> list[str]:
-        """Embed and add documents; returns their ids. Atomic."""
-        payloads, ids = self._payloads(documents, ids)
+    def _add(self, vectors, payloads: list[dict], ids, subjects, metadata) -> list[str]:
+        return self.index.add(to_float_rows(vectors, len(payloads)), payloads, ids=ids, subjects=subjects,
+                              metadata=[dict(m) for m in metadata])
+
+    def add_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None, *,
+                      subjects: Sequence[str | int | None] | None = None) -> list[str]:
+        """Embed and add documents; returns their ids. Atomic. Each document's metadata becomes
+        its filterable metadata; its subject is ``subjects[j]`` when given, else
+        ``metadata[subject_key]``."""
+        payloads, ids, subjects, metadata = self._payloads(documents, ids, subjects)
         if not payloads:
             return []
         vectors = self.embeddings.embed_documents([p["page_content"] for p in payloads])
-        return self.index.add(to_float_rows(vectors, len(payloads)), payloads, ids=ids)
+        return self._add(vectors, payloads, ids, subjects, metadata)
 
-    async def aadd_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None) -> list[str]:
-        payloads, ids = self._payloads(documents, ids)
+    async def aadd_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None, *,
+                             subjects: Sequence[str | int | None] | None = None) -> list[str]:
+        """Async :meth:`add_documents`."""
+        payloads, ids, subjects, metadata = self._payloads(documents, ids, subjects)
         if not payloads:
             return []
         vectors = await self.embeddings.aembed_documents([p["page_content"] for p in payloads])
-        return await run_in_executor(None, self.index.add, to_float_rows(vectors, len(payloads)), payloads, ids)
-
-    def forget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
-        """Exactly unlearn documents (and erase them from ``persist_path``)."""
-        return self.index.forget(as_id_list(ids), missing=missing)
-
-    async def aforget(self, ids: str | Sequence[str], *, missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
-        return await run_in_executor(None, self.forget, as_id_list(ids), missing=missing)
+        return await run_in_executor(None, self._add, vectors, payloads, ids, subjects, metadata)
 
     # ------------------------------------------------------------------ retrieval
     @staticmethod
@@ -110,17 +171,36 @@ class ERASERetriever(BaseRetriever, EngineModel):
         return [Document(id=s.id, page_content=s.payload["page_content"], metadata=dict(s.payload["metadata"]))
                 for s in selected]
 
+    def _search(self, k: Any, filter: Any, kwargs: dict) -> tuple[int, dict | None]:  # noqa: A002
+        """The effective ``k`` and filter of a call: its keywords over ``search_kwargs`` over the fields."""
+        unknown = sorted(set(kwargs) - set(_LANGCHAIN_KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"ERASERetriever got unexpected search keyword(s) {unknown}; supported: {list(SEARCH_KEYWORDS)}"
+            )
+        if k is None:
+            k = self.search_kwargs.get("k")
+        k = check_k(self.k if k is None else k)
+        where = self.search_kwargs.get("filter") if filter is _UNSET else filter
+        return k, check_search_filter(self.index, where)
+
+    def _retrieve(self, vector, k: int, where: dict | None) -> list[Document]:
+        selected = select_available(self.index, vector, k, where)
+        self._notify_selected(selected)
+        return self._to_documents(selected)
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None,
-                                **kwargs: Any) -> list[Document]:
-        k = self.k if k is None else k
+                                filter: dict | None = _UNSET, **kwargs: Any) -> list[Document]:  # noqa: A002
+        k, where = self._search(k, filter, kwargs)
         vector = self.embeddings.embed_query(query) if self.index.strategy == "similarity" else None
-        return self._to_documents(select_available(self.index, vector, k))
+        return self._retrieve(vector, k, where)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
-                                       k: int | None = None, **kwargs: Any) -> list[Document]:
-        k = self.k if k is None else k
+                                       k: int | None = None, filter: dict | None = _UNSET,  # noqa: A002
+                                       **kwargs: Any) -> list[Document]:
+        k, where = self._search(k, filter, kwargs)
         vector = await self.embeddings.aembed_query(query) if self.index.strategy == "similarity" else None
-        return self._to_documents(await run_in_executor(None, select_available, self.index, vector, k))
+        return await run_in_executor(None, self._retrieve, vector, k, where)
 
     # ------------------------------------------------------------------ inspection
     @property

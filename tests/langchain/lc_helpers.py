@@ -98,3 +98,72 @@ QUERIES = [
 
 def with_ids(examples=EXAMPLES, ids=IDS, key: str = "id") -> list[dict]:
     return [{**ex, key: i} for ex, i in zip(examples, ids)]
+
+
+def sqlite_llm_cache(path):
+    """A small SQLite-backed LangChain ``BaseCache`` (``langchain_community``'s ``SQLiteCache`` is
+    not installed here), laid out like it: one row per (prompt, llm_string, generation index),
+    the prompt in the primary key. ``PRAGMA secure_delete=ON`` and a rollback journal, so rows
+    that ``clear()`` deletes are overwritten on disk, as a deployment that must forget would set.
+    ``prompts()`` lists the stored prompts (for tests)."""
+    import json
+    import sqlite3
+
+    from langchain_core.caches import BaseCache
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, Generation
+
+    class _SQLiteLLMCache(BaseCache):
+        def __init__(self, path):
+            self.path = str(path)
+            self._lock = threading.Lock()
+            self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._con.execute("PRAGMA secure_delete=ON")
+            self._con.execute("PRAGMA journal_mode=DELETE")
+            self._con.execute(
+                "CREATE TABLE IF NOT EXISTS full_llm_cache (prompt TEXT NOT NULL, llm TEXT NOT NULL, idx INTEGER NOT NULL, "
+                "response TEXT, PRIMARY KEY (prompt, llm, idx))"
+            )
+
+        @staticmethod
+        def _dump(gen) -> str:
+            if isinstance(gen, ChatGeneration):
+                return json.dumps({"chat": gen.message.content})
+            return json.dumps({"text": gen.text})
+
+        @staticmethod
+        def _load(text: str):
+            data = json.loads(text)
+            if "chat" in data:
+                return ChatGeneration(message=AIMessage(content=data["chat"]))
+            return Generation(text=data["text"])
+
+        def lookup(self, prompt, llm_string):
+            with self._lock:
+                rows = self._con.execute(
+                    "SELECT response FROM full_llm_cache WHERE prompt = ? AND llm = ? ORDER BY idx", (prompt, llm_string)
+                ).fetchall()
+            return [self._load(r[0]) for r in rows] or None
+
+        def update(self, prompt, llm_string, return_val):
+            with self._lock:
+                self._con.execute("BEGIN")
+                self._con.execute("DELETE FROM full_llm_cache WHERE prompt = ? AND llm = ?", (prompt, llm_string))
+                self._con.executemany(
+                    "INSERT INTO full_llm_cache VALUES (?, ?, ?, ?)",
+                    [(prompt, llm_string, i, self._dump(g)) for i, g in enumerate(return_val)],
+                )
+                self._con.execute("COMMIT")
+
+        def clear(self, **kwargs):
+            with self._lock:
+                self._con.execute("DELETE FROM full_llm_cache")
+
+        def prompts(self) -> list[str]:
+            with self._lock:
+                return [r[0] for r in self._con.execute("SELECT DISTINCT prompt FROM full_llm_cache").fetchall()]
+
+        def close(self):
+            self._con.close()
+
+    return _SQLiteLLMCache(path)
