@@ -187,3 +187,13 @@ def check_metadata(metadata: Any, what: str) -> dict[str, Any]:
                 "(str, int, float, bool, None, or lists/dicts of them); convert it before adding"
             ) from None
     return dict(metadata)
+
+
+def subjects_given(subjects: Any, n: int, what: str) -> list[str | None]:
+    """Explicit ``subjects=``: one per item (a list, not a single string), each checked."""
+    if isinstance(subjects, (str, bytes)):
+        raise ERASEError(f"subjects must be a list (one per {what}), not a single string")
+    subjects = list(subjects)
+    if len(subjects) != n:
+        raise ERASEError(f"got {len(subjects)} subjects for {n} {what}s")
+    return [None if s is None else as_subject(s, f"subjects[{j}]") for j, s in enumerate(subjects)]

@@ -15,7 +15,7 @@ from erase_core import ERASEError, ExampleIndex, SelectedExample
 
 from ._engine_model import EngineModel
 from ._common import (
-    as_subject,
+    subjects_given,
     check_k,
     check_metadata,
     check_new_ids,
@@ -203,12 +203,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         if subjects is None:
             subjects = [subject_from(ex, self.subject_key, f"examples[{j}]") for j, ex in enumerate(examples)]
         else:
-            if isinstance(subjects, (str, bytes)):
-                raise ERASEError("subjects must be a list (one per example), not a single string")
-            subjects = list(subjects)
-            if len(subjects) != n:
-                raise ERASEError(f"got {len(subjects)} subjects for {n} examples")
-            subjects = [None if s is None else as_subject(s, f"subjects[{j}]") for j, s in enumerate(subjects)]
+            subjects = subjects_given(subjects, n, "example")
         if metadata is None:
             keys = self.metadata_keys or ()
             metadata = [{key: ex[key] for key in keys if key in ex} for ex in examples]

@@ -17,7 +17,7 @@ from erase_core import ERASEError, ExampleIndex, SelectedExample
 
 from ._engine_model import EngineModel
 from ._common import (
-    as_subject,
+    subjects_given,
     check_k,
     check_metadata,
     check_new_ids,
@@ -132,12 +132,7 @@ class ERASERetriever(BaseRetriever, EngineModel):
         if subjects is None:
             subjects = [subject_from(m, self.subject_key, f"documents[{j}].metadata") for j, m in enumerate(metadata)]
         else:
-            if isinstance(subjects, (str, bytes)):
-                raise ERASEError("subjects must be a list (one per document), not a single string")
-            subjects = list(subjects)
-            if len(subjects) != len(documents):
-                raise ERASEError(f"got {len(subjects)} subjects for {len(documents)} documents")
-            subjects = [None if s is None else as_subject(s, f"subjects[{j}]") for j, s in enumerate(subjects)]
+            subjects = subjects_given(subjects, len(documents), "document")
         payloads = [{"page_content": d.page_content, "metadata": m} for d, m in zip(documents, metadata)]
         return payloads, ids, subjects, metadata
 

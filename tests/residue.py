@@ -9,8 +9,12 @@ Needles shorter than the window are searched whole.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from erase_core.storage import PlainRow
 
 WINDOW = 32
 
@@ -71,28 +75,7 @@ def surviving(files: dict[str, bytes] | bytes, needles: list[bytes], width: int 
 
 def decryptable_ids(path: Path) -> set[str]:
     """Ids of the rows of the store database at ``path`` that its key file can still open."""
-    import sqlite3
-
-    from erase_core.storage import CorruptStoreError, keys_path
-    from erase_core.storage.keyfile import HEADER_SIZE, KEY_SIZE
-    from erase_core.storage.rows import open_sealed
-
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        store_uuid = bytes.fromhex(con.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()[0])
-        dim = con.execute("SELECT dim FROM state").fetchone()[0]
-        records = con.execute("SELECT row, key_slot, blob FROM examples").fetchall()
-    finally:
-        con.close()
-    raw = keys_path(Path(path)).read_bytes()[HEADER_SIZE:]
-    out = set()
-    for row, slot, blob in records:
-        key = raw[slot * KEY_SIZE : (slot + 1) * KEY_SIZE]
-        try:
-            out.add(open_sealed(store_uuid, row, key, blob, 4 * dim).id)
-        except CorruptStoreError:
-            pass
-    return out
+    return set(sealed_rows(path))
 
 
 def sealed_rows(path: Path, key_file: Path | None = None) -> dict[str, tuple[bytes, "PlainRow"]]:
