@@ -776,10 +776,6 @@ class ExampleIndex:
 
 
 def _is_store(path) -> bool:
-    from .storage.example_store import _inspect_header
+    from .storage.example_store import is_store_file
 
-    try:
-        _inspect_header(Path(os.fspath(path)))
-        return True
-    except ERASEError:
-        return False
+    return is_store_file(path)

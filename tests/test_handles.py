@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import mp_workers
 from erase_core import ERASEError, ExampleIndex, UnknownIdError
 from erase_core.quantized_kmeans import QuantizedKMeans
-from conftest import clustered
+from conftest import REPO_ROOT, clustered
 from test_store import assert_keys_match_rows
 
 
@@ -175,3 +175,25 @@ def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
         assert r["digest"] == final.digest()
     assert final.verify() and cli_victim not in final
     assert_keys_match_rows(path)
+
+
+def test_a_second_handle_in_the_same_process_keeps_the_first_ones_locks(tmp_path):
+    """Opening (and closing) a second handle must not drop this process's SQLite locks on the
+    database: POSIX locks die with ANY close() of the file, so another process's exit would then
+    delete the WAL under a live handle, and later handles fail or miss changes."""
+    path = tmp_path / "pool.sqlite"
+    X = clustered(200, d=16, seed=1)
+    a = ExampleIndex(k=4, path=path)
+    a.add(X, [{"i": i} for i in range(200)], ids=[f"e{i}" for i in range(200)])
+    ExampleIndex.open(path).close()
+    assert ExampleIndex(k=4, path=tmp_path / "other.sqlite") is not None  # creating another store is harmless too
+    with pytest.raises(ERASEError, match="already holds"):
+        ExampleIndex(k=4, path=path)  # its header check runs while `a` is open
+    child = ("import sys; sys.path.insert(0, %r); from erase_core import ExampleIndex; "
+             "i = ExampleIndex.open(%r); i.forget(['e5']); i.close()") % (str(REPO_ROOT), str(path))
+    subprocess.run([sys.executable, "-c", child], check=True)
+    assert (tmp_path / "pool.sqlite-wal").exists() and (tmp_path / "pool.sqlite-shm").exists()
+    assert "e5" not in a
+    a.forget(["e7"])
+    b = ExampleIndex.open(path)
+    assert "e5" not in b and "e7" not in b and b.verify() and b.digest() == a.digest()

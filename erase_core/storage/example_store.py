@@ -82,6 +82,30 @@ def keys_path(path: Path) -> Path:
     return path.with_name(path.name + ".keys")
 
 
+# POSIX advisory locks belong to a process and a file: closing ANY descriptor of the database
+# file releases every lock this process holds on it, SQLite's included (sqlite.org/howtocorrupt,
+# 2.2). So the header check below, which opens the file itself, must never run while this process
+# has a connection on that file: stores register their file here, and checking, connecting and
+# registering happen under one lock.
+_OPEN_FILES: dict[tuple[int, int], int] = {}
+_OPEN_FILES_LOCK = threading.Lock()
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def is_store_file(path) -> bool:
+    """Whether ``path`` holds an ERASE store (header check; safe while stores are open)."""
+    try:
+        with _OPEN_FILES_LOCK:
+            _inspect_header_unlocked(Path(os.fspath(path)))
+        return True
+    except StoreError:
+        return False
+
+
 @dataclass(frozen=True)
 class NewRow:
     """An example to store: id, payload JSON, float32 vector bytes, its two hashes and its
@@ -112,13 +136,16 @@ class Changes:
 class ExampleStore:
     """One handle on a store (a SQLite connection and the key file). Thread-safe."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, keys: KeyFile, store_uuid: bytes):
+    def __init__(self, path: Path, conn: sqlite3.Connection, keys: KeyFile, store_uuid: bytes, file_id):
+        """Use :meth:`create` or :meth:`open` (the caller holds ``_OPEN_FILES_LOCK``)."""
         self.path = path
         self._conn = conn
         self._keys = keys
         self._uuid = store_uuid
         self._lock = threading.RLock()
         self._closed = False
+        self._file_id = file_id
+        _OPEN_FILES[file_id] = _OPEN_FILES.get(file_id, 0) + 1
 
     # ================================================================== opening
     @classmethod
@@ -133,6 +160,11 @@ class ExampleStore:
         if not path.parent.is_dir():
             raise StoreError(f"cannot create a store at {path}: {path.parent} is not a directory")
         store_uuid = uuid_module.uuid4().bytes
+        with _OPEN_FILES_LOCK:
+            return cls._create_locked(path, text, store_uuid)
+
+    @classmethod
+    def _create_locked(cls, path: Path, text: str, store_uuid: bytes) -> "ExampleStore":
         try:
             conn = _connect(path)
         except sqlite3.Error as exc:
@@ -161,25 +193,26 @@ class ExampleStore:
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"cannot create a store at {path}: {exc}") from None
             raise
-        return cls(path, conn, keys, store_uuid)
+        return cls(path, conn, keys, store_uuid, _file_id(path))
 
     @classmethod
     def open(cls, path) -> "ExampleStore":
         """Open an existing store. A file that is not one is rejected without being modified."""
         path = Path(os.fspath(path))
-        _inspect_header(path)
-        try:
-            conn = _connect(path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open example store {path}: {exc}") from None
-        try:
-            store_uuid = _check_schema(conn, path)
-            _configure(conn, path)
-            keys = KeyFile.open(keys_path(path), store_uuid)
-        except BaseException:
-            conn.close()
-            raise
-        store = cls(path, conn, keys, store_uuid)
+        with _OPEN_FILES_LOCK:
+            _inspect_header_unlocked(path)
+            try:
+                conn = _connect(path)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open example store {path}: {exc}") from None
+            try:
+                store_uuid = _check_schema(conn, path)
+                _configure(conn, path)
+                keys = KeyFile.open(keys_path(path), store_uuid)
+                store = cls(path, conn, keys, store_uuid, _file_id(path))
+            except BaseException:
+                conn.close()
+                raise
         try:
             if keys.shred_pending():
                 with store._keys.lock():
@@ -374,12 +407,17 @@ class ExampleStore:
         return [p for p in candidates if p.is_file()]
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, _OPEN_FILES_LOCK:
             if self._closed:
                 return
             self._closed = True
             self._conn.close()
             self._keys.close()
+            left = _OPEN_FILES.get(self._file_id, 1) - 1
+            if left:
+                _OPEN_FILES[self._file_id] = left
+            else:
+                _OPEN_FILES.pop(self._file_id, None)
 
     def __enter__(self) -> "ExampleStore":
         return self
@@ -535,12 +573,17 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"cannot put {path} in WAL mode (got {mode!r}); is it on a network file system?")
 
 
-def _inspect_header(path: Path) -> None:
-    """Reject anything that is not an ERASE store by reading its header, before SQLite opens it."""
+def _inspect_header_unlocked(path: Path) -> None:
+    """Reject anything that is not an ERASE store by reading its header, before SQLite opens it.
+
+    The caller holds ``_OPEN_FILES_LOCK``. When this process already has the file open as a
+    store, the header was checked then and is not read again (see ``_OPEN_FILES``)."""
     if not path.exists():
         raise StoreError(f"no example store at {path}")
     if not path.is_file():
         raise StoreError(f"{path} is not a regular file; it cannot be an example store")
+    if _OPEN_FILES.get(_file_id(path)):
+        return
     try:
         with open(path, "rb") as fh:
             head = fh.read(100)
