@@ -523,7 +523,8 @@ class ERASERetriever(BaseRetriever):
         """Exactly unlearn nodes: afterwards the retriever equals one built without them.
 
         Their text, metadata and embedding leave the index, and, when the retriever is bound to
-        a persist directory, its files (SQLite secure delete + VACUUM) before this returns.
+        a persist directory, its files (the rows are deleted and their keys shredded) before this returns;
+        every other retriever open on that directory stops returning them at its next read.
         Accepts ids, nodes or NodeWithScore. Unknown ids raise and nothing is forgotten, unless
         ``missing="ignore"``. Returns the index's :class:`~erase_core.ForgetReceipt`.
         """
@@ -534,7 +535,7 @@ class ERASERetriever(BaseRetriever):
             return self._index.forget(ids, missing=missing)
 
     async def aforget(self, node_ids, *, missing: str = "raise") -> ForgetReceipt:
-        """:meth:`forget` in a worker thread (the file scrub is blocking I/O)."""
+        """:meth:`forget` in a worker thread (the store write is blocking I/O)."""
         return await asyncio.to_thread(self.forget, node_ids, missing=missing)
 
     def delete_ref_doc(self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any) -> ForgetReceipt:
@@ -560,7 +561,7 @@ class ERASERetriever(BaseRetriever):
         return receipt
 
     async def adelete_ref_doc(self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any) -> ForgetReceipt:
-        """:meth:`delete_ref_doc` in a worker thread (the file scrub is blocking I/O)."""
+        """:meth:`delete_ref_doc` in a worker thread (the store write is blocking I/O)."""
         return await asyncio.to_thread(self.delete_ref_doc, ref_doc_id, delete_from_docstore, **delete_kwargs)
 
     def forget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
