@@ -61,6 +61,7 @@ def open_many(store_uuid: bytes, sealed, vector_bytes: int) -> list[PlainRow]:
     """Decrypt and parse ``(row, key, blob)`` triples (one tight loop: open reads 10^5 of them)."""
     out = []
     append = out.append
+    make = PlainRow._make  # tuple.__new__: no Python-level __new__ per row
     pack_row = _ROW.pack
     unpack = _HEADER.unpack_from
     start = _HEADER.size
@@ -74,6 +75,6 @@ def open_many(store_uuid: bytes, sealed, vector_bytes: int) -> list[PlainRow]:
         p_end = v_end + n_id + n_payload
         if len(plain) != p_end + n_attrs:
             raise CorruptStoreError(f"row {row} has a malformed layout")
-        append(PlainRow(row, plain[v_end : v_end + n_id].decode("utf-8"), plain[v_end + n_id : p_end].decode("utf-8"),
-                        plain[start:v_end], id_hash, example_hash, plain[p_end:].decode("utf-8") if n_attrs else ""))
+        append(make((row, plain[v_end : v_end + n_id].decode("utf-8"), plain[v_end + n_id : p_end].decode("utf-8"),
+                     plain[start:v_end], id_hash, example_hash, plain[p_end:].decode("utf-8") if n_attrs else "")))
     return out
