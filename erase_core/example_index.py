@@ -154,7 +154,6 @@ class ExampleIndex:
         self._id_of_row: dict[int, str] = {}
         self._version = 0
         self._stale = False
-        self._forgotten_subjects: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ construction
     def config(self) -> dict:
@@ -221,9 +220,8 @@ class ExampleIndex:
     def _reload(self, loaded) -> None:
         """Rebuild memory from the store's rows (open, or a handle too far behind)."""
         version, dim, rows = loaded
-        self._stale = True
         self._reset_memory()
-        self._stale = True
+        self._stale = True  # until the rows are in
         if dim is not None:
             self._dim = int(dim)
         if rows:
@@ -401,8 +399,9 @@ class ExampleIndex:
         with self._lock:
             if self._store is None:
                 ids = resolve()
+                owners = self._subjects_of(ids)
                 receipt = self._forget_in_memory(ids, start)
-                self._memory_audit().append(self._audit_entry(receipt, request, subject, where, self._audit_secret()))
+                self._memory_audit().append(self._audit_entry(receipt, owners, request, subject, where))
                 return receipt
             changed = False
             try:
@@ -412,8 +411,9 @@ class ExampleIndex:
                     rows = [self._row_of[i] for i in ids]
                     txn.delete(rows)
                     changed = True
+                    owners = self._subjects_of(ids)
                     receipt = self._forget_in_memory(ids, start)
-                    txn.audit(self._audit_entry(receipt, request, subject, where, self._audit_secret(), txn.version_after()))
+                    txn.audit(self._audit_entry(receipt, owners, request, subject, where, txn.version_after()))
             except BaseException:
                 if changed:
                     self._stale = True  # memory ran ahead of a transaction that did not commit
@@ -421,9 +421,13 @@ class ExampleIndex:
             self._version = txn.version
             return receipt
 
-    def _audit_entry(self, receipt: ForgetReceipt, request: str, subject, where, secret: bytes, version: int = 0) -> dict:
+    def _subjects_of(self, ids: list[str]) -> list[str | None]:
+        return [self._attributes.subject_of(i) for i in ids]
+
+    def _audit_entry(self, receipt: ForgetReceipt, owners: list[str | None], request: str, subject, where,
+                     version: int = 0) -> dict:
         return make_entry(
-            secret, request=request, ids=receipt.ids, subjects=[self._forgotten_subjects.get(i) for i in receipt.ids],
+            self._audit_secret(), request=request, ids=receipt.ids, subjects=owners,
             subject=subject, where=where, digest_before=receipt.digest_before, digest_after=receipt.digest_after,
             recomputed=receipt.recomputed, version=version,
         )
@@ -444,7 +448,6 @@ class ExampleIndex:
             selected_before = self._erase_ids() if self._model is not None else None
         if not ids:
             return ForgetReceipt((), len(self._ids), False, False, None, before, before, time.perf_counter() - start)
-        self._forgotten_subjects = {i: self._attributes.attrs.get(i, (None, {}))[0] for i in ids}
         report = self._remove_in_memory(ids)
         recompute_from = None if report is None else report.recompute_from
         selected_after = self._erase_ids() if self._model is not None else None
@@ -493,14 +496,7 @@ class ExampleIndex:
                 raise ERASEError("the example pool is empty: add examples before selecting")
             if k > n:
                 raise ERASEError(f"k={k} is larger than the pool of {n} examples")
-            q = None
-            if query_vector is not None:
-                q = check_vectors(query_vector, dim=self._dim, name="query_vector")
-                if q.shape[0] != 1:
-                    raise ERASEError(f"query_vector must be one vector; got {q.shape[0]} rows")
-                q = q[0]
-                if not np.any(q):
-                    raise ERASEError("query_vector is all zeros")
+            q = None if query_vector is None else self._query(query_vector)
             if self.strategy == "similarity":
                 if q is None:
                     raise ERASEError("strategy 'similarity' needs a query_vector")
@@ -525,14 +521,12 @@ class ExampleIndex:
             raise ERASEError("strategy 'similarity' needs a query_vector")
         with self._lock:
             self._sync()
-            q = check_vectors(query_vector, dim=self._dim, name="query_vector")
-            if q.shape[0] != 1 or not np.any(q):
-                raise ERASEError("query_vector must be one non-zero vector")
+            q = self._query(query_vector)
             allowed = sorted(self._attributes.matching(where), key=self._slot_of.__getitem__)
             if not allowed:
                 return []
             rows = np.array([self._slot_of[i] for i in allowed], dtype=np.int64)
-            ranked = top_k_by_cosine(self._vectors[rows], allowed, q[0], min(k, len(allowed)))
+            ranked = top_k_by_cosine(self._vectors[rows], allowed, q, min(k, len(allowed)))
             return [SelectedExample(allowed[r], self._payload(allowed[r]), s) for r, s in ranked]
 
     def attributes(self, example_id: str) -> dict:
@@ -568,6 +562,15 @@ class ExampleIndex:
         with self._lock:
             secret = self._audit_secret()
             return [e for e in self.audit() if audit_matches(secret, e, example_id=example_id, subject=subject, where=where)]
+
+    def _query(self, query_vector) -> np.ndarray:
+        """One non-zero query vector of the index's width (float64)."""
+        q = check_vectors(query_vector, dim=self._dim, name="query_vector")
+        if q.shape[0] != 1:
+            raise ERASEError(f"query_vector must be one vector; got {q.shape[0]} rows")
+        if not np.any(q[0]):
+            raise ERASEError("query_vector is all zeros")
+        return q[0]
 
     def _payload(self, example_id: str) -> Any:
         return json.loads(self._payload_json[example_id])

@@ -129,6 +129,9 @@ class AttributeIndex:
                 if not values:
                     del self.by_value[field]
 
+    def subject_of(self, example_id: str) -> str | None:
+        return self.attrs.get(example_id, (None, {}))[0]
+
     def of_subject(self, subject: str) -> set[str]:
         return set(self.by_subject.get(subject, ()))
 
