@@ -373,8 +373,7 @@ class ExampleStore:
             self._keys.shred(free)
             self._keys.truncate(n_slots)
             self._keys.sync()
-            if self._keys.published_version() < version:
-                self._keys.publish(version)
+            self._keys.publish(version)
             self._keys.set_shred_pending(False)
         except OSError as exc:
             raise StoreError(f"cannot finish an interrupted erasure on {self.path}: {exc}") from None

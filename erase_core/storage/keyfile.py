@@ -117,14 +117,17 @@ class KeyFile:
         return _U64.unpack_from(self._header, _VERSION_AT)[0]
 
     def publish(self, version: int) -> None:
-        """Publish ``version`` (caller holds the write lock, so versions only grow)."""
-        os.pwrite(self._fd, _U64.pack(version), _VERSION_AT)
+        """Publish ``version`` (caller holds the write lock, so versions only grow); a write
+        transaction that changed nothing writes nothing."""
+        if version > self.published_version():
+            os.pwrite(self._fd, _U64.pack(version), _VERSION_AT)
 
     def shred_pending(self) -> bool:
         return _U64.unpack_from(self._header, _SHRED_AT)[0] != 0
 
     def set_shred_pending(self, pending: bool) -> None:
-        os.pwrite(self._fd, _U64.pack(1 if pending else 0), _SHRED_AT)
+        if self.shred_pending() != pending:  # the header map shows our own writes
+            os.pwrite(self._fd, _U64.pack(1 if pending else 0), _SHRED_AT)
 
     # ------------------------------------------------------------------ locking
     def lock(self) -> "_WriteLock":
