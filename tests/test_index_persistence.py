@@ -16,7 +16,7 @@ import pytest
 from erase_core import ERASEError, ExampleIndex
 from erase_core.storage import CorruptStoreError
 from conftest import REPO_ROOT, clustered
-from residue import all_file_bytes, decryptable_ids, surviving
+from residue import all_file_bytes, decryptable_ids, sealed_rows, surviving
 from test_store import assert_keys_match_rows, key_slots, owned_slots
 
 
@@ -168,6 +168,25 @@ _CHILD = textwrap.dedent(
 )
 
 
+_READER = textwrap.dedent(
+    """
+    import json, pathlib, sys
+    sys.path.insert(0, {repo!r})
+    from erase_core import ExampleIndex
+    index = ExampleIndex.open({path!r})
+    print("ready", flush=True)
+    stop = pathlib.Path({stop!r})
+    reads = 0
+    while not stop.exists():
+        len(index)
+        index.select()
+        reads += 1
+    print(json.dumps({{"digest": index.digest(), "verify": index.verify(), "reads": reads}}), flush=True)
+    index.close()
+    """
+)
+
+
 def _copy_store(src, dst) -> None:
     from erase_core.storage import keys_path
 
@@ -196,12 +215,24 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
     with ExampleIndex.open(scratch) as done:
         after = done.digest()
     assert after != before
+    # what must never be on disk in clear, and the keys a finished forget must have shredded
+    sealed = sealed_rows(template)
+    plaintext = [piece for key, row in sealed.values() for piece in (row.payload_json.encode(), row.vector)]
+    plaintext += [b'{"input": "' + b"y" * 400]  # the added rows' payload
+    victim_keys = [sealed[v][0] for v in victims[:200]]
+    kept_keys = [sealed[i][0] for i in ids[1:40:2]]
     outcomes = set()
     for trial, delay in enumerate([0.0, 0.02, 0.05, 0.1, 0.2]):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
         path = work / "pool.sqlite"
         _copy_store(template, path)
+        stop = work / "stop"
+        reader = subprocess.Popen(  # another process holds the store open through the kill
+            [sys.executable, "-c", _READER.format(repo=str(REPO_ROOT), path=str(path), stop=str(stop))],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert reader.stdout.readline().strip() == "ready"
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
             stdout=subprocess.PIPE, text=True,
@@ -217,4 +248,16 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
         assert_keys_match_rows(path)  # an interrupted erasure was finished on open
         outcomes.add("before" if digest == before else "after")
         reopened.close()
+        # every file (database, WAL and shared memory of the live reader, key file), in
+        # 32-byte windows: no plaintext ever; after a finished forget, no victim's key
+        files = all_file_bytes(work)
+        assert any(name.endswith("-wal") for name in files)
+        assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
+        assert all(surviving(files, [key]) for key in kept_keys)  # the scan can fail
+        if op == "forget" and digest == after:
+            assert not surviving(files, victim_keys), f"trial {trial}: a forgotten key survived"
+        stop.write_text("stop")
+        report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
+        assert reader.returncode == 0 and report["reads"] > 0
+        assert report["digest"] == digest and report["verify"]
     print(f"kill during {op}: outcomes", sorted(outcomes))
