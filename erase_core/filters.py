@@ -48,15 +48,24 @@ def check_subject(subject: Any, name: str = "subject") -> str | None:
 
 
 def check_metadata(metadata: Any, name: str = "metadata") -> dict:
+    """Metadata as it is stored: a dict with string keys and JSON values (str, int, float, bool,
+    None, and lists/dicts of them), copied. Anything else raises, naming the field: nothing is
+    converted silently (convert a datetime with ``isoformat()``, a numpy scalar with ``.item()``)."""
     if metadata is None:
         return {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
-        raise ERASEError(f"{name} must be a dict with string keys; got {metadata!r}")
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ERASEError(f"{name} is not JSON-serialisable: {exc}") from None
-    return metadata
+    if not isinstance(metadata, dict):
+        raise ERASEError(f"{name} must be a dict; got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise ERASEError(f"{name} has a non-string key {key!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ERASEError(
+                f"{name}[{key!r}] = {value!r} ({type(value).__name__}) is not a JSON value "
+                "(str, int, float, bool, None, or lists/dicts of them); convert it before adding"
+            ) from None
+    return dict(metadata)
 
 
 def attrs_json(subject: str | None, metadata: dict) -> str:

@@ -167,28 +167,6 @@ def subject_from(fields: dict[str, Any], key: str | None, what: str) -> str | No
     return as_subject(fields[key], f"{what}[{key!r}]")
 
 
-def check_metadata(metadata: Any, what: str) -> dict[str, Any]:
-    """Metadata as the engine stores it: a dict with string keys and JSON values (str, int,
-    float, bool, None, and lists/dicts of them). Anything else raises, naming the field:
-    it is never converted silently (convert a datetime with ``isoformat()``, a numpy scalar
-    with ``.item()``)."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise ERASEError(f"{what} must be a dict; got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str):
-            raise ERASEError(f"{what} has a non-string key {key!r}")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            raise ERASEError(
-                f"{what}[{key!r}] = {value!r} ({type(value).__name__}) is not a JSON value "
-                "(str, int, float, bool, None, or lists/dicts of them); convert it before adding"
-            ) from None
-    return dict(metadata)
-
-
 def subjects_given(subjects: Any, n: int, what: str) -> list[str | None]:
     """Explicit ``subjects=``: one per item (a list, not a single string), each checked."""
     if isinstance(subjects, (str, bytes)):

@@ -12,12 +12,12 @@ from langchain_core.example_selectors.base import BaseExampleSelector
 from langchain_core.runnables.config import run_in_executor
 
 from erase_core import ERASEError, ExampleIndex, SelectedExample
+from erase_core.filters import check_metadata
 
 from ._engine_model import EngineModel
 from ._common import (
     subjects_given,
     check_k,
-    check_metadata,
     check_new_ids,
     check_search_filter,
     select_available,
