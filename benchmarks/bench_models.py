@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from erase_core.bigbench import load_task  # noqa: E402
-from erase_core.embeddings import HFEmbedder, default_minilm_path  # noqa: E402
-from erase_core.llm import LocalCausalLM  # noqa: E402
-from erase_core.scoring import MultipleChoiceScorer  # noqa: E402
+from erase_core.evaluation.bigbench import load_task  # noqa: E402
+from erase_core.models.embeddings import HFEmbedder, default_minilm_path  # noqa: E402
+from erase_core.models.llm import LocalCausalLM  # noqa: E402
+from erase_core.models.scoring import MultipleChoiceScorer  # noqa: E402
 
 
 def bench_embeddings(texts: list[str], batch_size: int, repeats: int) -> dict:

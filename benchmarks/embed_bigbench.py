@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from erase_core.bigbench import load_task  # noqa: E402
-from erase_core.embeddings import HFEmbedder  # noqa: E402
+from erase_core.evaluation.bigbench import load_task  # noqa: E402
+from erase_core.models.embeddings import HFEmbedder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -30,9 +30,9 @@ from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda
 from tqdm.auto import tqdm
 
-from erase_core.bigbench import BigBenchTask, load_task
-from erase_core.llm import LocalCausalLM
-from erase_core.scoring import MultipleChoiceScorer
+from erase_core.evaluation.bigbench import BigBenchTask, load_task
+from erase_core.models.llm import LocalCausalLM
+from erase_core.models.scoring import MultipleChoiceScorer
 
 from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector

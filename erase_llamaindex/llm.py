@@ -1,6 +1,6 @@
 """LocalLLM: a local causal LM (default SmolLM2-135M-Instruct) as a LlamaIndex ``CustomLLM``.
 
-Wraps :class:`erase_core.llm.LocalCausalLM` (greedy decoding, offline). The model is loaded on
+Wraps :class:`erase_core.models.llm.LocalCausalLM` (greedy decoding, offline). The model is loaded on
 first use (torch and transformers are imported then). Prompts and completions are not kept:
 a prompt holds the selected few-shot examples, and a copy here would outlive ``forget``.
 """
@@ -70,7 +70,7 @@ class LocalLLM(CustomLLM):
         if self._lm is None:
             with self._load_lock:
                 if self._lm is None:
-                    from erase_core.llm import LocalCausalLM
+                    from erase_core.models.llm import LocalCausalLM
 
                     self._lm = LocalCausalLM(self.model_name_or_path, gguf_file=self.gguf_file, device=self.device)
         return self._lm

@@ -62,7 +62,7 @@ except ImportError:  # pragma: no cover - kept in step with erase_core by the di
 
 def _resolve_embed_model(embed_model: Any) -> BaseEmbedding:
     """``None``: ``Settings.embed_model`` when one was set explicitly, else :class:`HFEmbedding`
-    (all-MiniLM-L6-v2, offline). An :class:`erase_core.embeddings.HFEmbedder` is wrapped."""
+    (all-MiniLM-L6-v2, offline). An :class:`erase_core.models.embeddings.HFEmbedder` is wrapped."""
     if isinstance(embed_model, BaseEmbedding):
         return embed_model
     from .embeddings import HFEmbedding
@@ -72,7 +72,7 @@ def _resolve_embed_model(embed_model: Any) -> BaseEmbedding:
 
         explicit = getattr(Settings, "_embed_model", None)  # set only by `Settings.embed_model = ...`
         return explicit if isinstance(explicit, BaseEmbedding) else HFEmbedding()
-    from erase_core.embeddings import HFEmbedder
+    from erase_core.models.embeddings import HFEmbedder
 
     if isinstance(embed_model, HFEmbedder):
         return HFEmbedding(embedder=embed_model)

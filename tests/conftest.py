@@ -45,6 +45,6 @@ def rng():
 @pytest.fixture(scope="session")
 def smollm2():
     """The default local LLM (SmolLM2-135M GGUF), loaded once per test session."""
-    from erase_core.llm import LocalCausalLM
+    from erase_core.models.llm import LocalCausalLM
 
     return LocalCausalLM()

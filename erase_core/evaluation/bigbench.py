@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._validation import ERASEError
+from .._validation import ERASEError
 
 __all__ = [
     "BIGBENCH_REQUIREMENT",

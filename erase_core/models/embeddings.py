@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import ERASEError
+from .._validation import ERASEError
 
 __all__ = ["HFEmbedder", "MissingExtraError", "default_minilm_path"]
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import ERASEError
+from .._validation import ERASEError
 from .llm import LocalCausalLM
 
 
