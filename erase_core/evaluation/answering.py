@@ -124,10 +124,19 @@ class Answerer:
                     ids[i, : len(seq)] = torch.tensor(seq)
                     mask[i, : len(seq)] = 1
                 logits = self.lm.model(input_ids=ids.to(self.lm.device), attention_mask=mask.to(self.lm.device)).logits
-                logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+                # gather the option tokens' log-probabilities on the device; only those come back
+                rows_i, cols, toks = [], [], []
+                for i, (_, _, c, opt) in enumerate(batch):
+                    rows_i += [i] * len(opt)
+                    cols += range(len(c) - 1, len(c) + len(opt) - 1)
+                    toks += opt
+                picked = logits[torch.tensor(rows_i), torch.tensor(cols)].float()
+                logp = (torch.log_softmax(picked, dim=-1).gather(1, torch.tensor(toks, device=picked.device)[:, None])[:, 0]
+                        .double().cpu().numpy())
+                at = 0
                 for i, (q, o, c, opt) in enumerate(batch):
-                    positions = torch.arange(len(c) - 1, len(c) + len(opt) - 1)
-                    scores[q][o] = float(logp[i, positions, torch.tensor(opt)].sum())
+                    scores[q][o] = float(logp[at : at + len(opt)].sum())
+                    at += len(opt)
                     tokens[q] += len(c) + len(opt)
         out = []
         for q, ex in enumerate(examples):

@@ -85,7 +85,24 @@ class BenchConfig:
         return self
 
     def model_key(self) -> str:
-        return hashlib.sha256(json.dumps([self.model, self.gguf_file, self.backend or "auto"]).encode()).hexdigest()[:10]
+        """Names the cached answers: the model file (not where it lies) and the answering back end."""
+        from ..models.llm import SMOLLM2_GGUF
+
+        model = self.gguf_file or (Path(self.model).name if self.model else SMOLLM2_GGUF)
+        return hashlib.sha256(json.dumps([model, self.resolved_backend()]).encode()).hexdigest()[:10]
+
+    def resolved_backend(self) -> str:
+        if self.backend:
+            return self.backend
+        if self.device is not None:
+            return "batched" if self.device.startswith("cuda") else "cached"
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return "cached"
+        import torch
+
+        return "batched" if torch.cuda.is_available() else "cached"
 
 
 def default_cache_dir() -> Path:
@@ -175,7 +192,7 @@ class Bench:
         if name not in self._answerers:
             longest = max(len(self.lm.tokenizer(t, add_special_tokens=False)["input_ids"])
                           for ex in data.pool for t in ex.get("targets", [ex["target"]]))
-            self._answerers[name] = Answerer(self.lm, data.fmt, backend=self.config.backend,
+            self._answerers[name] = Answerer(self.lm, data.fmt, backend=self.config.resolved_backend(),
                                              max_new_tokens=min(64, longest + 4))
         return self._answerers[name]
 
@@ -308,47 +325,60 @@ class Bench:
 
     # ------------------------------------------------------------------ stage 6
     def sisa(self, data: TaskData) -> dict:
+        """SISA on 1, 2, 4 shards (each cached on its own, so an interrupted run keeps what it
+        finished) and the one-shard accuracy against the number of examples seen."""
+        cfg = self.config
+        base = (self.config.model_key(), data.task.name.replace("/", "__"))
+        pool = [dict(ex, id=i) for ex, i in zip(data.pool, data.pool_ids)][: cfg.sisa_pool]
+        rows = []
+        for shards in self._bar(cfg.sisa_shards, desc=f"{data.task.name} SISA", unit="config"):
+            if len(pool) // shards < 20:  # the paper keeps every shard at 20 examples or more
+                continue
+            key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}",)
+            rows.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_config(data, pool, shards), "sisa", *key))
+        seen = []
+        for n in [n for n in cfg.sisa_seen if n <= len(data.pool)]:
+            key = base + (f"seen-{n}-e{cfg.sisa_epochs}-n{len(data.test)}",)
+            seen.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_seen(data, n), "sisa", *key))
+        return {"configs": rows, "seen": seen}
+
+    def _sisa_config(self, data: TaskData, pool: list[dict], shards: int) -> dict:
         from .sisa import SISAConfig, SISAEnsemble
 
-        cfg = self.config
-        key = (self.config.model_key(), data.task.name.replace("/", "__"),
-               f"sisa-p{cfg.sisa_pool}-e{cfg.sisa_epochs}-n{len(data.test)}-{'-'.join(map(str, cfg.sisa_shards))}")
-        hit = self.cache.get("sisa", *key)
-        if hit is not None:
-            return hit
-        pool = [dict(ex, id=i) for ex, i in zip(data.pool, data.pool_ids)]
-        pool = pool[: cfg.sisa_pool]
-        rows: list[dict] = []
-        for shards in self._bar(cfg.sisa_shards, desc=f"{data.task.name} SISA", unit="config"):
-            if len(pool) // shards < 20:
-                continue
-            sconfig = SISAConfig(n_shards=shards, n_slices=min(4, len(pool) // shards // 5) or 1,
-                                 epochs=cfg.sisa_epochs, seed=0)
-            with SISAEnsemble(sconfig, data.fmt, lm=self.lm, show_progress=self.progress) as ens:
-                ens.fit(pool)
-                result = ens.evaluate(data.test)
-                victim = random.Random(f"sisa/{data.task.name}").choice([ex["id"] for ex in pool])
-                report = ens.forget([victim])
-                rows.append({"shards": shards, "slices": sconfig.n_slices, "pool": len(pool),
-                             "accuracy": result["accuracy"], "normalized": normalized_score(result["accuracy"], data.low),
-                             "fit_seconds": ens.fit_seconds_, "unlearn_seconds": report.seconds,
-                             "examples_retrained": report.examples_retrained,
-                             "query_seconds": result["seconds"] / max(1, len(data.test)),
-                             "tokens_per_query": result["prompt_tokens"] * shards})
-        seen = []
-        for n in self._bar([n for n in cfg.sisa_seen if n <= len(data.pool)], desc="SISA examples seen", unit="size"):
-            sub = [dict(ex, id=i) for ex, i in zip(data.pool[:n], data.pool_ids[:n])]
-            with SISAEnsemble(SISAConfig(n_shards=1, n_slices=1, epochs=cfg.sisa_epochs, seed=0), data.fmt,
-                              lm=self.lm, show_progress=self.progress) as ens:
-                ens.fit(sub)
-                acc = ens.evaluate(data.test)["accuracy"]
-            seen.append({"examples": n, "accuracy": acc, "normalized": normalized_score(acc, data.low)})
-        return self.cache.put({"configs": rows, "seen": seen}, "sisa", *key)
+        slices = max(1, min(4, len(pool) // shards // 5))
+        sconfig = SISAConfig(n_shards=shards, n_slices=slices, epochs=self.config.sisa_epochs, seed=0)
+        with SISAEnsemble(sconfig, data.fmt, lm=self.lm, show_progress=self.progress) as ens:
+            ens.fit(pool)
+            result = ens.evaluate(data.test)
+            victim = random.Random(f"sisa/{data.task.name}").choice([ex["id"] for ex in pool])
+            report = ens.forget([victim])
+            return {"shards": shards, "slices": slices, "pool": len(pool), "epochs": self.config.sisa_epochs,
+                    "accuracy": result["accuracy"], "normalized": normalized_score(result["accuracy"], data.low),
+                    "fit_seconds": ens.fit_seconds_, "unlearn_seconds": report.seconds,
+                    "examples_retrained": report.examples_retrained,
+                    "query_seconds": result["seconds"] / max(1, len(data.test)),
+                    "tokens_per_query": result["prompt_tokens"] * shards, "device": str(self.lm.device)}
+
+    def _sisa_seen(self, data: TaskData, n: int) -> dict:
+        from .sisa import SISAConfig, SISAEnsemble
+
+        sub = [dict(ex, id=i) for ex, i in zip(data.pool[:n], data.pool_ids[:n])]
+        sconfig = SISAConfig(n_shards=1, n_slices=1, epochs=self.config.sisa_epochs, seed=0, min_shard_size=min(20, n))
+        with SISAEnsemble(sconfig, data.fmt, lm=self.lm, show_progress=self.progress) as ens:
+            ens.fit(sub)
+            acc = ens.evaluate(data.test)["accuracy"]
+        return {"examples": n, "accuracy": acc, "normalized": normalized_score(acc, data.low)}
 
     # ------------------------------------------------------------------ everything
-    def run(self, *, with_deletion: bool = True, with_sisa: bool = True) -> dict:
-        results: dict[str, Any] = {"config": asdict(self.config), "tasks": {}}
+    def run(self, *, with_deletion: bool = True, with_sisa: bool = True, time_budget: float | None = None) -> dict:
+        """All stages, task by task. With ``time_budget`` (seconds), no new task starts after it
+        is spent; the tasks not run are listed under ``"skipped"`` (a rerun resumes them)."""
+        results: dict[str, Any] = {"config": asdict(self.config), "tasks": {}, "skipped": []}
+        start = time.perf_counter()
         for name in self._bar(self.config.tasks, desc="tasks", unit="task"):
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                results["skipped"].append(name)
+                continue
             data = self.load(name)
             entry: dict[str, Any] = {"pool": len(data.pool), "test": len(data.test), "low": data.low,
                                      "multiple_choice": data.task.is_multiple_choice,

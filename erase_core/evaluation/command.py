@@ -41,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["cached", "batched"], default=None,
                    help="cached: reuse the prefix KV cache (CPU default); batched: many prompts per pass (CUDA default)")
     p.add_argument("--sisa-pool", type=int, default=None, help="examples SISA fine-tunes on (default 80; --full 400)")
+    p.add_argument("--sisa-epochs", type=int, default=None, help="fine-tuning epochs per slice step (default 2; --full 3)")
+    p.add_argument("--sisa-seen", type=_ints, default=None, help="pool sizes for accuracy against examples seen (default 20,40,80)")
     p.add_argument("--sisa-tasks", type=_names, default=None, help="tasks to run SISA on (default all)")
     p.add_argument("--no-sisa", action="store_true", help="skip the SISA stage")
     p.add_argument("--no-deletion", action="store_true", help="skip accuracy under deletion")
     p.add_argument("--full", action="store_true", help="the paper-scale run (for a GPU machine)")
     p.add_argument("--quick", action="store_true", help="one task, a few questions, one seed (runs in the test suite)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no new task starts (a rerun resumes from the cache)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from --out/results.json")
     return p
 
@@ -65,7 +69,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg.cost_forgets, cfg.sisa_shards, cfg.sisa_pool, cfg.sisa_seen, cfg.sisa_epochs = 3, [1], 20, [], 1
         cfg.deletion_k = 2
     for name, value in (("tasks", args.tasks), ("methods", args.methods), ("ks", args.k), ("n_test", args.n_test),
-                        ("sisa_pool", args.sisa_pool), ("sisa_tasks", args.sisa_tasks)):
+                        ("sisa_pool", args.sisa_pool), ("sisa_tasks", args.sisa_tasks),
+                        ("sisa_epochs", args.sisa_epochs), ("sisa_seen", args.sisa_seen)):
         if value is not None:
             setattr(cfg, name, value)
     if args.seeds is not None:
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     start = time.perf_counter()
     bench = Bench(cfg, progress=sys.stderr.isatty() or bool(os.environ.get("ERASE_PROGRESS")))
-    results = bench.run(with_deletion=not args.no_deletion, with_sisa=not args.no_sisa)
+    results = bench.run(with_deletion=not args.no_deletion, with_sisa=not args.no_sisa, time_budget=args.time_budget)
     results["device"] = str(bench.lm.device) if bench._lm is not None else cfg.device
     results["seconds"] = time.perf_counter() - start
     path = write_report(results, args.out)

@@ -229,7 +229,8 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
     md = [f"# {title}", "", preface, "",
           f"Configuration: tasks {', '.join(results['tasks'])}; k in {cfg['ks']}; seeds {cfg['seeds']}; "
           f"test questions per task ≤ {cfg['n_test'] or 'half the task'}; split seed {cfg['split_seed']}; "
-          f"model {cfg['model'] or 'SmolLM2-135M-Instruct (Q4_1 GGUF)'}; device {results.get('device', cfg['device'])}.", "",
+          f"model {cfg['model'] or 'SmolLM2-135M-Instruct (Q4_1 GGUF)'}; device {results.get('device', cfg['device'])}."
+          + (f" Not run in this report (time budget): {', '.join(results['skipped'])}." if results.get("skipped") else ""), "",
           "## Accuracy", "", "![accuracy](img/accuracy.png)", "", accuracy_tables(results), "",
           "## Unlearning cost and holistic cost", "", "See docs/cost.md for the definitions.", "",
           "![unlearning cost](img/unlearning_cost.png)", "", "![holistic cost](img/holistic_cost.png)", "", cost_md, "",
