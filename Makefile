@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo bench venv clean
+.PHONY: test demo bench paper venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP)
 ## The full core benchmark (n up to 1M; takes a while).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
+
+## The paper's comparison on BIG-bench (`erase bench`; results.md, results.json and img/ under docs/).
+paper: $(STAMP)
+	$(BIN)/erase bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -33,7 +33,9 @@ def check_vectors(X, *, dim: int | None = None, name: str = "X", keep_float32: b
         arr = X if keep else np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ERASEError(f"{name} must be a numeric (n, d) array: {exc}") from None
-    if arr.ndim == 1 and arr.size and dim is not None and arr.shape[0] == dim:
+    if arr.ndim == 1 and arr.size and dim is not None:
+        if arr.shape[0] != dim:
+            raise ERASEError(f"{name} has dimension {arr.shape[0]}, expected {dim}")
         arr = arr[None, :]
     if arr.ndim != 2:
         raise ERASEError(f"{name} must be 2-dimensional (n, d); got shape {arr.shape}")

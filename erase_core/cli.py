@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ._validation import ERASEError
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except ERASEError as exc:
         print(f"erase: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `erase select STORE | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

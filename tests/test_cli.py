@@ -55,3 +55,32 @@ def test_subcommands_of_other_packages_come_from_entry_points():
     imported |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m.startswith(("erase_langchain", "erase_llamaindex", "langchain", "llama_index")) for m in imported)
     assert cli.plugin_commands()["demo"].value == "erase_langchain.demo:main"
+
+
+def test_select_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """`erase select STORE | head`: the reader leaves early; erase exits quietly."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "pool.sqlite"
+    index = ExampleIndex(k=8, seed=0, path=path)
+    index.add(clustered(200, d=8), [{"text": "x" * 20000} for _ in range(200)], ids=[f"e{i}" for i in range(200)])
+    index.close()
+    proc = subprocess.Popen([sys.executable, "-m", "erase_core.cli", "select", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    proc.stdout.readline()
+    proc.stdout.close()  # like `head -1`: 8 payloads of 20 KB overflow the pipe, the writer gets EPIPE
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_wrong_width_query_names_the_width(tmp_path):
+    import pytest
+
+    from erase_core import ERASEError
+
+    index = ExampleIndex(k=2, seed=0, strategy="similarity")
+    index.add(clustered(20, d=8), [None] * 20)
+    with pytest.raises(ERASEError, match="dimension 5, expected 8"):
+        index.select([1.0] * 5)

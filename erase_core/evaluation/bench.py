@@ -84,12 +84,14 @@ class BenchConfig:
             raise ERASEError(f"ks must be >= 1, got {self.ks}")
         return self
 
-    def model_key(self) -> str:
-        """Names the cached answers: the model file (not where it lies) and the answering back end."""
+    def model_key(self, *, answers: bool = True) -> str:
+        """Names cached results: the model file (not where it lies) and, for answers (whose
+        timings and last bits depend on it), the answering back end."""
         from ..models.llm import SMOLLM2_GGUF
 
         model = self.gguf_file or (Path(self.model).name if self.model else SMOLLM2_GGUF)
-        return hashlib.sha256(json.dumps([model, self.resolved_backend()]).encode()).hexdigest()[:10]
+        parts = [model, self.resolved_backend()] if answers else [model]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:10]
 
     def resolved_backend(self) -> str:
         if self.backend:
@@ -328,14 +330,17 @@ class Bench:
         """SISA on 1, 2, 4 shards (each cached on its own, so an interrupted run keeps what it
         finished) and the one-shard accuracy against the number of examples seen."""
         cfg = self.config
-        base = (self.config.model_key(), data.task.name.replace("/", "__"))
+        base = (self.config.model_key(answers=False), data.task.name.replace("/", "__"))
         pool = [dict(ex, id=i) for ex, i in zip(data.pool, data.pool_ids)][: cfg.sisa_pool]
         rows = []
         for shards in self._bar(cfg.sisa_shards, desc=f"{data.task.name} SISA", unit="config"):
             if len(pool) // shards < 20:  # the paper keeps every shard at 20 examples or more
                 continue
             key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}",)
-            rows.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_config(data, pool, shards), "sisa", *key))
+            try:
+                rows.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_config(data, pool, shards), "sisa", *key))
+            except ERASEError as exc:  # shards are hashed, hence uneven: one may fall under 20 examples
+                rows.append({"shards": shards, "pool": len(pool), "skipped": str(exc)})
         seen = []
         for n in [n for n in cfg.sisa_seen if n <= len(data.pool)]:
             key = base + (f"seen-{n}-e{cfg.sisa_epochs}-n{len(data.test)}",)
@@ -404,5 +409,11 @@ def summarize_cells(cells: Sequence[dict]) -> dict[tuple[str, int], dict]:
                     "accuracy_min": float(acc.min()), "accuracy_max": float(acc.max()),
                     "normalized_mean": float(norm.mean()), "normalized_std": float(norm.std(ddof=1)) if len(norm) > 1 else 0.0,
                     "seeds": len(group), "tokens_per_query": float(np.mean([c["tokens_per_query"] for c in group])),
-                    "seconds_per_query": float(np.mean([c["seconds_per_query"] for c in group]))}
+                    "seconds_per_query": _mean_known(c.get("seconds_per_query") for c in group)}
     return out
+
+
+def _mean_known(values) -> float:
+    """Mean of the values that were measured (None: not measured or discarded); NaN if none."""
+    known = [float(v) for v in values if v is not None]
+    return float(np.mean(known)) if known else float("nan")

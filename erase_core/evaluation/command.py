@@ -50,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one task, a few questions, one seed (runs in the test suite)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds after which no new task starts (a rerun resumes from the cache)")
+    p.add_argument("--notes", default=None, help="a markdown file whose text opens the report (provenance, caveats)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from --out/results.json")
     return p
+
+
+def _notes(args) -> str:
+    return Path(args.notes).read_text() if args.notes else ""
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.report_only:
-        print(write_report(load_results(Path(args.out) / "results.json"), args.out))
+        print(write_report(load_results(Path(args.out) / "results.json"), args.out, preface=_notes(args)))
         return 0
     cfg = config_from_args(args)
     start = time.perf_counter()
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     results = bench.run(with_deletion=not args.no_deletion, with_sisa=not args.no_sisa, time_budget=args.time_budget)
     results["device"] = str(bench.lm.device) if bench._lm is not None else cfg.device
     results["seconds"] = time.perf_counter() - start
-    path = write_report(results, args.out)
+    path = write_report(results, args.out, preface=_notes(args))
     exact = all(d["exact"] and not d["forgotten_in_prompt"] for e in results["tasks"].values() for d in e.get("deletion", []))
     print(f"wrote {path} ({results['seconds']:.0f} s); every forget exact: {exact}")
     print(json.dumps({t: {f"{c['method']} k={c['k']} s={c['seed']}": round(c["accuracy"], 3) for c in e["cells"]}

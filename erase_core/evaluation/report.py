@@ -50,14 +50,16 @@ def method_costs(results: dict) -> list[MethodCost]:
         summary = summarize_cells(entry["cells"])
         for method, cost in entry["unlearning_cost"].items():
             s = summary.get((method, k))
-            if s is None:
-                continue
+            if s is None or not np.isfinite(s["seconds_per_query"]):
+                continue  # no valid timing for this method
             d = per.setdefault(method, {"U": [], "I": [], "T": []})
             changed = cost["selected_changed"] / max(1, cost["forgets"])
             d["U"].append(cost["mean_seconds"] + changed * s["seconds_per_query"])
             d["I"].append(s["seconds_per_query"])
             d["T"].append(s["tokens_per_query"])
         for row in entry.get("sisa", {}).get("configs", []):
+            if "skipped" in row:
+                continue
             d = per.setdefault(f"sisa-{row['shards']}", {"U": [], "I": [], "T": []})
             d["U"].append(row["unlearn_seconds"])
             d["I"].append(row["query_seconds"])
@@ -160,6 +162,31 @@ def plot_accuracy(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_accuracy_vs_k(results: dict, path: Path) -> None:
+    """Normalized score (mean over tasks; error bars: mean over tasks of the seed std) against k."""
+    ks = sorted({c["k"] for e in results["tasks"].values() for c in e["cells"]} - {0})
+    methods = _ordered(c["method"] for e in results["tasks"].values() for c in e["cells"])
+    fig = _figure(7, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    summaries = [summarize_cells(e["cells"]) for e in results["tasks"].values()]
+    for m in methods:
+        xs, ys, es = [], [], []
+        for k in ks:
+            found = [s[(m, 0 if m == "zero-shot" else k)] for s in summaries if (m, 0 if m == "zero-shot" else k) in s]
+            if found:
+                xs.append(k)
+                ys.append(np.mean([f["normalized_mean"] for f in found]))
+                es.append(np.mean([f["normalized_std"] for f in found]))
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=m, ls="--" if m == "zero-shot" else "-")
+    ax.set_xticks(ks)
+    ax.set_xlabel("k (shots per prompt)")
+    ax.set_ylabel("normalized score (0 = random guess)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot_unlearning(methods: list[MethodCost], path: Path) -> None:
     fig = _figure(7, 4)
     ax = fig.add_subplot(1, 1, 1)
@@ -215,6 +242,7 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
     img.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, default=float))
     plot_accuracy(results, img / "accuracy.png")
+    plot_accuracy_vs_k(results, img / "accuracy_vs_k.png")
     cost_md, methods = cost_section(results, img)
     plot_unlearning(methods, img / "unlearning_cost.png")
     plot_deletion(results, img / "deletion.png")
@@ -223,6 +251,9 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
                   "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results["tasks"].items():
         for r in entry.get("sisa", {}).get("configs", []):
+            if "skipped" in r:
+                sisa_lines.append(f"| {name} | {r['shards']} | | {r['pool']} | not run: {r['skipped']} | | | | |")
+                continue
             sisa_lines.append(f"| {name} | {r['shards']} | {r['slices']} | {r['pool']} | {r['accuracy']:.3f} | "
                               f"{r['normalized']:.1f} | {r['fit_seconds']:.1f} | {r['unlearn_seconds']:.2f} | {r['examples_retrained']} |")
     cfg = results["config"]
@@ -231,10 +262,10 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
           f"test questions per task ≤ {cfg['n_test'] or 'half the task'}; split seed {cfg['split_seed']}; "
           f"model {cfg['model'] or 'SmolLM2-135M-Instruct (Q4_1 GGUF)'}; device {results.get('device', cfg['device'])}."
           + (f" Not run in this report (time budget): {', '.join(results['skipped'])}." if results.get("skipped") else ""), "",
-          "## Accuracy", "", "![accuracy](img/accuracy.png)", "", accuracy_tables(results), "",
+          "## Accuracy", "", "![accuracy per task](img/accuracy.png)", "", "![accuracy against k](img/accuracy_vs_k.png)", "", accuracy_tables(results), "",
           "## Unlearning cost and holistic cost", "", "See docs/cost.md for the definitions.", "",
           "![unlearning cost](img/unlearning_cost.png)", "", "![holistic cost](img/holistic_cost.png)", "", cost_md, "",
-          "## SISA", "", "\n".join(sisa_lines), ""]
+          "## SISA", "", "\n".join(sisa_lines) if len(sisa_lines) > 2 else "Not run in this report.", ""]
     if has_seen:
         md += ["![SISA accuracy against examples seen](img/sisa_seen.png)", ""]
     md += ["## Accuracy under deletion", "",

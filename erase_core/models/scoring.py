@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -20,6 +21,17 @@ import numpy as np
 
 from .._validation import ERASEError
 from .llm import LocalCausalLM
+
+
+def _cache_argument(model) -> str:
+    """The forward() argument that takes a KV cache: ``cache`` in transformers >= 5.2x
+    (``past_key_values`` is deprecated there and warns), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 @dataclass
@@ -57,7 +69,7 @@ class MultipleChoiceScorer:
             prompt_ids = self._ids(prompt)
             if prompt_ids:
                 out = self._forward(prompt_ids, cache, past_len)
-                cache, past_len, last_logits = out.past_key_values, past_len + len(prompt_ids), out.logits[0, -1]
+                cache, past_len, last_logits = _returned_cache(out), past_len + len(prompt_ids), out.logits[0, -1]
             if last_logits is None:
                 raise ERASEError("prefix and prompt are both empty: there is nothing to condition on")
             return self._score_options(options, cache, past_len, last_logits)
@@ -80,7 +92,7 @@ class MultipleChoiceScorer:
         input_ids = torch.tensor([ids], device=self.lm.device)
         mask = torch.ones((1, past_len + len(ids)), dtype=torch.long, device=self.lm.device)
         self.stats.tokens_processed += len(ids)
-        return self.lm.model(input_ids=input_ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+        return self.lm.model(input_ids=input_ids, attention_mask=mask, use_cache=True, **{_cache_argument(self.lm.model): cache})
 
     def _prefix_state(self, prefix: str, prefix_key: str | None):
         """(cache, length, last logits) after the prefix; a private copy the caller may extend."""
@@ -94,7 +106,7 @@ class MultipleChoiceScorer:
         ids = self._ids(prefix)
         out = self._forward(ids, None, 0)
         self.stats.prefix_builds += 1
-        state = (out.past_key_values, len(ids), out.logits[0, -1].clone())
+        state = (_returned_cache(out), len(ids), out.logits[0, -1].clone())
         if self.reuse_prefix:
             self._prefix_key, self._prefix_cache = key, (copy.deepcopy(state[0]), state[1], state[2])
         return state
@@ -113,7 +125,8 @@ class MultipleChoiceScorer:
         if cache is not None:
             cache.batch_repeat_interleave(len(options))
         self.stats.tokens_processed += int(sum(len(o) for o in option_ids))
-        out = self.lm.model(input_ids=batch, attention_mask=mask, past_key_values=cache, use_cache=cache is not None)
+        out = self.lm.model(input_ids=batch, attention_mask=mask, use_cache=cache is not None,
+                            **{_cache_argument(self.lm.model): cache})
         logp = torch.log_softmax(out.logits.float(), dim=-1)
         first = torch.log_softmax(last_logits.float(), dim=-1)
         scores = []
