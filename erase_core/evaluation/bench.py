@@ -63,6 +63,7 @@ class BenchConfig:
     sisa_pool: int = 80
     sisa_seen: list[int] = field(default_factory=lambda: [20, 40, 80])
     sisa_epochs: int = 2
+    sisa_max_slices: int = 4
     sisa_tasks: list[str] | None = None
     data_dir: str | None = None
     device: str | None = None
@@ -336,9 +337,11 @@ class Bench:
         for shards in self._bar(cfg.sisa_shards, desc=f"{data.task.name} SISA", unit="config"):
             if len(pool) // shards < 20:  # the paper keeps every shard at 20 examples or more
                 continue
-            key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}",)
+            slices = max(1, min(cfg.sisa_max_slices, len(pool) // shards // 5))
+            key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}-l{slices}",)
             try:
-                rows.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_config(data, pool, shards), "sisa", *key))
+                rows.append(self.cache.get("sisa", *key)
+                            or self.cache.put(self._sisa_config(data, pool, shards, slices), "sisa", *key))
             except ERASEError as exc:  # shards are hashed, hence uneven: one may fall under 20 examples
                 rows.append({"shards": shards, "pool": len(pool), "skipped": str(exc)})
         seen = []
@@ -347,10 +350,9 @@ class Bench:
             seen.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_seen(data, n), "sisa", *key))
         return {"configs": rows, "seen": seen}
 
-    def _sisa_config(self, data: TaskData, pool: list[dict], shards: int) -> dict:
+    def _sisa_config(self, data: TaskData, pool: list[dict], shards: int, slices: int) -> dict:
         from .sisa import SISAConfig, SISAEnsemble
 
-        slices = max(1, min(4, len(pool) // shards // 5))
         sconfig = SISAConfig(n_shards=shards, n_slices=slices, epochs=self.config.sisa_epochs, seed=0)
         with SISAEnsemble(sconfig, data.fmt, lm=self.lm, show_progress=self.progress) as ens:
             ens.fit(pool)

@@ -72,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg.methods = ["zero-shot", "random", "knn", "acot", "erase"]
         cfg.deletion_methods, cfg.deletion_m, cfg.deletion_draws, cfg.deletion_seeds = ["erase", "knn"], [1], 1, [0]
         cfg.cost_forgets, cfg.sisa_shards, cfg.sisa_pool, cfg.sisa_seen, cfg.sisa_epochs = 3, [1], 20, [], 1
+        cfg.sisa_max_slices = 2
         cfg.deletion_k = 2
     for name, value in (("tasks", args.tasks), ("methods", args.methods), ("ks", args.k), ("n_test", args.n_test),
                         ("sisa_pool", args.sisa_pool), ("sisa_tasks", args.sisa_tasks),
