@@ -342,11 +342,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------- plot
 
 def plot_cost(methods: Iterable[MethodCost], path: str | os.PathLike,
-              ratios: Sequence[float] = DEFAULT_PLOT_RATIOS) -> Path:
+              ratios: Sequence[float] = DEFAULT_PLOT_RATIOS, *, highlight: str | None = None) -> Path:
     """Log-log plot of ``U + r * I`` (seconds of one deletion and its ``r`` queries) against
     ``r`` (queries per deletion), one line per method, every pairwise break-even inside the
     plotted range marked. Writes a PNG with matplotlib's Agg canvas (no pyplot, the global
-    backend is left alone); creates missing parent folders; returns the path."""
+    backend is left alone); creates missing parent folders; returns the path. With
+    ``highlight``, only the break-evens of that method are marked (many methods crowd the plot)."""
     ms = _methods(methods)
     r = np.asarray(_ratios(ratios, "ratios"), dtype=np.float64)
     if (r <= 0).any():
@@ -367,6 +368,8 @@ def plot_cost(methods: Iterable[MethodCost], path: str | os.PathLike,
     marked = False
     for i, a in enumerate(ms):
         for b in ms[i + 1:]:
+            if highlight is not None and highlight not in (a.name, b.name):
+                continue
             q = break_even(a, b)
             if q is None or not (r[0] <= q <= r[-1]):
                 continue

@@ -136,7 +136,7 @@ def cost_section(results: dict, img_dir: Path) -> tuple[str, list[MethodCost]]:
                 lines.append(f"- {a} vs {b}: " + ("never equal (one is cheaper at every ratio)" if q is None else f"{q:.3g}"))
     if methods:
         lines += ["", markdown_table(cost_table(methods))]
-        plot_cost(methods, img_dir / "holistic_cost.png")
+        plot_cost(methods, img_dir / "holistic_cost.png", highlight="erase" if "erase" in by_name else None)
     return "\n".join(lines), methods
 
 
