@@ -180,7 +180,11 @@ def run(args: argparse.Namespace) -> dict:
     answerer = FewShotAnswerer(fmt, lm, scorer)
 
     print("-- building the selectors")
-    embeddings.embed_documents([ex["input"] for ex in tqdm(examples, desc="embedding the pool", unit="ex")])
+    texts = [ex["input"] for ex in examples]
+    with tqdm(total=len(texts), desc="embedding the pool", unit="ex") as bar:  # ticks as batches finish
+        for start in range(0, len(texts), 64):
+            embeddings.embed_documents(texts[start : start + 64])
+            bar.update(len(texts[start : start + 64]))
     erase_sel = ERASEExampleSelector.from_examples(examples, embeddings, k=args.k, input_keys=["input"], id_key="id",
                                                    example_keys=["input", "target"], seed=args.seed)
     def chain(prompt: FewShotPromptTemplate, fingerprint: Callable[[], str] | None = None):
