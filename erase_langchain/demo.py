@@ -30,7 +30,10 @@ from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda
 from tqdm.auto import tqdm
 
-from erase_core.evaluation.bigbench import BigBenchTask, load_task
+from erase_core.evaluation.bigbench import load_task
+from erase_core.evaluation.prompts import TaskFormat as CoreTaskFormat
+from erase_core.evaluation.prompts import answer_text as _answer_text
+from erase_core.evaluation.prompts import is_correct as _is_correct
 from erase_core.models.llm import LocalCausalLM
 from erase_core.models.scoring import MultipleChoiceScorer
 
@@ -41,29 +44,8 @@ from .llms import LocalLLM
 DEFAULT_TASK = "intent_recognition"
 
 
-@dataclass
-class TaskFormat:
-    """How BIG-bench formats a task's prompts (from its task.json, with BIG-bench's defaults)."""
-
-    task_prefix: str = ""
-    input_prefix: str = ""
-    output_prefix: str = "\nA: "
-    separator: str = "\n\n"
-
-    @classmethod
-    def of(cls, task: BigBenchTask) -> "TaskFormat":
-        m = task.metadata
-        return cls(
-            task_prefix=m.get("task_prefix", ""),
-            input_prefix=m.get("example_input_prefix", ""),
-            output_prefix=m.get("example_output_prefix", "\nA: "),
-            separator=m.get("few_shot_example_separator", "\n\n"),
-        )
-
-    @property
-    def answer_cue(self) -> str:
-        """The output prefix without its trailing space (the space goes with the answer)."""
-        return self.output_prefix.rstrip(" ")
+class TaskFormat(CoreTaskFormat):
+    """BIG-bench's prompt format (:class:`erase_core.evaluation.prompts.TaskFormat`) as LangChain templates."""
 
     def example_prompt(self) -> PromptTemplate:
         return PromptTemplate.from_template(
@@ -129,12 +111,6 @@ class FewShotAnswerer:
             | StrOutputParser()
             | RunnableLambda(str.strip)
         )
-
-
-def _is_correct(answer: str, example: dict) -> bool:
-    if "correct_choices" in example:
-        return answer in example["correct_choices"]
-    return answer.strip() in [t.strip() for t in example.get("targets", [example["target"]])]
 
 
 def _evaluate(condition: Condition, test: list[dict]) -> None:
@@ -300,10 +276,6 @@ class _MemoizedEmbeddings(Embeddings):
 
     def clear(self) -> None:
         self._cache.clear()
-
-
-def _answer_text(example: dict) -> str:
-    return example.get("correct_choice") or example["target"]
 
 
 def _from(recompute_from: int | None) -> str:

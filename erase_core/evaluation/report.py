@@ -72,6 +72,7 @@ def accuracy_tables(results: dict) -> str:
     lines = []
     ks = sorted({c["k"] for e in results["tasks"].values() for c in e["cells"]} - {0})
     methods = _ordered(c["method"] for e in results["tasks"].values() for c in e["cells"])
+    summaries = {name: summarize_cells(entry["cells"]) for name, entry in results["tasks"].items()}
     # Aggregate: mean normalized score over tasks, per method and k (the paper's headline).
     lines += ["### Normalized score, mean over tasks", "",
               "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
@@ -79,15 +80,15 @@ def accuracy_tables(results: dict) -> str:
         cells = []
         for k in ks:
             vals = []
-            for entry in results["tasks"].values():
-                s = summarize_cells(entry["cells"]).get((m, 0 if m == "zero-shot" else k))
+            for summary in summaries.values():
+                s = summary.get((m, 0 if m == "zero-shot" else k))
                 if s:
                     vals.append(s["normalized_mean"])
             cells.append(f"{np.mean(vals):.1f}" if vals else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines.append("")
     for name, entry in results["tasks"].items():
-        summary = summarize_cells(entry["cells"])
+        summary = summaries[name]
         lines += [f"### {name}", "",
                   f"pool {entry['pool']}, test {entry['test']}, "
                   f"{'multiple choice (log-likelihood)' if entry['multiple_choice'] else 'generation (exact match)'}, "
@@ -147,10 +148,11 @@ def plot_accuracy(results: dict, path: Path) -> None:
     fig = _figure(max(8.0, 1.2 * len(tasks) + 3), 4.8)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(methods)
+    summaries = {t: summarize_cells(results["tasks"][t]["cells"]) for t in tasks}
     for j, m in enumerate(methods):
         means, stds = [], []
         for t in tasks:
-            s = summarize_cells(results["tasks"][t]["cells"]).get((m, 0 if m == "zero-shot" else k))
+            s = summaries[t].get((m, 0 if m == "zero-shot" else k))
             means.append(s["normalized_mean"] if s else np.nan)
             stds.append(s["normalized_std"] if s else 0)
         ax.bar(np.arange(len(tasks)) + j * width, means, width, yerr=stds, label=m, capsize=2)
