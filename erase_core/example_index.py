@@ -28,7 +28,7 @@ from .hashing import MultisetHash
 from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
-from .selection import STRATEGIES, SelectedExample, fill_representatives, top_k_by_cosine
+from .selection import STRATEGIES, SelectedExample, fill_representatives, mmr_rank, top_k_by_cosine
 
 FORMAT_VERSION = 1
 
@@ -85,8 +85,9 @@ class ExampleIndex:
     Parameters
     ----------
     k : number of examples ``select`` returns (and clusters for the ``erase`` strategy).
-    strategy : ``"erase"`` (fixed set: the example nearest each quantized centroid) or
-        ``"similarity"`` (exact top-k by cosine to the query).
+    strategy : ``"erase"`` (fixed set: the example nearest each quantized centroid),
+        ``"similarity"`` (exact top-k by cosine to the query) or ``"mmr"`` (maximal marginal
+        relevance: similar to the query and diverse). :meth:`search` ranks by query under any strategy.
     epsilon, n_iter, seed, projection_dim : quantized k-means parameters
         (see :class:`~erase_core.quantized_kmeans.QuantizedKMeans`).
     path : optional store file (a new one); every mutation is written there transactionally
@@ -353,6 +354,69 @@ class ExampleIndex:
             self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows, attrs=attrs), txn.version)
             return ids
 
+    def upsert(self, vectors, payloads: Sequence[Any], ids: Sequence[str], *,
+               subjects: Sequence[str | None] | None = None, metadata: Sequence[dict | None] | None = None) -> ForgetReceipt:
+        """Add examples, replacing any with the same id: exactly ``forget`` of the present ids
+        followed by ``add`` (the result equals a fresh build on the new pool), in one
+        transaction, so no handle ever sees the pool without either version. The replaced
+        content is erased like any forgotten example and the audit log records the replacement.
+        Returns the receipt of the replaced ids (empty when every id was new)."""
+        start = time.perf_counter()
+        with self._lock:
+            self._sync()
+            X = check_vectors(vectors, dim=self._dim, name="vectors")
+            n = X.shape[0]
+            ids = check_ids(ids, n)
+            payloads = list(payloads)
+            if len(payloads) != n:
+                raise ERASEError(f"got {len(payloads)} payloads for {n} vectors")
+            subjects = [None] * n if subjects is None else list(subjects)
+            metadata = [None] * n if metadata is None else list(metadata)
+            if len(subjects) != n or len(metadata) != n:
+                raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
+            attrs = [
+                attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
+                for j, (s, m) in enumerate(zip(subjects, metadata))
+            ]
+            payload_jsons = [_payload_json(p) for p in payloads]
+            unit = _normalise(X)
+            hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+            if self._store is None:
+                present = [i for i in ids if i in self._slot_of]
+                owners = self._subjects_of(present)
+                receipt = self._forget_in_memory(present, start)
+                self._add_in_memory(ids, payload_jsons, unit, hashes, attrs=attrs)
+                if present:
+                    self._memory_audit().append(self._audit_entry(receipt, owners, "upsert", None, None))
+                return receipt
+            from .hashing import id_hash
+            from .storage import NewRow
+
+            changed = False
+            try:
+                with self._store.transaction() as txn:
+                    self._sync_in(txn)
+                    if self._dim is not None and unit.shape[1] != self._dim:
+                        raise ERASEError(f"vectors has dimension {unit.shape[1]}, expected {self._dim}")
+                    present = [i for i in ids if i in self._slot_of]
+                    txn.delete([self._row_of[i] for i in present])
+                    changed = True
+                    owners = self._subjects_of(present)
+                    receipt = self._forget_in_memory(present, start)
+                    if present:
+                        txn.audit(self._audit_entry(receipt, owners, "upsert", None, None, txn.version_after()))
+                    rows = txn.add(
+                        [NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h, a)
+                         for i, pj, row, h, a in zip(ids, payload_jsons, unit, hashes, attrs)],
+                        unit.shape[1],
+                    )
+            except BaseException:
+                if changed:
+                    self._stale = True  # memory ran ahead of a transaction that did not commit
+                raise
+            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows, attrs=attrs), txn.version)
+            return receipt
+
     def _after_commit(self, update, version: int):
         """Mirror a committed write in memory; if that fails the handle reloads from the store."""
         try:
@@ -476,19 +540,27 @@ class ExampleIndex:
             self._pool_hash.remove(np.array([self._example_hashes.pop(i)], dtype=np.uint64))
 
     # ------------------------------------------------------------------ queries
-    def select(self, query_vector=None, k: int | None = None, *, filter: dict | None = None) -> list[SelectedExample]:  # noqa: A002
-        """Select ``k`` examples (default: the index's k).
+    def select(self, query_vector=None, k: int | None = None, *, filter: dict | None = None,  # noqa: A002
+               fetch_k: int = 20, lambda_mult: float = 0.5) -> list[SelectedExample]:
+        """Select ``k`` examples (default: the index's k) by the index's strategy.
 
         ``erase``: the same set for every query, in cluster order; ``score`` is the cosine
         similarity to the query when one is given, else to the example's cluster centroid.
-        ``similarity``: exact top-k by cosine to ``query_vector`` (required), ties by id;
-        ``filter`` restricts it to examples whose metadata match (fewer than ``k`` when fewer
-        match), so a tenant only ever sees its own examples.
+        ``similarity``: exact top-k by cosine to ``query_vector`` (required), ties by id.
+        ``mmr``: maximal marginal relevance among the ``fetch_k`` most similar examples
+        (``lambda_mult`` 1 is pure similarity, 0 pure diversity); ``score`` is the cosine to the query.
+        ``filter`` (query strategies) restricts the pool to examples whose metadata match (fewer
+        than ``k`` when fewer match), so a tenant only ever sees its own examples.
         Payloads are fresh copies: editing one changes nothing in the index.
         """
-        if filter is not None:
-            return self._select_filtered(query_vector, k, filter)
         k = self.k if k is None else check_positive_int(k, "k")
+        if self.strategy != "erase":
+            if query_vector is None:
+                raise ERASEError(f"strategy {self.strategy!r} needs a query_vector")
+            return self._ranked(query_vector, k, filter, self.strategy == "mmr", fetch_k, lambda_mult, strict=True)
+        if filter is not None:
+            check_filter(filter)
+            raise ERASEError("filter= applies to the 'similarity' and 'mmr' strategies; 'erase' selects one fixed set for every query")
         with self._lock:
             self._sync()
             n = len(self._ids)
@@ -497,11 +569,6 @@ class ExampleIndex:
             if k > n:
                 raise ERASEError(f"k={k} is larger than the pool of {n} examples")
             q = None if query_vector is None else self._query(query_vector)
-            if self.strategy == "similarity":
-                if q is None:
-                    raise ERASEError("strategy 'similarity' needs a query_vector")
-                ranked = top_k_by_cosine(self._vectors[:n], self._ids, q, k)
-                return [SelectedExample(self._ids[r], self._payload(self._ids[r]), s) for r, s in ranked]
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
             chosen = self._erase_ids()[:k]
@@ -512,22 +579,63 @@ class ExampleIndex:
                 scores = self._centroid_similarity(chosen)
             return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
 
-    def _select_filtered(self, query_vector, k: int | None, where: dict) -> list[SelectedExample]:
+    def search(self, query_vector, k: int | None = None, *, filter: dict | None = None, mmr: bool = False,  # noqa: A002
+               fetch_k: int = 20, lambda_mult: float = 0.5, among: Iterable[str] | None = None) -> list[SelectedExample]:
+        """Query-driven ranking whatever the index's strategy: the vector-store call.
+
+        The ``k`` (default: the index's k) examples most similar to ``query_vector`` (ties by id),
+        or with ``mmr=True`` the maximal-marginal-relevance picks among the ``fetch_k`` most
+        similar. Unlike :meth:`select` it returns fewer than ``k`` when the pool (or the
+        ``filter``) holds fewer, and ``[]`` for an empty pool. ``among``: rank only these ids
+        (unknown ones are skipped; e.g. the matches of a caller's own predicate). Exact like
+        every read: after a forget it equals the same call on a fresh build."""
         k = self.k if k is None else check_positive_int(k, "k")
-        check_filter(where)
-        if self.strategy != "similarity":
-            raise ERASEError("filter= applies to the 'similarity' strategy; 'erase' selects one fixed set for every query")
-        if query_vector is None:
-            raise ERASEError("strategy 'similarity' needs a query_vector")
+        if among is not None:
+            if isinstance(among, (str, bytes)):
+                raise ERASEError("among must be a collection of ids, not a single string")
+            among = set(among)
+            if not all(isinstance(i, str) for i in among):
+                raise ERASEError("among must hold string ids")
+        return self._ranked(query_vector, k, filter, mmr, fetch_k, lambda_mult, strict=False, among=among)
+
+    def _ranked(self, query_vector, k: int, where: dict | None, mmr: bool, fetch_k: int, lambda_mult: float, *,
+                strict: bool, among: set[str] | None = None) -> list[SelectedExample]:
+        if where is not None:
+            check_filter(where)
+        if mmr:
+            fetch_k = check_positive_int(fetch_k, "fetch_k")
+            if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+                raise ERASEError(f"lambda_mult must be a number in [0, 1]; got {lambda_mult!r}")
         with self._lock:
             self._sync()
-            q = self._query(query_vector)
-            allowed = sorted(self._attributes.matching(where), key=self._slot_of.__getitem__)
-            if not allowed:
+            n = len(self._ids)
+            if n == 0 and (not strict or where is not None) or among is not None and not among:
+                if query_vector is None:
+                    raise ERASEError("a query_vector is required")
+                self._query(query_vector)  # still validated
                 return []
-            rows = np.array([self._slot_of[i] for i in allowed], dtype=np.int64)
-            ranked = top_k_by_cosine(self._vectors[rows], allowed, q, min(k, len(allowed)))
-            return [SelectedExample(allowed[r], self._payload(allowed[r]), s) for r, s in ranked]
+            if strict:
+                if n == 0:
+                    raise ERASEError("the example pool is empty: add examples before selecting")
+                if k > n and where is None:
+                    raise ERASEError(f"k={k} is larger than the pool of {n} examples")
+            q = self._query(query_vector)
+            if where is None and among is None:
+                vectors, ids = self._vectors[:n], self._ids
+            else:
+                allowed = self._attributes.matching(where) if where is not None else None
+                if among is not None:
+                    allowed = {i for i in among if i in self._slot_of} if allowed is None else allowed & among
+                ids = sorted(allowed, key=self._slot_of.__getitem__)
+                if not ids:
+                    return []
+                vectors = self._vectors[np.array([self._slot_of[i] for i in ids], dtype=np.int64)]
+            k = min(k, len(ids))
+            if mmr:
+                ranked = mmr_rank(vectors, ids, q, k, fetch_k=fetch_k, lambda_mult=float(lambda_mult))
+            else:
+                ranked = top_k_by_cosine(vectors, ids, q, k)
+            return [SelectedExample(ids[r], self._payload(ids[r]), s) for r, s in ranked]
 
     def attributes(self, example_id: str) -> dict:
         """``{"subject": ..., "metadata": {...}}`` of an example (copies)."""
@@ -565,6 +673,8 @@ class ExampleIndex:
 
     def _query(self, query_vector) -> np.ndarray:
         """One non-zero query vector of the index's width (float64)."""
+        if self._dim is None and np.ndim(query_vector) == 1:
+            query_vector = [query_vector]  # a 1-D query needs no known width to be one vector
         q = check_vectors(query_vector, dim=self._dim, name="query_vector")
         if q.shape[0] != 1:
             raise ERASEError(f"query_vector must be one vector; got {q.shape[0]} rows")

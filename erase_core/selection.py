@@ -4,6 +4,12 @@
   centroid, in cluster order, so the prompt prefix is the same for every query.
 * ``similarity``: exact top-k by cosine similarity to the query, ties by id (what a
   semantic-similarity example selector does).
+* ``mmr``: maximal marginal relevance over the ``fetch_k`` most similar examples (what a
+  max-marginal-relevance selector does), exact and deterministic: every score is a float64
+  function of the vectors involved alone, and ties break by id.
+
+All three are functions of the pool as a set (never of insertion order), so a forget leaves
+the same selection as a fresh build on the remaining examples.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-STRATEGIES = ("erase", "similarity")
+STRATEGIES = ("erase", "similarity", "mmr")
+QUERY_STRATEGIES = ("similarity", "mmr")
 
 
 @dataclass(frozen=True)
@@ -65,3 +72,37 @@ def fill_representatives(rep_ids: list[str | None], points: np.ndarray, ids: lis
     nearest = np.einsum("ijk,ijk->ij", diff, diff).min(axis=1)
     order = sorted((r for r in range(len(ids)) if ids[r] not in taken), key=lambda r: (nearest[r], ids[r]))
     return chosen + [ids[r] for r in order[: k - len(chosen)]]
+
+
+def mmr_rank(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray, k: int, *, fetch_k: int = 20,
+             lambda_mult: float = 0.5) -> list[tuple[int, float]]:
+    """Maximal marginal relevance: ``k`` of the ``fetch_k`` rows most similar to ``query``.
+
+    The first pick is the most similar row; each next pick maximises
+    ``lambda_mult * sim(query, x) - (1 - lambda_mult) * max sim(x, picked)``, as LangChain's
+    ``maximal_marginal_relevance`` does, with ties broken by higher query similarity, then by id.
+    Returns ``(row, cosine similarity to the query)`` in pick order."""
+    k = min(k, unit_vectors.shape[0])
+    if k <= 0:
+        return []
+    candidates = top_k_by_cosine(unit_vectors, ids, query, max(k, fetch_k))
+    rows = np.array([r for r, _ in candidates], dtype=np.int64)
+    to_query = np.array([s for _, s in candidates], dtype=np.float64)
+    cand = unit_vectors[rows].astype(np.float64)
+    # pairwise cosine of unit rows, each entry an elementwise product summed per row (as in
+    # top_k_by_cosine): a function of the two vectors alone, not of their positions
+    redundancy = np.full(len(rows), -np.inf)
+    picked: list[int] = []
+    free = np.ones(len(rows), dtype=bool)
+    while len(picked) < k:
+        if picked:
+            score = lambda_mult * to_query - (1.0 - lambda_mult) * redundancy
+        else:
+            score = to_query.copy()
+        best = min(np.flatnonzero(free), key=lambda j: (-score[j], -to_query[j], ids[rows[j]]))
+        picked.append(int(best))
+        free[best] = False
+        sims = (cand * cand[best]).sum(axis=1)
+        redundancy = np.maximum(redundancy, sims)
+    return [(int(rows[j]), float(to_query[j])) for j in picked]
+

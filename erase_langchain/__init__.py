@@ -2,6 +2,8 @@
 
 * :class:`ERASEExampleSelector`: drop-in for ``SemanticSimilarityExampleSelector``.
 * :class:`ERASERetriever`: a ``BaseRetriever`` over the same engine.
+* :class:`ERASEVectorStore`: a ``VectorStore`` whose ``delete`` is an exact, persisted forget
+  (upsert, MMR, filters; the stock example selectors work over it).
 * :class:`ForgettingCache`: an LLM cache wrapper that drops what the selectors forget.
 * :class:`HFEmbeddings`: LangChain ``Embeddings`` over the bundled MiniLM (lazy torch).
 * :class:`LocalLLM`: LangChain ``LLM`` over a local causal LM (SmolLM2 by default).
@@ -14,5 +16,6 @@ from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector
 from .llms import LocalLLM
 from .retriever import ERASERetriever
+from .vectorstore import ERASEVectorStore
 
-__all__ = ["ERASEExampleSelector", "ERASERetriever", "ForgettingCache", "HFEmbeddings", "LocalLLM"]
+__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM"]

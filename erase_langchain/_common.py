@@ -66,27 +66,36 @@ def check_k(k: Any) -> int:
     return k
 
 
+def check_mmr(fetch_k: Any, lambda_mult: Any) -> None:
+    if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
+        raise ERASEError(f"fetch_k must be a positive integer, got {fetch_k!r}")
+    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+        raise ERASEError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
+
+
 def check_search_filter(index_or_strategy: ExampleIndex | str, filter: dict | None) -> dict | None:  # noqa: A002
     """Validate a metadata filter (``None``: no filter); a filter with ``erase`` is an error."""
     if filter is None:
         return None
     check_filter(filter)
     strategy = index_or_strategy if isinstance(index_or_strategy, str) else index_or_strategy.strategy
-    if strategy != "similarity":
+    if strategy == "erase":
         raise ERASEError(
-            "filter= applies to strategy 'similarity' only: 'erase' selects one fixed set for every query, "
-            "so it cannot restrict it per query (use strategy='similarity', or one store per tenant)"
+            "filter= applies to strategies 'similarity' and 'mmr' only: 'erase' selects one fixed set for every "
+            "query, so it cannot restrict it per query (use strategy='similarity', or one store per tenant)"
         )
     return filter
 
 
 def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, k: int,
-                     filter: dict | None = None) -> list[SelectedExample]:  # noqa: A002
+                     filter: dict | None = None, *, fetch_k: int = 20, lambda_mult: float = 0.5,  # noqa: A002
+                     ) -> list[SelectedExample]:
     """``index.select`` that, like LangChain's vector-store selectors, returns what exists.
 
     * ``similarity``: the top ``min(k, pool)`` examples; an empty pool gives ``[]``. With
       ``filter`` (metadata conditions, see :mod:`erase_core.filters`) only matching examples
       are ranked, and fewer than ``k`` come back when fewer match.
+    * ``mmr``: the same, picked by maximal marginal relevance among the ``fetch_k`` most similar.
     * ``erase``: the first ``k`` of the fixed cluster-ordered set. While the pool is smaller
       than the index's ``k`` there is no clustering yet and the fixed set is the whole pool
       in id order (the order ``ExampleIndex.fingerprint`` uses). ``k`` above the index's
@@ -98,12 +107,11 @@ def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, 
         n = len(index)
         if n == 0:
             return []
-        if index.strategy == "similarity":
+        if index.strategy != "erase":
             if query_vector is None:
-                raise ERASEError("strategy 'similarity' needs a query to rank the examples by")
-            if filter is not None:
-                return index.select(query_vector, k=k, filter=filter)
-            return index.select(query_vector, k=min(k, n))
+                raise ERASEError(f"strategy {index.strategy!r} needs a query to rank the examples by")
+            return index.search(query_vector, k, filter=filter, mmr=index.strategy == "mmr", fetch_k=fetch_k,
+                                lambda_mult=lambda_mult)
         if k > index.k:
             raise ERASEError(
                 f"strategy 'erase' selects at most the index's k={index.k} examples (one per cluster); got k={k}"

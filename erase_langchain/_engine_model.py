@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
-from ._common import as_id_list, as_subject, build_or_open_index, check_k, check_matches
+from ._common import as_id_list, as_subject, build_or_open_index, check_k, check_matches, check_mmr
 
 
 class EngineModel(BaseModel):
@@ -25,8 +25,15 @@ class EngineModel(BaseModel):
     k: int = 4
     """Examples per prompt / documents per query (for ``erase`` also the number of clusters of a new index)."""
 
-    strategy: Literal["erase", "similarity"] = "erase"
-    """``erase``: fixed set, one item per cluster. ``similarity``: exact top-k per input."""
+    strategy: Literal["erase", "similarity", "mmr"] = "erase"
+    """``erase``: fixed set, one item per cluster. ``similarity``: exact top-k per input.
+    ``mmr``: maximal marginal relevance per input (similar and diverse; ``fetch_k``, ``lambda_mult``)."""
+
+    fetch_k: int = 20
+    """``mmr``: how many of the most similar items the diverse ``k`` are picked from."""
+
+    lambda_mult: float = 0.5
+    """``mmr``: 1 is pure similarity, 0 pure diversity (LangChain's default 0.5)."""
 
     persist_path: str | None = None
     """SQLite file holding the items and their embeddings (``None``: in memory)."""
@@ -64,6 +71,7 @@ class EngineModel(BaseModel):
     @model_validator(mode="after")
     def _build_index(self):
         check_k(self.k)
+        check_mmr(self.fetch_k, self.lambda_mult)
         if self.index is None:
             object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
         check_matches(self, self.index)

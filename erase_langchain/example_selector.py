@@ -120,7 +120,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
 
     # ------------------------------------------------------------------ selection
     def _needs_query(self) -> bool:
-        return self.index.strategy == "similarity"
+        return self.index.strategy != "erase"
 
     def _check_search(self) -> None:
         check_search_filter(self.index, self.filter)
@@ -130,7 +130,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         return check_search_filter(self.index, where)
 
     def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
-        selected = select_available(self.index, query, self.k, where)
+        selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
         self._notify_selected(selected)
         return selected
 
@@ -146,7 +146,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         query = None
         if self._needs_query():
             if input_variables is None:
-                raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
+                raise ERASEError(f"strategy {self.index.strategy!r} needs input_variables to rank examples by")
             query = self.embeddings.embed_query(self._example_to_text(input_variables))
         return self._select_now(query, where)
 
@@ -157,7 +157,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         query = None
         if self._needs_query():
             if input_variables is None:
-                raise ERASEError("strategy 'similarity' needs input_variables to rank examples by")
+                raise ERASEError(f"strategy {self.index.strategy!r} needs input_variables to rank examples by")
             query = await self.embeddings.aembed_query(self._example_to_text(input_variables))
         return await run_in_executor(None, self._select_now, query, where)
 
@@ -182,7 +182,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         """Hash of the ordered selected set (``erase`` only): it changes exactly when the
         examples a prompt gets change, so it can key a prompt or KV cache."""
         if self._needs_query():
-            raise ERASEError("strategy 'similarity' selects per input: there is no fixed set to fingerprint")
+            raise ERASEError(f"strategy {self.index.strategy!r} selects per input: there is no fixed set to fingerprint")
         return selection_fingerprint(select_available(self.index, None, self.k))
 
     # ------------------------------------------------------------------ mutations
@@ -392,6 +392,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         vectorstore_cls: Any = None,
         k: int = _UNSET,
         input_keys: list[str] | None = None,
+        fetch_k: int | None = None,
         *,
         example_keys: list[str] | None = None,
         vectorstore_kwargs: dict[str, Any] | None = None,
@@ -402,7 +403,8 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         subjects: Sequence[str | int | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
         filter: dict | None = None,  # noqa: A002
-        strategy: Literal["erase", "similarity"] = "erase",
+        strategy: Literal["erase", "similarity", "mmr"] = _UNSET,
+        lambda_mult: float = 0.5,
         persist_path: str | os.PathLike | None = None,
         epsilon: float | None = None,
         n_iter: int = 10,
@@ -421,18 +423,23 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
           works too. Extra vector-store constructor keywords are ignored with a warning
           (``search_kwargs``/``search_type`` raise); ``vectorstore_kwargs={"filter": {...}}``
           is honoured as ``filter=`` and any other search argument raises.
-        * ``k``, ``input_keys``, ``example_keys``: as in the stock selector.
+        * ``k``, ``input_keys``, ``example_keys``: as in the stock selector; ``fetch_k`` (sixth
+          positional, as in ``MaxMarginalRelevanceExampleSelector.from_examples``) selects the
+          ``mmr`` strategy when no ``strategy`` is given.
 
         ERASE additions: ``ids`` (one per example) or ``id_key`` (the field holding each
         example's id) make the ids known for later ``forget``; ``subject_key`` / ``subjects``
         and ``metadata_keys`` / ``metadata`` give each example a subject and metadata (see
-        :meth:`add_examples`); ``filter`` (metadata filter for ``similarity``); ``strategy``; ``persist_path``
+        :meth:`add_examples`); ``filter`` (metadata filter for ``similarity``/``mmr``); ``strategy`` (default
+        ``erase``, the paper's fixed set; ``similarity`` or ``mmr`` rank per input); ``lambda_mult`` (``mmr``); ``persist_path``
         (a new SQLite store; reopen it with :meth:`open`); ``epsilon``, ``n_iter``, ``seed``,
         ``projection_dim`` (quantized k-means parameters).
         """
-        engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
+        engine = dict(strategy=cls._strategy_for(strategy, fetch_k),
+                      persist_path=None if persist_path is None else os.fspath(persist_path),
                       epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
-        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter)
+        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter,
+                      fetch_k=20 if fetch_k is None else fetch_k, lambda_mult=lambda_mult)
         args, examples, ids, texts, attrs = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids,
                                                          id_key, example_keys, vectorstore_kwargs, vectorstore_cls_kwargs,
                                                          engine, fields, subjects, metadata)
@@ -447,6 +454,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         vectorstore_cls: Any = None,
         k: int = _UNSET,
         input_keys: list[str] | None = None,
+        fetch_k: int | None = None,
         *,
         example_keys: list[str] | None = None,
         vectorstore_kwargs: dict[str, Any] | None = None,
@@ -457,7 +465,8 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         subjects: Sequence[str | int | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
         filter: dict | None = None,  # noqa: A002
-        strategy: Literal["erase", "similarity"] = "erase",
+        strategy: Literal["erase", "similarity", "mmr"] = _UNSET,
+        lambda_mult: float = 0.5,
         persist_path: str | os.PathLike | None = None,
         epsilon: float | None = None,
         n_iter: int = 10,
@@ -466,14 +475,26 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         **vectorstore_cls_kwargs: Any,
     ) -> "ERASEExampleSelector":
         """Async :meth:`from_examples` (``aembed_documents``; the index is built in an executor)."""
-        engine = dict(strategy=strategy, persist_path=None if persist_path is None else os.fspath(persist_path),
+        engine = dict(strategy=cls._strategy_for(strategy, fetch_k),
+                      persist_path=None if persist_path is None else os.fspath(persist_path),
                       epsilon=epsilon, n_iter=n_iter, seed=seed, projection_dim=projection_dim)
-        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter)
+        fields = dict(subject_key=subject_key, metadata_keys=metadata_keys, filter=filter,
+                      fetch_k=20 if fetch_k is None else fetch_k, lambda_mult=lambda_mult)
         args, examples, ids, texts, attrs = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids,
                                                          id_key, example_keys, vectorstore_kwargs, vectorstore_cls_kwargs,
                                                          engine, fields, subjects, metadata)
         vectors = await embeddings.aembed_documents(texts) if texts else []
         return await run_in_executor(None, cls._finish, args, examples, ids, vectors, attrs)
+
+    @staticmethod
+    def _strategy_for(strategy: Any, fetch_k: Any) -> str:
+        """``fetch_k`` is ``MaxMarginalRelevanceExampleSelector``'s: given without a strategy it
+        means ``mmr``; given with ``erase`` or ``similarity`` it would be ignored, so it raises."""
+        if strategy is _UNSET:
+            return "erase" if fetch_k is None else "mmr"
+        if fetch_k is not None and strategy != "mmr":
+            raise ERASEError(f"fetch_k={fetch_k!r} applies to strategy 'mmr' (maximal marginal relevance), not {strategy!r}")
+        return strategy
 
     @staticmethod
     def _refuse_existing(path: str) -> None:

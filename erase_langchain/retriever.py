@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -47,9 +47,11 @@ __all__ = ["ERASERetriever"]
 class ERASERetriever(BaseRetriever, EngineModel):
     """Documents in, documents out, with exact ``forget``.
 
-    ``strategy="erase"`` (default) returns the same ``k`` documents for every query (one per
-    quantized k-means cluster; the query is not embedded); ``strategy="similarity"`` returns
-    the exact top ``k`` by cosine similarity of ``page_content`` embeddings.
+    ``strategy="similarity"`` (default) returns the exact top ``k`` by cosine similarity of
+    ``page_content`` embeddings, as a retriever's users expect; ``strategy="mmr"`` picks them
+    by maximal marginal relevance (``fetch_k``, ``lambda_mult``); ``strategy="erase"`` returns
+    the same ``k`` documents for every query (one per quantized k-means cluster; the query is
+    not embedded), the fixed set a few-shot prompt wants.
 
     ``ERASERetriever(embeddings=emb, documents=docs, k=3)`` builds the index (ids from
     ``ids=``, else each ``Document.id``, else generated; returned documents carry them in
@@ -63,6 +65,10 @@ class ERASERetriever(BaseRetriever, EngineModel):
     are per-retriever defaults, as on LangChain's vector-store retrievers; an unknown search
     keyword raises ``TypeError``.
     """
+
+    strategy: Literal["erase", "similarity", "mmr"] = "similarity"
+    """``similarity`` (default): exact top-k per query. ``mmr``: similar and diverse. ``erase``:
+    one fixed set, one document per quantized k-means cluster."""
 
     search_kwargs: dict = Field(default_factory=dict)
     """Default search keywords for every call (``{"k": 2, "filter": {...}}``); keywords given
@@ -180,21 +186,21 @@ class ERASERetriever(BaseRetriever, EngineModel):
         return k, check_search_filter(self.index, where)
 
     def _retrieve(self, vector, k: int, where: dict | None) -> list[Document]:
-        selected = select_available(self.index, vector, k, where)
+        selected = select_available(self.index, vector, k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
         self._notify_selected(selected)
         return self._to_documents(selected)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None,
                                 filter: dict | None = _UNSET, **kwargs: Any) -> list[Document]:  # noqa: A002
         k, where = self._search(k, filter, kwargs)
-        vector = self.embeddings.embed_query(query) if self.index.strategy == "similarity" else None
+        vector = self.embeddings.embed_query(query) if self.index.strategy != "erase" else None
         return self._retrieve(vector, k, where)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None, filter: dict | None = _UNSET,  # noqa: A002
                                        **kwargs: Any) -> list[Document]:
         k, where = self._search(k, filter, kwargs)
-        vector = await self.embeddings.aembed_query(query) if self.index.strategy == "similarity" else None
+        vector = await self.embeddings.aembed_query(query) if self.index.strategy != "erase" else None
         return await run_in_executor(None, self._retrieve, vector, k, where)
 
     # ------------------------------------------------------------------ inspection
@@ -206,7 +212,7 @@ class ERASERetriever(BaseRetriever, EngineModel):
     def fingerprint(self) -> str:
         """Hash of the fixed ``erase`` set (changes exactly when it changes)."""
         if self.index.strategy != "erase":
-            raise ERASEError("strategy 'similarity' selects per query: there is no fixed set to fingerprint")
+            raise ERASEError(f"strategy {self.index.strategy!r} selects per query: there is no fixed set to fingerprint")
         return selection_fingerprint(select_available(self.index, None, self.k))
 
     def digest(self) -> str:

@@ -297,3 +297,18 @@ def test_rows_cannot_be_swapped_between_positions(path):
     con.close()
     with ExampleStore.open(path) as store, pytest.raises(CorruptStoreError):
         store.load()
+
+
+def test_delete_then_add_in_one_transaction_keeps_the_new_rows_keys(path):
+    """A replace (upsert) deletes and adds in one transaction: the added rows must not take the
+    key slots that are zeroed after the commit."""
+    with ExampleStore.create(path, CONFIG) as store:
+        numbers = add(store, new_rows(4))
+        with store.transaction() as txn:
+            txn.delete(numbers[:2])
+            txn.add(new_rows(2, prefix="replacement"), 8)
+        assert_keys_match_rows(path)
+        assert sorted(by_id(store)) == ["example-0002", "example-0003", "replacement-0000", "replacement-0001"]
+        add(store, new_rows(2, prefix="later"))  # the freed slots are reused by the next transaction
+        assert_keys_match_rows(path)
+        assert max(owned_slots(path).values()) == 5

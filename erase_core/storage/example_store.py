@@ -504,7 +504,8 @@ class WriteTransaction:
                 raise StoreError(f"rows {missing[:5]} are not in {self._store.path}; nothing was deleted")
             slots.extend(s for _, s in found)
             conn.execute(f"DELETE FROM examples WHERE row IN ({marks})", chunk)
-        conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in slots))
+        # the slots become free at _finish, not now: an add in this transaction must not take a
+        # slot whose key is zeroed right after the commit
         self._shred.extend(slots)
         self._ops.extend((_OP_DEL, n) for n in row_numbers)
 
@@ -540,6 +541,7 @@ class WriteTransaction:
             "UPDATE state SET version = ?, n_slots = ?, log_floor = ? WHERE k = 0", (self.version, self._n_slots, floor)
         )
         if self._shred:
+            conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in self._shred))
             self._store._keys.set_shred_pending(True)
         return self._shred
 

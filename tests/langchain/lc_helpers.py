@@ -28,6 +28,13 @@ class NGramEmbeddings(Embeddings):
         self.calls = {"documents": 0, "texts": 0, "query": 0}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # picklable, like a real embedding client
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _vector(self, text: str) -> list[float]:
         v = np.zeros(self.dim)
         words = _WORD.findall(text.lower())

@@ -72,7 +72,7 @@ def test_document_ids_are_used():
 
 def test_erase_is_fixed_and_k_is_bounded():
     emb = NGramEmbeddings()
-    r = ERASERetriever(embeddings=emb, documents=DOCS, ids=IDS, k=4)
+    r = ERASERetriever(embeddings=emb, documents=DOCS, ids=IDS, k=4, strategy="erase")
     emb.calls["query"] = 0
     first = r.invoke(QUERIES[0])
     assert all(r.invoke(q) == first for q in QUERIES) and emb.calls["query"] == 0

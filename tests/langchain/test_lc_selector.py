@@ -162,7 +162,7 @@ def test_bad_parameters(emb):
     with pytest.raises(ValueError, match="positive integer"):
         ERASEExampleSelector(embeddings=emb, k=0)
     with pytest.raises(ValueError):
-        ERASEExampleSelector(embeddings=emb, strategy="mmr")
+        ERASEExampleSelector(embeddings=emb, strategy="knn")
     with pytest.raises(ValueError):
         ERASEExampleSelector(embeddings=emb, unknown_field=1)
     index = ExampleIndex(k=3, strategy="similarity")

@@ -285,18 +285,18 @@ async def test_unknown_search_keywords_raise_async(emb):
 
 
 def test_erase_strategy_with_a_filter_raises(emb):
-    r = retriever(emb)  # erase
-    with pytest.raises(ERASEError, match="'similarity' only"):
+    r = retriever(emb, strategy="erase")
+    with pytest.raises(ERASEError, match="'similarity' and 'mmr' only"):
         r.invoke("x", filter={"lang": "en"})
-    with pytest.raises(ValueError, match="'similarity' only"):
-        retriever(emb, search_kwargs={"filter": {"lang": "en"}})
+    with pytest.raises(ValueError, match="'similarity' and 'mmr' only"):
+        retriever(emb, strategy="erase", search_kwargs={"filter": {"lang": "en"}})
     s = owned_selector(emb)
-    with pytest.raises(ERASEError, match="'similarity' only"):
+    with pytest.raises(ERASEError, match="'similarity' and 'mmr' only"):
         s.select_examples({"input": "x"}, filter={"lang": "en"})
-    with pytest.raises(ERASEError, match="'similarity' only"):
+    with pytest.raises(ERASEError, match="'similarity' and 'mmr' only"):
         s.with_filter({"lang": "en"})
     calls = emb.calls["texts"]
-    with pytest.raises(ERASEError, match="'similarity' only"):
+    with pytest.raises(ERASEError, match="'similarity' and 'mmr' only"):
         ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, filter={"lang": "en"})
     with pytest.raises(ERASEError, match="vectorstore_kwargs"):
         ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, vectorstore_kwargs={"filter": {"lang": "en"}})

@@ -1,0 +1,213 @@
+"""The vector-store primitives of the engine: ``search`` (top-k and MMR under any strategy),
+the ``mmr`` strategy, and ``upsert`` (replace by id), each checked against a fresh build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from erase_core import DuplicateIdError, ERASEError, ExampleIndex
+from erase_core.selection import mmr_rank
+from residue import all_file_bytes, surviving
+
+D = 12
+
+
+def build(X, ids, payloads=None, metadata=None, **params) -> ExampleIndex:
+    index = ExampleIndex(params.pop("k", 4), **params)
+    index.add(X, payloads if payloads is not None else [{"id": i} for i in ids], ids, metadata=metadata)
+    return index
+
+
+def picks(results) -> list[tuple[str, float]]:
+    return [(r.id, r.score) for r in results]
+
+
+def reference_mmr(X: np.ndarray, q: np.ndarray, k: int, fetch_k: int, lam: float) -> list[int]:
+    """MMR written out directly (float64, brute force) on rows without ties."""
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = U @ (q / np.linalg.norm(q))
+    cands = list(np.argsort(-sim)[:fetch_k])
+    chosen = [cands.pop(0)]
+    while len(chosen) < k and cands:
+        score = [lam * sim[c] - (1 - lam) * max(U[c] @ U[s] for s in chosen) for c in cands]
+        chosen.append(cands.pop(int(np.argmax(score))))
+    return chosen
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.25, 0.5, 1.0])
+def test_mmr_matches_the_definition(lam):
+    X = clustered(200, D, seed=1, unit=False)
+    ids = [f"x{i:03d}" for i in range(200)]
+    index = build(X, ids, strategy="similarity")
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        q = rng.normal(size=D)
+        got = [r.id for r in index.search(q, 6, mmr=True, fetch_k=25, lambda_mult=lam)]
+        assert got == [ids[i] for i in reference_mmr(X, q, 6, 25, lam)]
+    # lambda 1 is plain similarity
+    assert picks(index.search(q, 6, mmr=True, fetch_k=25, lambda_mult=1.0)) == picks(index.search(q, 6))
+
+
+def test_mmr_is_a_function_of_the_set_with_ties_by_id():
+    base = clustered(30, D, seed=3)
+    X = np.concatenate([base, base[:10], base[:10]])  # every one of the first ten rows three times
+    ids = [f"e{i:02d}" for i in range(len(X))]
+    q = base[0] + 0.1 * base[1]
+    results = set()
+    for seed in range(6):
+        order = np.random.default_rng(seed).permutation(len(X))
+        index = build(X[order], [ids[i] for i in order], strategy="mmr", k=5)
+        results.add(tuple(picks(index.select(q))))
+        results.add(tuple(picks(index.search(q, 5, mmr=True, fetch_k=12, lambda_mult=0.3))))
+    assert len(results) == 2  # one per call, whatever the insertion order
+
+
+@pytest.mark.parametrize("strategy", ["erase", "similarity", "mmr"])
+def test_search_after_forget_equals_a_fresh_build(strategy, tmp_path):
+    X = clustered(120, D, seed=4)
+    ids = [f"d{i:03d}" for i in range(120)]
+    meta = [{"lang": "en" if i % 3 else "fr"} for i in range(120)]
+    index = ExampleIndex(4, strategy=strategy, seed=7, path=tmp_path / "s.db")
+    index.add(X, [{"id": i} for i in ids], ids, metadata=meta)
+    rng = np.random.default_rng(5)
+    gone = list(rng.choice(ids, 30, replace=False))
+    index.forget(gone)
+    keep = [i for i in range(120) if ids[i] not in gone]
+    fresh = build(X[keep], [ids[i] for i in keep], metadata=[meta[i] for i in keep], strategy=strategy, seed=7)
+    assert index.verify()
+    for _ in range(5):
+        q = rng.normal(size=D)
+        for kwargs in ({}, {"mmr": True}, {"mmr": True, "fetch_k": 8, "lambda_mult": 0.2}, {"filter": {"lang": "fr"}},
+                       {"filter": {"lang": "en"}, "mmr": True}):
+            got = picks(index.search(q, 5, **kwargs))
+            assert got == picks(fresh.search(q, 5, **kwargs))
+            assert not set(r for r, _ in got) & set(gone)
+        if strategy != "erase":
+            assert picks(index.select(q)) == picks(fresh.select(q))
+    index.close()
+
+
+def test_search_is_lenient_where_select_is_strict():
+    index = ExampleIndex(4, strategy="similarity")
+    assert index.search(np.ones(D), 3) == []
+    assert index.search(np.ones(D), 3, mmr=True) == []
+    with pytest.raises(ERASEError, match="empty"):
+        index.select(np.ones(D))
+    index.add(clustered(3, D), [1, 2, 3], ["a", "b", "c"])
+    assert len(index.search(np.ones(D), 10)) == 3
+    assert len(index.search(np.ones(D), 10, mmr=True)) == 3
+    with pytest.raises(ERASEError, match="larger than the pool"):
+        index.select(np.ones(D), k=10)
+    assert index.search(np.ones(D), 3, filter={"lang": "xx"}) == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mmr": True, "lambda_mult": 1.5}, "lambda_mult"),
+    ({"mmr": True, "lambda_mult": "0.5"}, "lambda_mult"),
+    ({"mmr": True, "fetch_k": 0}, "fetch_k"),
+    ({"filter": {"a": {"$gt": 1}}}, "operator|\\$gt"),
+])
+def test_bad_search_arguments_are_errors(kwargs, match):
+    index = build(clustered(10, D), [f"i{i}" for i in range(10)], strategy="similarity")
+    with pytest.raises(ERASEError, match=match):
+        index.search(np.ones(D), 3, **kwargs)
+    with pytest.raises(ERASEError, match="dimension"):
+        index.search(np.ones(D + 1), 3)
+    with pytest.raises(ERASEError, match="NaN"):
+        index.search(np.full(D, np.nan), 3)
+
+
+def test_mmr_rank_handles_fewer_rows_than_k():
+    U = clustered(3, D)
+    assert len(mmr_rank(U.astype(np.float32), ["a", "b", "c"], np.ones(D), 5, fetch_k=2)) == 3
+
+
+@pytest.mark.parametrize("strategy", ["erase", "similarity", "mmr"])
+@pytest.mark.parametrize("persisted", [False, True])
+def test_upsert_equals_forget_then_add_and_a_fresh_build(strategy, persisted, tmp_path):
+    X = clustered(60, D, seed=8)
+    ids = [f"u{i:02d}" for i in range(60)]
+    index = ExampleIndex(4, strategy=strategy, seed=2, path=tmp_path / "s.db" if persisted else None)
+    index.add(X, [{"v": 1, "id": i} for i in ids], ids)
+    other = ExampleIndex.open(tmp_path / "s.db") if persisted else None
+    Y = clustered(5, D, seed=9)
+    new_ids = ids[:3] + ["new-a", "new-b"]
+    receipt = index.upsert(Y, [{"v": 2, "id": i} for i in new_ids], new_ids, metadata=[{"t": "x"}] * 5)
+    assert receipt.ids == tuple(ids[:3]) and receipt.n_remaining == 57
+    pool_X = np.concatenate([X[3:], Y])
+    pool_ids = ids[3:] + new_ids
+    pool_payloads = [{"v": 1, "id": i} for i in ids[3:]] + [{"v": 2, "id": i} for i in new_ids]
+    fresh = build(pool_X, pool_ids, pool_payloads, metadata=[None] * 57 + [{"t": "x"}] * 5, strategy=strategy, seed=2)
+    assert index.digest() == fresh.digest() and index.verify()
+    assert index.get(ids[0]) == {"v": 2, "id": ids[0]}
+    assert len(index) == 62
+    if persisted:
+        assert other.digest() == fresh.digest() and other.get(ids[1]) == {"v": 2, "id": ids[1]}
+        assert [e["request"] for e in other.audit()] == ["upsert"]
+        other.close()
+        index.close()
+        reopened = ExampleIndex.open(tmp_path / "s.db")
+        assert reopened.digest() == fresh.digest()
+        reopened.close()
+    else:
+        assert [e["request"] for e in index.audit()] == ["upsert"]
+
+
+def test_upsert_of_new_ids_only_is_an_add():
+    X = clustered(20, D)
+    index = build(X[:10], [f"a{i}" for i in range(10)])
+    receipt = index.upsert(X[10:], list(range(10)), [f"a{i}" for i in range(10, 20)])
+    assert receipt.ids == () and len(index) == 20 and index.audit() == []
+    assert index.digest() == build(X, [f"a{i}" for i in range(20)], [{"id": f"a{i}"} for i in range(10)] + list(range(10))).digest()
+
+
+def test_upsert_erases_the_replaced_content_from_disk(tmp_path):
+    index = ExampleIndex(2, strategy="similarity", path=tmp_path / "s.db")
+    secret = "old secret payload " * 300  # over 4 KB: split across pages
+    X = clustered(4, D, seed=11)
+    index.add(X, [secret, "b", "c", "d"], ["a", "b", "c", "d"])
+    old_vector = index.vector("a").astype("<f4").tobytes()
+    index.upsert(clustered(1, D, seed=12), ["new"], ["a"])
+    index.close()
+    files = all_file_bytes(tmp_path)
+    assert surviving(files, [secret.encode(), old_vector]) == []
+
+
+def test_bad_upserts_change_nothing(tmp_path):
+    index = ExampleIndex(2, strategy="similarity", path=tmp_path / "s.db")
+    X = clustered(6, D)
+    index.add(X, list(range(6)), [f"i{i}" for i in range(6)])
+    before = index.digest()
+    cases = [
+        (lambda: index.upsert(X[:2], [1, 2], ["i0", "i0"]), DuplicateIdError),
+        (lambda: index.upsert(np.ones((1, D + 1)), [1], ["i0"]), ERASEError),
+        (lambda: index.upsert(np.full((1, D), np.nan), [1], ["i0"]), ERASEError),
+        (lambda: index.upsert(X[:1], [object()], ["i0"]), ERASEError),
+        (lambda: index.upsert(X[:1], [1], None), ERASEError),
+        (lambda: index.upsert(X[:2], [1], ["i0", "i1"]), ERASEError),
+        (lambda: index.upsert(X[:1], [1], ["i0"], metadata=[{"a": object()}]), ERASEError),
+    ]
+    for call, error in cases:
+        with pytest.raises(error):
+            call()
+        assert index.digest() == before and index.verify() and len(index) == 6
+    assert index.audit() == []
+    index.close()
+
+
+def test_search_among_ids_equals_a_fresh_build_on_those_ids():
+    X = clustered(80, D, seed=13)
+    ids = [f"m{i:02d}" for i in range(80)]
+    meta = [{"even": i % 2 == 0} for i in range(80)]
+    index = build(X, ids, metadata=meta, strategy="similarity")
+    among = [ids[i] for i in range(0, 80, 3)] + ["not-there"]
+    keep = list(range(0, 80, 3))
+    fresh = build(X[keep], [ids[i] for i in keep], metadata=[meta[i] for i in keep], strategy="similarity")
+    q = np.random.default_rng(1).normal(size=D)
+    for kwargs in ({}, {"mmr": True, "fetch_k": 10}, {"filter": {"even": True}}):
+        assert picks(index.search(q, 5, among=among, **kwargs)) == picks(fresh.search(q, 5, **kwargs))
+    assert index.search(q, 5, among=[]) == [] and index.search(q, 5, among=["nope"]) == []
+    with pytest.raises(ERASEError, match="among"):
+        index.search(q, 5, among="m01")
