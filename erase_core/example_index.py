@@ -127,6 +127,7 @@ class ExampleIndex:
         self._store = None
         self._secret: bytes | None = None
         self._memory_log: MemoryAuditLog | None = None
+        self._notes: dict[str, str] = {}  # application notes of an in-memory index
         self._reset_memory()
         if path is not None:
             from .storage import ExampleStore, StoreError
@@ -771,6 +772,26 @@ class ExampleIndex:
             self._sync()
             return example_id in self._slot_of
 
+    def note(self, key: str) -> str | None:
+        """An application note kept with the index (``None`` if unset), e.g. which embedding
+        model made its vectors, so that a handle opened with another model can warn."""
+        with self._lock:
+            if self._store is not None:
+                return self._store.note(key)
+            return self._notes.get(key)
+
+    def set_note(self, key: str, value: str) -> None:
+        """Record an application note (written to the store when there is one). Notes describe
+        the index; they are not examples and must not hold example content."""
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise ERASEError("a note has a non-empty string key and a string value")
+        with self._lock:
+            if self._store is None:
+                self._notes[key] = value
+                return
+            with self._store.transaction() as txn:
+                txn.set_note(key, value)
+
     # ------------------------------------------------------------------ integrity
     def digest(self) -> str:
         """SHA-256 of the parameters, the multiset of (id, payload, vector) and the clustering."""
@@ -883,8 +904,55 @@ class ExampleIndex:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ copying and pickling
+    def __reduce__(self):
+        """Copies and pickles carry state by value or by path, never the handle's internals.
+
+        A persisted index travels as its store path: the copy is another handle on the live
+        store, so it follows every later forget. An in-memory index travels as its rows (ids,
+        payload JSON, the stored float32 vectors, attributes) and its deletion log; the copy is
+        rebuilt from them and must reproduce the digest, or unpickling fails."""
+        with self._lock:
+            self._sync()
+            if self._store is not None:
+                return (ExampleIndex.open, (os.fspath(self._store.path),))
+            order = sorted(self._ids)
+            vectors = (np.stack([self._vectors[self._slot_of[i]] for i in order]) if order
+                       else np.zeros((0, self._dim or 0), dtype=np.float32))
+            log = None if self._memory_log is None else (self._memory_log.secret, list(self._memory_log.rows))
+            state = {
+                "params": {key: v for key, v in self.config().items() if key not in ("format_version", "dim")},
+                "dim": self._dim, "ids": order, "payload_json": [self._payload_json[i] for i in order],
+                "vectors": vectors, "attrs": [self._attrs_json.get(i, "") for i in order],
+                "audit": log, "notes": dict(self._notes), "digest": self._current_digest(),
+            }
+            return (_index_from_state, (state,))
+
     def __repr__(self) -> str:
         return f"ExampleIndex(k={self.k}, strategy={self.strategy!r}, n={len(self._ids)}, dim={self._dim})"
+
+
+def _index_from_state(state: dict) -> ExampleIndex:
+    """Rebuild an in-memory index from :meth:`ExampleIndex.__reduce__`'s state (exact bits)."""
+    params = dict(state["params"])
+    index = ExampleIndex(params.pop("k"), **params)
+    order = list(state["ids"])
+    if order:
+        unit = np.ascontiguousarray(state["vectors"], dtype=np.float32)
+        pj, at = list(state["payload_json"]), list(state["attrs"])
+        hashes = [_example_hash(i, p, row, a) for i, p, row, a in zip(order, pj, unit, at)]
+        index._add_in_memory(order, pj, unit, hashes, attrs=at)
+    elif state["dim"] is not None:
+        index._dim = int(state["dim"])
+        index._reset_memory()
+    if state["audit"] is not None:
+        secret, rows = state["audit"]
+        index._memory_log = MemoryAuditLog(secret)
+        index._memory_log.rows = [tuple(r) for r in rows]
+    index._notes = dict(state.get("notes") or {})
+    if index._current_digest() != state["digest"]:
+        raise ERASEError("the copied index does not reproduce the original's digest")
+    return index
 
 
 def _is_store(path) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,6 +58,34 @@ def check_matches(model: Any, index: ExampleIndex) -> None:
         raise ERASEError(
             f"k={model.k} was given, but the index clusters into k={index.k}: strategy 'erase' "
             f"selects at most {index.k} examples"
+        )
+
+
+EMBEDDING_NOTE = "langchain.embeddings"
+
+
+def embedding_identity(embeddings: Any) -> str:
+    """Which embedding model this is: its class and, where it says, its model name."""
+    cls = type(embeddings)
+    name = next((getattr(embeddings, a) for a in ("model_name", "model", "model_id") if isinstance(getattr(embeddings, a, None), str)), None)
+    return json.dumps({"class": f"{cls.__module__}.{cls.__qualname__}", "model": name}, sort_keys=True)
+
+
+def check_embedding_identity(index: ExampleIndex, embeddings: Any) -> None:
+    """Record the embedding model in the index the first time; warn when another one opens it
+    (vectors of different models are not comparable, even at the same width)."""
+    mine = embedding_identity(embeddings)
+    recorded = index.note(EMBEDDING_NOTE)
+    if recorded is None:
+        if len(index) == 0 or index.path is None:
+            index.set_note(EMBEDDING_NOTE, mine)
+        return
+    if recorded != mine:
+        then, now = json.loads(recorded), json.loads(mine)
+        warnings.warn(
+            f"this example store was built with embedding model {then['class']} ({then['model']}); it is used with "
+            f"{now['class']} ({now['model']}): similarity between their vectors is meaningless unless they are the same model",
+            UserWarning, stacklevel=4,
         )
 
 

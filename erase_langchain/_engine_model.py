@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
-from ._common import as_id_list, as_subject, build_or_open_index, check_k, check_matches, check_mmr
+from ._common import as_id_list, as_subject, build_or_open_index, check_embedding_identity, check_k, check_matches, check_mmr
 
 
 class EngineModel(BaseModel):
@@ -75,6 +75,7 @@ class EngineModel(BaseModel):
         if self.index is None:
             object.__setattr__(self, "index", build_or_open_index(self, allow_open=True))
         check_matches(self, self.index)
+        check_embedding_identity(self.index, self.embeddings)
         self._check_search()
         return self
 

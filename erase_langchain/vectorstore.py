@@ -30,7 +30,7 @@ from langchain_core.vectorstores import VectorStore
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 from erase_core.filters import check_filter, check_metadata
 
-from ._common import as_id_list, as_subject, check_k, subject_from, subjects_given, to_float_rows
+from ._common import as_id_list, as_subject, check_embedding_identity, check_k, subject_from, subjects_given, to_float_rows
 
 __all__ = ["ERASEVectorStore"]
 
@@ -70,6 +70,7 @@ class ERASEVectorStore(VectorStore):
         else:
             self.index = ExampleIndex(check_k(k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
                                       projection_dim=projection_dim, path=persist_path)
+        check_embedding_identity(self.index, embedding)
 
     @property
     def embeddings(self) -> Embeddings:
@@ -311,36 +312,6 @@ class ERASEVectorStore(VectorStore):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    # Pickling and copying: a persisted store travels as its path (the copy reopens the live
-    # store and so follows every later delete); an in-memory one by value (its rows).
-    def __getstate__(self) -> dict:
-        state = {"embedding": self.embedding, "subject_key": self.subject_key}
-        if self.index.path is not None:
-            state["persist_path"] = os.fspath(self.index.path)
-            return state
-        index = self.index
-        with index.lock:
-            ids = index.ids
-            state["config"] = {key: v for key, v in index.config().items() if key not in ("format_version", "dim")}
-            state["rows"] = [(i, index.get(i), index.vector(i).tolist(), index.attributes(i)) for i in ids]
-            state["digest"] = index.digest()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.embedding = state["embedding"]
-        self.subject_key = state["subject_key"]
-        if "persist_path" in state:
-            self.index = ExampleIndex.open(state["persist_path"])
-            return
-        config = dict(state["config"])
-        self.index = ExampleIndex(config.pop("k"), **config)
-        rows = state["rows"]
-        if rows:
-            self.index.add(np.array([r[2] for r in rows], dtype=np.float32), [r[1] for r in rows], [r[0] for r in rows],
-                           subjects=[r[3]["subject"] for r in rows], metadata=[r[3]["metadata"] or None for r in rows])
-        if self.index.digest() != state["digest"]:
-            raise ERASEError("the unpickled store does not equal the pickled one (digest mismatch)")
 
     def __repr__(self) -> str:
         where = "in memory" if self.index.path is None else str(self.index.path)

@@ -211,3 +211,46 @@ def test_search_among_ids_equals_a_fresh_build_on_those_ids():
     assert index.search(q, 5, among=[]) == [] and index.search(q, 5, among=["nope"]) == []
     with pytest.raises(ERASEError, match="among"):
         index.search(q, 5, among="m01")
+
+
+@pytest.mark.parametrize("strategy", ["erase", "similarity", "mmr"])
+def test_copies_carry_state_by_value_or_by_path(strategy, tmp_path):
+    import copy
+    import pickle
+
+    X = clustered(40, D, seed=14)
+    ids = [f"c{i:02d}" for i in range(40)]
+    memory = build(X, ids, metadata=[{"t": i % 2} for i in range(40)], strategy=strategy, seed=4)
+    memory.forget(["c03"])
+    for clone in (pickle.loads(pickle.dumps(memory)), copy.deepcopy(memory)):
+        assert clone.digest() == memory.digest() and clone.verify() and clone.audit() == memory.audit()
+        clone.forget(["c04"])
+        assert "c04" in memory  # a by-value copy is independent
+    assert pickle.loads(pickle.dumps(ExampleIndex(3))).digest() == ExampleIndex(3).digest()
+    stored = ExampleIndex(4, strategy=strategy, path=tmp_path / "s.db")
+    stored.add(X, list(range(40)), ids)
+    blob = pickle.dumps(stored)
+    assert b"c05" not in blob and len(blob) < 1000  # the path, not the rows
+    clone = pickle.loads(blob)
+    stored.forget(["c05"])
+    assert "c05" not in clone and clone.digest() == stored.digest()  # follows the live store
+    clone.close()
+    stored.close()
+
+
+def test_notes_persist_and_copy_but_are_not_examples(tmp_path):
+    import pickle
+
+    memory = ExampleIndex(2)
+    memory.set_note("embeddings", "model-a")
+    assert pickle.loads(pickle.dumps(memory)).note("embeddings") == "model-a"
+    stored = ExampleIndex(2, path=tmp_path / "s.db")
+    digest = stored.digest()
+    stored.set_note("embeddings", "model-b")
+    assert stored.digest() == digest and stored.note("missing") is None  # not part of the pool
+    other = ExampleIndex.open(tmp_path / "s.db")
+    assert other.note("embeddings") == "model-b"
+    with pytest.raises(ERASEError):
+        other.set_note("", "x")
+    other.close()
+    stored.close()

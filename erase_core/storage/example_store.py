@@ -299,6 +299,12 @@ class ExampleStore:
         with self._reading() as conn:
             return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'audit_key'").fetchone()[0])
 
+    def note(self, key: str) -> str | None:
+        """An application note stored with the store (e.g. which embedding model made the vectors)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_NOTE + key,)).fetchone()
+            return None if row is None else row[0]
+
     def audit_rows(self) -> list[tuple[int, str, str, str]]:
         """``(seq, entry JSON, prev hash, hash)`` of every audit entry, in order."""
         with self._reading() as conn:
@@ -509,6 +515,10 @@ class WriteTransaction:
         self._shred.extend(slots)
         self._ops.extend((_OP_DEL, n) for n in row_numbers)
 
+    def set_note(self, key: str, value: str) -> None:
+        """Set an application note (commits with the transaction; not part of the pool)."""
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_NOTE + key, value))
+
     def version_after(self) -> int:
         """The version this transaction commits as (its changes so far)."""
         return self.base_version + len(self._ops)
@@ -544,6 +554,10 @@ class WriteTransaction:
             conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in self._shred))
             self._store._keys.set_shred_pending(True)
         return self._shred
+
+
+#: Prefix of application notes in the meta table (kept apart from the store's own keys).
+_NOTE = "note:"
 
 
 # ---------------------------------------------------------------------- helpers

@@ -275,3 +275,35 @@ def test_mmr_forget_equals_a_fresh_build(make):
     full.forget(["e1", "e6"])
     fresh = build([i for i in range(len(EXAMPLES)) if i not in (1, 6)])
     assert picks(full) == picks(fresh) and full.digest() == fresh.digest()
+
+
+def test_selectors_and_retrievers_pickle_and_deepcopy():
+    from erase_langchain import ERASEExampleSelector
+
+    emb = NGramEmbeddings(dim=32)
+    selector = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=[f"e{i}" for i in range(len(EXAMPLES))])
+    retriever = ERASERetriever.from_documents(corpus(), emb, k=2)
+    for clone in (pickle.loads(pickle.dumps(selector)), copy.deepcopy(selector)):
+        assert clone.select_examples({"question": "x"}) == selector.select_examples({"question": "x"})
+        clone.forget(["e0"])
+        assert "e0" in selector.ids
+    clone = pickle.loads(pickle.dumps(retriever))
+    assert clone.invoke("sunny weather") == retriever.invoke("sunny weather")
+
+
+def test_reopening_with_another_embedding_model_warns(tmp_path):
+    import warnings
+
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from erase_langchain import ERASEExampleSelector
+
+    ERASEVectorStore.from_documents(corpus(), NGramEmbeddings(dim=64), persist_path=tmp_path / "s.db").close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ERASEVectorStore.open(tmp_path / "s.db", NGramEmbeddings(dim=64)).close()  # the same model: silent
+    with pytest.warns(UserWarning, match="DeterministicFakeEmbedding"):
+        ERASEVectorStore.open(tmp_path / "s.db", DeterministicFakeEmbedding(size=64)).close()
+    ERASEExampleSelector.from_examples(EXAMPLES, NGramEmbeddings(dim=64), k=2, persist_path=tmp_path / "sel.db").close()
+    with pytest.warns(UserWarning, match="NGramEmbeddings"):
+        ERASEExampleSelector.open(tmp_path / "sel.db", DeterministicFakeEmbedding(size=64)).close()
