@@ -71,16 +71,13 @@ def writer(path: str, log: str, duration: float, seed: int, out: str) -> None:
     ops = 0
     end = time.monotonic() + duration
     with open(log, "a") as fh:
-        while time.monotonic() < end:
-            if rnd.random() < 0.35 and next_new + 2 <= len(X):  # a fast machine can run out of new vectors
+        while time.monotonic() < end and next_new + 2 <= len(X):  # a fast machine can run out of new vectors
+            if rnd.random() < 0.35:
                 index.add(X[next_new : next_new + 2], [{"n": next_new}, {"n": next_new + 1}],
                           ids=[ident(next_new), ident(next_new + 1)])
                 next_new += 2
             else:
-                present = index.ids
-                if not present:
-                    break
-                victim = rnd.choice(present)
+                victim = rnd.choice(index.ids)
                 index.forget([victim])
                 fh.write(victim + "\n")  # only after forget returned
                 fh.flush()

@@ -150,22 +150,29 @@ def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
         for j in range(4)
     ]
     writer = ctx.Process(target=mp_workers.writer, args=(str(path), str(log), 6.0, 1, str(tmp_path / "writer.json")))
-    for p in selectors + [writer]:
-        p.start()
-    time.sleep(2.0)
-    # a forget from the command line, while the others run
-    cli_victim = mp_workers.ident(mp_workers.POOL - 1)
-    result = subprocess.run([sys.executable, "-m", "erase_core.cli", "forget", str(path), cli_victim, "--missing", "ignore"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    with open(log, "a") as fh:
-        fh.write(cli_victim + "\n")
-    writer.join(60)
-    assert writer.exitcode == 0
-    stop.write_text("stop")
-    for p in selectors:
-        p.join(60)
-        assert p.exitcode == 0
+    try:
+        for p in selectors + [writer]:
+            p.start()
+        time.sleep(2.0)
+        # a forget from the command line, while the others run
+        cli_victim = mp_workers.ident(mp_workers.POOL - 1)
+        result = subprocess.run([sys.executable, "-m", "erase_core.cli", "forget", str(path), cli_victim, "--missing", "ignore"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        with open(log, "a") as fh:
+            fh.write(cli_victim + "\n")
+        writer.join(60)
+        assert writer.exitcode == 0
+        stop.write_text("stop")
+        for p in selectors:
+            p.join(60)
+            assert p.exitcode == 0
+    finally:  # a failure above must not leave the workers looping
+        stop.write_text("stop")
+        for p in selectors + [writer]:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
     reports = [json.loads((tmp_path / f"sel{j}.json").read_text()) for j in range(4)]
     written = json.loads((tmp_path / "writer.json").read_text())
     assert written["ops"] > 20
