@@ -151,6 +151,7 @@ class ExampleIndex:
         self._pool_hash = MultisetHash()
         self._model: QuantizedKMeans | None = None
         self._digest: str | None = None  # cached until the next mutation
+        self._erase_cache: list | None = None  # select() of the erase strategy, until the next mutation
         # store bookkeeping: row numbers, and the store version this handle has caught up to
         self._row_of: dict[str, int] = {}
         self._id_of_row: dict[int, str] = {}
@@ -280,6 +281,7 @@ class ExampleIndex:
         self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
         self._digest = None
+        self._erase_cache = None
         return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None)
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None):
@@ -301,6 +303,7 @@ class ExampleIndex:
                 self._model = None
         self._drop_rows(ids)
         self._digest = None
+        self._erase_cache = None
         return report
 
     def _new_model(self) -> QuantizedKMeans:
@@ -538,7 +541,7 @@ class ExampleIndex:
             row = self._row_of.pop(i, None)
             if row is not None:
                 del self._id_of_row[row]
-            self._pool_hash.remove(np.array([self._example_hashes.pop(i)], dtype=np.uint64))
+            self._pool_hash.remove([self._example_hashes.pop(i)])
 
     # ------------------------------------------------------------------ queries
     def select(self, query_vector=None, k: int | None = None, *, filter: dict | None = None,  # noqa: A002
@@ -572,12 +575,14 @@ class ExampleIndex:
             q = None if query_vector is None else self._query(query_vector)
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
+            if q is None:
+                if self._erase_cache is None:  # the fixed set changes only on a mutation
+                    full = self._erase_ids()
+                    self._erase_cache = [(i, self._payload_json[i], s) for i, s in zip(full, self._centroid_similarity(full))]
+                return [SelectedExample(i, json.loads(pj), s) for i, pj, s in self._erase_cache[:k]]
             chosen = self._erase_ids()[:k]
-            if q is not None:
-                qn = q / np.linalg.norm(q)
-                scores = [float(self._vectors[self._slot_of[i]].astype(np.float64) @ qn) for i in chosen]
-            else:
-                scores = self._centroid_similarity(chosen)
+            qn = q / np.linalg.norm(q)
+            scores = [float(self._vectors[self._slot_of[i]].astype(np.float64) @ qn) for i in chosen]
             return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
 
     def search(self, query_vector, k: int | None = None, *, filter: dict | None = None, mmr: bool = False,  # noqa: A002
@@ -804,12 +809,21 @@ class ExampleIndex:
         if self._digest is not None:
             return self._digest
         h = hashlib.sha256()
-        params = {key: v for key, v in self.config().items() if key not in ("format_version", "dim")}
-        h.update(json.dumps(params, sort_keys=True).encode())
+        h.update(self._params_text())
         h.update(f"{len(self._ids)}:{self._pool_hash.hexdigest()}".encode())
         h.update((self._model.digest() if self._model is not None else "no-model").encode())
         self._digest = h.hexdigest()
         return self._digest
+
+    def _params_text(self) -> bytes:
+        """The parameters as the digest hashes them (cached: they do not change)."""
+        key = (self.k, self.strategy, self.epsilon, self.n_iter, self.seed, self.projection_dim)
+        cached = getattr(self, "_params_cache", None)
+        if cached is None or cached[0] != key:
+            params = {k: v for k, v in self.config().items() if k not in ("format_version", "dim")}
+            cached = (key, json.dumps(params, sort_keys=True).encode())
+            self._params_cache = cached
+        return cached[1]
 
     def fingerprint(self) -> str:
         """Hash of the ordered ``erase`` selection: changes exactly when the selected set does."""

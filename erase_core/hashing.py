@@ -84,11 +84,14 @@ class MultisetHash:
         self.lane_b = 0
 
     @staticmethod
-    def _lanes(element_hashes: np.ndarray) -> tuple[int, int]:
-        h = np.asarray(element_hashes, dtype=np.uint64).ravel()
+    def _lanes(element_hashes: np.ndarray | list[int]) -> tuple[int, int]:
+        if isinstance(element_hashes, list) and len(element_hashes) <= 8:
+            h = element_hashes  # already plain integers (below 2^64)
+        else:
+            h = np.asarray(element_hashes, dtype=np.uint64).ravel()
         if len(h) <= 8:  # the per-deletion case: plain integers beat numpy's call overhead
             a = b = 0
-            for x in h.tolist():
+            for x in (h if isinstance(h, list) else h.tolist()):
                 a += _mix_int(x ^ 0x1234567)
                 b += _mix_int(_mix_int(x) ^ 0x7654321)
             return a & _MASK64, b & _MASK64
@@ -128,3 +131,19 @@ def row_hashes(matrix: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         linear = m.astype(np.int64).view(np.uint64) @ weights
     return splitmix64(linear ^ np.uint64(m.shape[1]))
+
+
+@functools.lru_cache(maxsize=64)
+def _row_weight_ints(width: int) -> tuple[int, ...]:
+    return tuple(int(w) for w in _row_weights(width))
+
+
+def row_hash_ints(rows: list[list[int]]) -> list[int]:
+    """:func:`row_hashes` of a few rows of non-negative integers, in plain Python integers
+    (bit-identical; for the one-row-per-deletion case, where numpy's call overhead dominates)."""
+    out = []
+    for row in rows:
+        weights = _row_weight_ints(len(row))
+        linear = sum(v * w for v, w in zip(row, weights)) & _MASK64
+        out.append(_mix_int(linear ^ len(row)))
+    return out

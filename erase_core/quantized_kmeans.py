@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
+from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a str (ensure_ascii)
 
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
-from .hashing import MultisetHash, id_hashes, row_hashes, splitmix64
+from .hashing import MultisetHash, _mix_int, id_hashes, row_hash_ints, row_hashes, splitmix64
 from .seeding import insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
@@ -248,15 +249,32 @@ class QuantizedKMeans:
         """
         self._check_fitted()
         h = hashlib.sha256()
-        params = dict(
-            k=self.n_clusters, eps=self.epsilon, n_iter=self.n_iter, seed=self.seed, scale=self.scale,
-            projection_dim=self.projection_dim_, dim=self._space.dim, n=self._n, n_rec=self._n_rec,
-            converged=self._converged, seeds=self._seeding.ids, reps=self._rep_ids(),
+        # the JSON of the parameter dict with sorted keys, assembled from cached parts (the
+        # static ones and the seeds change only on a refit); equal to json.dumps(..., sort_keys=True)
+        seeds = self._seeding.ids
+        if getattr(self, "_seeds_json", (None,))[0] is not seeds:
+            self._seeds_json = (seeds, json.dumps(seeds))
+        eps, proj, scale = self._static_json()
+        reps = ", ".join("null" if r is None else _json_str(r) for r in self._rep_ids())
+        text = (
+            f'{{"converged": {"true" if self._converged else "false"}, "dim": {self._space.dim}, '
+            f'"eps": {eps}, "k": {self.n_clusters}, "n": {self._n}, "n_iter": {self.n_iter}, '
+            f'"n_rec": {self._n_rec}, "projection_dim": {proj}, '
+            f'"reps": [{reps}], "scale": {scale}, "seed": {self.seed}, '
+            f'"seeds": {self._seeds_json[1]}}}'
         )
-        h.update(json.dumps(params, sort_keys=True).encode())
+        h.update(text.encode())
         h.update(self._centroid_digest.encode())
         h.update(self._points_hash.hexdigest().encode())
         return h.hexdigest()
+
+    def _static_json(self) -> tuple[str, str, str]:
+        key = (self.epsilon, self.projection_dim_, self.scale)
+        cached = getattr(self, "_static_json_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(json.dumps(v) for v in key))
+            self._static_json_cache = cached
+        return cached[1]
 
     def canonical_state(self) -> dict:
         """Every piece of state, in canonical (id-sorted) order, for bit-for-bit comparisons."""
@@ -393,7 +411,7 @@ class QuantizedKMeans:
     def _delete_slots(self, slots: np.ndarray) -> None:
         """Swap-remove rows: O(|slots| * d), no pass over the data."""
         rep_ids = self._rep_ids()
-        for s in sorted((int(x) for x in slots), reverse=True):
+        for s in sorted(np.asarray(slots).tolist(), reverse=True):
             last = self._n - 1
             del self._slot_of[self._ids[s]]
             for arr in (self._coords, self._labels, self._hashes, self._row_hash):
@@ -554,9 +572,14 @@ class QuantizedKMeans:
         return first
 
     # ------------------------------------------------------------------ digest & representatives
-    def _element_hashes(self, slots: np.ndarray) -> np.ndarray:
+    def _element_hashes(self, slots: np.ndarray) -> np.ndarray | list[int]:
+        """The multiset-hash elements (id, vector, labels) of ``slots`` (a list of ints for a few)."""
         slots = np.asarray(slots, dtype=np.int64)
-        return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, : self._ncols()]))
+        ncols = self._ncols()
+        if len(slots) <= 8:  # a deletion or insertion of a few points: plain integers are faster
+            rows = self._labels[slots, :ncols].tolist()
+            return [_mix_int(int(r) ^ h) for r, h in zip(self._row_hash[slots].tolist(), row_hash_ints(rows))]
+        return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, :ncols]))
 
     def _choose_all_representatives(self) -> None:
         """Per cluster, the member nearest the final centroid (ties: smallest id). One pass."""
@@ -599,7 +622,8 @@ class QuantizedKMeans:
             self._rep_slot[j], self._rep_dist[j] = slot, d2
 
     def _rep_ids(self) -> list[str | None]:
-        return [self._ids[s] if s >= 0 else None for s in self._rep_slot]
+        ids = self._ids
+        return [ids[s] if s >= 0 else None for s in self._rep_slot.tolist()]
 
     def _check_fitted(self) -> None:
         if not self._fitted:

@@ -32,6 +32,34 @@ class SelectedExample:
     score: float
 
 
+_FAISS = None
+
+
+def _faiss():
+    global _FAISS
+    if _FAISS is None:
+        try:
+            import faiss
+
+            _FAISS = faiss if hasattr(faiss, "fvec_inner_products_ny") else False
+        except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+            _FAISS = False
+    return _FAISS
+
+
+def inner_products(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """float32 ``rows @ query``: faiss's SIMD kernel (single-threaded, the one its flat index
+    uses; about twice as fast here as a one-thread BLAS sgemv), else numpy. Only candidates
+    are taken from these values, within a margin that covers any summation order."""
+    faiss = _faiss()
+    if (faiss and rows.dtype == np.float32 and rows.flags.c_contiguous and rows.ndim == 2 and rows.shape[0] > 0):
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        out = np.empty(rows.shape[0], dtype=np.float32)
+        faiss.fvec_inner_products_ny(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(rows), rows.shape[1], rows.shape[0])
+        return out
+    return rows @ np.asarray(query, dtype=np.float32)
+
+
 def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Exact top-k rows by cosine similarity to ``query`` (rows are unit vectors), ties by id.
 
@@ -47,7 +75,7 @@ def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray,
     q64 = q64 / np.linalg.norm(q64)
     n = unit_vectors.shape[0]
     k = min(k, n)
-    rough = unit_vectors @ q64.astype(np.float32)
+    rough = inner_products(unit_vectors, q64.astype(np.float32))
     if k < n:
         kth = np.partition(rough, n - k)[n - k]
         # worst-case float32 dot-product error for unit vectors is about d * 2^-24; keep twice that

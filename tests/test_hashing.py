@@ -32,3 +32,12 @@ def test_keyed_draws_and_row_hashes_do_not_depend_on_batching():
     for i in (0, 7, 299):
         assert row_hashes(rows[i : i + 1])[0] == hashes[i]
         assert exponential_variates(hashes[i : i + 1], stream_key(3, 1, 2))[0] == draws[i]
+
+
+def test_python_row_hashes_equal_numpy_row_hashes():
+    from erase_core.hashing import row_hash_ints, row_hashes
+
+    rng = np.random.default_rng(3)
+    for width in (1, 2, 7, 11):
+        m = rng.integers(0, 2**15 - 1, size=(9, width)).astype(np.int16)
+        assert row_hash_ints(m.tolist()) == [int(x) for x in row_hashes(m)]

@@ -254,3 +254,21 @@ def test_notes_persist_and_copy_but_are_not_examples(tmp_path):
         other.set_note("", "x")
     other.close()
     stored.close()
+
+
+def test_top_k_equals_a_float64_brute_force_whatever_kernel_finds_the_candidates():
+    from erase_core.selection import inner_products, top_k_by_cosine
+
+    rng = np.random.default_rng(21)
+    U = rng.normal(size=(3000, 48))
+    U[1000:1100] = U[:100]  # exact duplicates: ties broken by id
+    U[2000:2050] = U[:50] * (1 + 1e-7)  # near-ties below float32 resolution
+    U = (U / np.linalg.norm(U, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"r{i:05d}" for i in range(len(U))]
+    assert np.abs(inner_products(U, U[0]) - U @ U[0]).max() < 1e-5
+    for _ in range(30):
+        q = U[rng.integers(0, 100)].astype(np.float64) + 1e-3 * rng.normal(size=48)
+        qn = q / np.linalg.norm(q)
+        exact = (U.astype(np.float64) * qn).sum(axis=1)
+        want = sorted(range(len(U)), key=lambda r: (-exact[r], ids[r]))[:7]
+        assert [r for r, _ in top_k_by_cosine(U, ids, q, 7)] == want
