@@ -455,11 +455,25 @@ class ExampleIndex:
             raise ERASEError("forget_subject needs a subject")
         return self._forget(lambda: sorted(self._attributes.of_subject(subject)), request="subject", subject=subject)
 
-    def forget_where(self, where: dict) -> ForgetReceipt:
+    def forget_where(self, where: dict, *, among: Iterable[str] | None = None) -> ForgetReceipt:
         """Forget every example whose metadata matches the filter ``where`` (see
-        :mod:`erase_core.filters`), exactly, in one transaction."""
+        :mod:`erase_core.filters`), exactly, in one transaction. ``among``: only these ids
+        (unknown ones are skipped), matched inside the same transaction."""
         check_filter(where)
+        if among is not None:
+            if isinstance(among, (str, bytes)):
+                raise ERASEError("among must be a collection of ids, not a single string")
+            among = set(among)
+            return self._forget(lambda: sorted(self._attributes.matching(where) & among), request="where", where=where)
         return self._forget(lambda: sorted(self._attributes.matching(where)), request="where", where=where)
+
+    def ids_where(self, where: dict) -> list[str]:
+        """The ids of the examples whose metadata match ``where``, sorted (from the index of
+        metadata values; what :meth:`forget_where` would forget)."""
+        check_filter(where)
+        with self._lock:
+            self._sync()
+            return sorted(self._attributes.matching(where))
 
     def _forget(self, resolve, *, request: str, subject: str | None = None, where: dict | None = None) -> ForgetReceipt:
         """Resolve the ids against the current pool, forget them, log the request; all or nothing."""

@@ -27,7 +27,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt
 from erase_core.filters import check_filter, check_metadata
 
 from ._common import as_id_list, as_subject, check_embedding_identity, check_k, subject_from, subjects_given, to_float_rows

@@ -1,10 +1,15 @@
-"""erase_llamaindex: an exactly unlearnable retriever for LlamaIndex.
+"""erase_llamaindex: exactly unlearnable retrieval for LlamaIndex.
 
+* :class:`ERASEVectorStore` -- a ``BasePydanticVectorStore`` (drop-in for ``SimpleVectorStore``
+  under ``VectorStoreIndex``/``StorageContext``): ``add`` (upsert), ``delete(ref_doc_id)``,
+  ``delete_nodes``, ``clear`` exact and erased from the store file; ``query`` with
+  ``MetadataFilters``, ``node_ids``/``doc_ids`` and MMR; ``persist``/``from_persist_dir``.
 * :class:`ERASERetriever` -- ``BaseRetriever`` over an :class:`erase_core.ExampleIndex`
-  (``strategy="erase"``: one fixed k-node set, quantized k-means; ``"similarity"``: exact top-k),
-  with ``forget``/``aforget`` (exact, and erased from the persisted files), ``delete_ref_doc``
-  (every node of a source document) and ``forget_where`` (by metadata), ``MetadataFilters`` on
-  retrieve (``similarity``), ``insert_nodes``, ``persist``/``from_persist_dir``.
+  (``strategy="similarity"``, the default: exact top-k; ``"mmr"``; ``"erase"``: one fixed
+  k-node set, quantized k-means, for few-shot prompts), with ``forget``/``aforget`` (exact, and
+  erased from the persisted files), ``delete_ref_doc`` (every node of a source document) and
+  ``forget_where`` (by metadata), ``MetadataFilters`` on retrieve (``similarity``/``mmr``),
+  ``insert_nodes``, ``persist``/``from_persist_dir``.
 * :func:`few_shot_prompt` / :func:`few_shot_function` -- the retriever behind a
   ``PromptTemplate`` variable (``function_mappings``).
 * :class:`HFEmbedding` -- the project's ``HFEmbedder`` (MiniLM) as a ``BaseEmbedding``.
@@ -19,10 +24,12 @@ from .embeddings import HFEmbedding
 from .few_shot import few_shot_function, few_shot_prompt, format_example, format_examples
 from .llm import LocalLLM
 from .retriever import PERSIST_SETTINGS_FILENAME, PERSIST_STORE_FILENAME, ERASERetriever
+from .vector_store import ERASEVectorStore
 
 __all__ = [
     "ERASEError",
     "ERASERetriever",
+    "ERASEVectorStore",
     "ForgetReceipt",
     "HFEmbedding",
     "LocalLLM",

@@ -103,12 +103,12 @@ def _from_metadata_filters(filters: MetadataFilters) -> Where:
     condition = filters.condition if filters.condition is not None else FilterCondition.AND
     if condition != FilterCondition.AND:
         raise ERASEError(
-            f"unsupported filter condition {getattr(condition, 'value', condition)!r}: ERASERetriever supports {_SUPPORTED}"
+            f"unsupported filter condition {getattr(condition, 'value', condition)!r}: ERASE supports {_SUPPORTED}"
         )
     where: Where = {}
     for f in filters.filters:
         if isinstance(f, MetadataFilters):
-            raise ERASEError(f"nested MetadataFilters are not supported: ERASERetriever supports {_SUPPORTED}")
+            raise ERASEError(f"nested MetadataFilters are not supported: ERASE supports {_SUPPORTED}")
         if not isinstance(f, MetadataFilter):
             raise ERASEError(f"expected MetadataFilter entries, got {type(f).__name__}")
         what = f"filter on {f.key!r}"
@@ -123,7 +123,7 @@ def _from_metadata_filters(filters: MetadataFilters) -> Where:
         else:
             raise ERASEError(
                 f"unsupported filter operator {f.operator.value!r} ({f.operator.name}) on {f.key!r}: "
-                f"ERASERetriever supports {_SUPPORTED}"
+                f"ERASE supports {_SUPPORTED}"
             )
         _and(where, f.key, accepted)
     return where

@@ -33,10 +33,13 @@ from llama_index.core.schema import (
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
-from erase_core.storage import keys_path
 
 from ._filters import Where, combine, flat_metadata, node_subject, normalise, to_core
 from ._nodes import embed_text, node_to_payload, payload_to_node
+from ._store_files import PARTIAL as _PARTIAL
+from ._store_files import copy_to_store
+from ._store_files import unlink_store_files as _unlink_store_files
+from ._store_files import write_json_atomically as _write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ _SETTINGS_FORMAT = "erase-llamaindex-retriever"
 _SETTINGS_VERSION = 1
 #: Per-call filters of retrieve()/aretrieve(): (id of the retriever, normalised filter).
 _CALL_FILTERS: contextvars.ContextVar = contextvars.ContextVar("erase_llamaindex_call_filters", default=None)
-_PARTIAL = ".partial"
-_SQLITE_SIDE_FILES = (".keys", "-journal", "-wal", "-shm")
 
 try:  # the exact JSON text ExampleIndex.add would store (its digest hashes that text)
     from erase_core.example_index import _payload_json
@@ -97,6 +98,14 @@ def _check_top_k(value: Any) -> int:
     return int(value)
 
 
+def _check_mmr(fetch_k: Any, lambda_mult: Any) -> tuple[int, float]:
+    if isinstance(fetch_k, bool) or not isinstance(fetch_k, (int, np.integer)) or fetch_k < 1:
+        raise ERASEError(f"fetch_k must be a positive integer, got {fetch_k!r}")
+    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+        raise ERASEError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
+    return int(fetch_k), float(lambda_mult)
+
+
 def _node_id_of(item: Any) -> str:
     if isinstance(item, NodeWithScore):
         return item.node.node_id
@@ -107,30 +116,16 @@ def _node_id_of(item: Any) -> str:
     raise ERASEError(f"node ids must be strings (or nodes); got {type(item).__name__} {item!r}")
 
 
-def _unlink_store_files(path: Path) -> None:
-    for p in [path] + [path.with_name(path.name + s) for s in _SQLITE_SIDE_FILES]:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + _PARTIAL)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class ERASERetriever(BaseRetriever):
-    """Retriever over an exactly unlearnable node pool (ERASE: quantized k-means selection).
+    """Retriever over an exactly unlearnable node pool.
 
+    ``strategy="similarity"`` (the default of :meth:`from_defaults`) returns the exact top-k
+    nodes by cosine similarity to the query; ``strategy="mmr"`` the maximal-marginal-relevance
+    picks among the ``fetch_k`` most similar (similar to the query and diverse).
     ``strategy="erase"`` returns one fixed set of ``similarity_top_k`` nodes for every query
     (the node nearest each quantized k-means centroid, in cluster order): a constant few-shot
-    prefix whose members change only when a forget or insert moves a centroid.
-    ``strategy="similarity"`` returns the exact top-k nodes by cosine similarity to the query.
+    prefix whose members change only when a forget or insert moves a centroid. Choose it for
+    few-shot prompts, where the query should not change the examples.
 
     Build one with :meth:`from_defaults` or :meth:`from_persist_dir`. Mutate it through
     :meth:`insert_nodes` / :meth:`forget` (not through ``.index`` directly) so that selection
@@ -145,10 +140,12 @@ class ERASERetriever(BaseRetriever):
     query_scores : ``erase`` only. True (default): embed the query and score each node by cosine
         similarity to it (comparable with other retrievers' scores). False: do not embed the
         query; score by similarity to the node's cluster centroid.
-    filters : ``similarity`` only. LlamaIndex ``MetadataFilters`` (EQ and IN conditions joined
-        by AND; anything else raises), or a core filter dict: every retrieval is the exact top-k
-        over the nodes whose metadata match, like ``VectorIndexRetriever(filters=...)``.
+    filters : ``similarity`` and ``mmr`` only. LlamaIndex ``MetadataFilters`` (EQ and IN
+        conditions joined by AND; anything else raises), or a core filter dict: every retrieval
+        ranks only the nodes whose metadata match, like ``VectorIndexRetriever(filters=...)``.
         ``retrieve(query, filters=...)`` adds a per-call filter (both must hold).
+    fetch_k, lambda_mult : ``mmr`` only: candidates considered, and the weight of similarity
+        against diversity (1: pure similarity, 0: pure diversity; LlamaIndex's ``mmr_threshold``).
     """
 
     def __init__(
@@ -163,6 +160,8 @@ class ERASERetriever(BaseRetriever):
         object_map: dict | None = None,
         verbose: bool = False,
         filters: MetadataFilters | dict | None = None,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
         _persist_dir: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(index, ExampleIndex):
@@ -174,6 +173,7 @@ class ERASERetriever(BaseRetriever):
         self._similarity_top_k = index.k
         self.similarity_top_k = index.k if similarity_top_k is None else similarity_top_k
         self.query_scores = bool(query_scores)
+        self.fetch_k, self.lambda_mult = _check_mmr(fetch_k, lambda_mult)
         self._persist_dir = None if _persist_dir is None else Path(_persist_dir).resolve()
         self._filters: MetadataFilters | dict | None = None
         self._where: Where | None = None
@@ -188,7 +188,7 @@ class ERASERetriever(BaseRetriever):
         documents: Sequence[Document] | None = None,
         embed_model: BaseEmbedding | None = None,
         similarity_top_k: int = 4,
-        strategy: str = "erase",
+        strategy: str = "similarity",
         *,
         epsilon: float | None = None,
         n_iter: int = 10,
@@ -203,6 +203,8 @@ class ERASERetriever(BaseRetriever):
         show_progress: bool = False,
         verbose: bool = False,
         filters: MetadataFilters | dict | None = None,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
     ) -> "ERASERetriever":
         """Embed ``nodes`` (and the nodes ``transformations`` make of ``documents``) into a new pool.
 
@@ -211,8 +213,11 @@ class ERASERetriever(BaseRetriever):
         until nodes are inserted. ``transformations`` default to ``Settings.transformations``
         (a SentenceSplitter), as in ``VectorStoreIndex.from_documents``. Nodes that already
         carry an ``embedding`` are not re-embedded. With ``persist_dir`` the retriever is
-        persisted there at once and stays bound to it (see :meth:`persist`). ``filters``: see
-        the class (``similarity`` only).
+        persisted there at once and stays bound to it (see :meth:`persist`). ``filters``,
+        ``fetch_k``, ``lambda_mult``: see the class.
+
+        ``strategy`` defaults to ``"similarity"`` (a retriever's query should matter); pass
+        ``strategy="erase"`` for a fixed few-shot set.
         """
         index = ExampleIndex(
             _check_top_k(similarity_top_k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
@@ -221,7 +226,7 @@ class ERASERetriever(BaseRetriever):
         retriever = cls(
             index, embed_model, similarity_top_k=similarity_top_k, query_scores=query_scores,
             callback_manager=callback_manager, objects=objects, object_map=object_map, verbose=verbose,
-            filters=filters,
+            filters=filters, fetch_k=fetch_k, lambda_mult=lambda_mult,
         )
         all_nodes = list(nodes or [])
         if documents:
@@ -276,7 +281,8 @@ class ERASERetriever(BaseRetriever):
                 query_scores=settings.get("query_scores", True), callback_manager=callback_manager,
                 objects=objects, object_map=object_map,
                 verbose=bool(settings.get("verbose", False)) if verbose is None else verbose,
-                filters=filters, _persist_dir=d,
+                filters=filters, fetch_k=settings.get("fetch_k", 20), lambda_mult=settings.get("lambda_mult", 0.5),
+                _persist_dir=d,
             )
         except BaseException:
             index.close()
@@ -332,7 +338,7 @@ class ERASERetriever(BaseRetriever):
 
     @property
     def filters(self) -> MetadataFilters | dict | None:
-        """The retriever's own filters (applied to every retrieval; ``similarity`` only)."""
+        """The retriever's own filters (applied to every retrieval; ``similarity`` and ``mmr`` only)."""
         return self._filters
 
     @filters.setter
@@ -345,11 +351,11 @@ class ERASERetriever(BaseRetriever):
         """Translate and validate filters; raises for what a retrieval could not honour."""
         where = normalise(filters)
         if where is not None:
-            if self._index.strategy != "similarity":
+            if self._index.strategy == "erase":
                 raise ERASEError(
-                    "metadata filters need strategy 'similarity': 'erase' selects one fixed set of nodes for every "
-                    "query, so it cannot restrict that set to the nodes a filter matches. Build a retriever with "
-                    "strategy='similarity' for filtered retrieval"
+                    "metadata filters need strategy 'similarity' or 'mmr': 'erase' selects one fixed set of nodes "
+                    "for every query, so it cannot restrict that set to the nodes a filter matches. Build a "
+                    "retriever with strategy='similarity' for filtered retrieval"
                 )
         return where
 
@@ -406,7 +412,7 @@ class ERASERetriever(BaseRetriever):
     def retrieve(self, str_or_query_bundle: QueryType, *, filters: MetadataFilters | dict | None = None) -> list[NodeWithScore]:
         """Retrieve nodes for a query (a string or a ``QueryBundle``).
 
-        ``filters`` (``similarity`` only): ``MetadataFilters`` for this call, applied together
+        ``filters`` (``similarity`` and ``mmr`` only): ``MetadataFilters`` for this call, applied together
         with the retriever's own :attr:`filters` (both must hold)."""
         if filters is None:
             return super().retrieve(str_or_query_bundle)
@@ -437,17 +443,15 @@ class ERASERetriever(BaseRetriever):
             if n == 0:
                 return []
             top_k = min(self._similarity_top_k, n)
-            if where is not None:
-                if index.strategy != "similarity":  # pragma: no cover - rejected when the filter was given
-                    raise ERASEError("metadata filters need strategy 'similarity'")
+            if index.strategy != "erase":
                 if query_vector is None:
-                    raise ERASEError("strategy 'similarity' needs a query")
-                # exact top-k over the nodes whose metadata match (fewer when fewer match)
-                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k, filter=to_core(where))]
-            elif index.strategy == "similarity":
-                if query_vector is None:
-                    raise ERASEError("strategy 'similarity' needs a query")
-                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k)]
+                    raise ERASEError(f"strategy {index.strategy!r} needs a query")
+                # exact, over the nodes whose metadata match when filtered (fewer when fewer match)
+                chosen = [
+                    (s.id, s.payload, s.score)
+                    for s in index.select(query_vector, k=top_k, filter=None if where is None else to_core(where),
+                                          fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+                ]
             elif index.model is None:
                 # Fewer nodes than clusters: every node is its own cluster, so the fixed set is the
                 # whole pool (in id order, like ExampleIndex.fingerprint); centroid similarity is 1.
@@ -616,6 +620,7 @@ class ERASERetriever(BaseRetriever):
         return {
             "format": _SETTINGS_FORMAT, "version": _SETTINGS_VERSION, "store": PERSIST_STORE_FILENAME,
             "similarity_top_k": self._similarity_top_k, "query_scores": self.query_scores,
+            "fetch_k": self.fetch_k, "lambda_mult": self.lambda_mult,
             "verbose": bool(self._verbose), "embed_model": self._embed_model_info(),
             "index": {k: v for k, v in self._index.config().items() if k != "format_version"},
         }
@@ -655,21 +660,8 @@ class ERASERetriever(BaseRetriever):
                     "not be reached by forget. Open that store instead, or start from an in-memory index"
                 )
             _remove_partials(d)
-            partial = store_path.with_name(store_path.name + _PARTIAL)
             old = self._index
-            try:
-                old.save(partial)  # the stored float32 rows, byte for byte (no second normalisation)
-                os.replace(keys_path(partial), keys_path(store_path))
-                os.replace(partial, store_path)
-                new = ExampleIndex.open(store_path)
-            except BaseException:
-                _unlink_store_files(partial)
-                _unlink_store_files(store_path)
-                raise
-            if new.digest() != old.digest():  # pragma: no cover - guards the byte copy above
-                new.close()
-                _unlink_store_files(store_path)
-                raise ERASEError("persisted index does not reproduce the in-memory one (digest mismatch); nothing was written")
+            new = copy_to_store(old, store_path)
             try:
                 _write_json_atomically(settings_path, self._settings())
             except BaseException:

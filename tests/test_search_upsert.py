@@ -272,3 +272,20 @@ def test_top_k_equals_a_float64_brute_force_whatever_kernel_finds_the_candidates
         exact = (U.astype(np.float64) * qn).sum(axis=1)
         want = sorted(range(len(U)), key=lambda r: (-exact[r], ids[r]))[:7]
         assert [r for r, _ in top_k_by_cosine(U, ids, q, 7)] == want
+
+
+def test_ids_where_and_forget_where_among(tmp_path):
+    X = clustered(30, D, seed=31)
+    ids = [f"w{i:02d}" for i in range(30)]
+    meta = [{"lang": "en" if i % 2 else "de"} for i in range(30)]
+    index = ExampleIndex(3, strategy="similarity", path=tmp_path / "s.db")
+    index.add(X, list(range(30)), ids, metadata=meta)
+    assert index.ids_where({"lang": "de"}) == [ids[i] for i in range(0, 30, 2)]
+    receipt = index.forget_where({"lang": "de"}, among=["w00", "w01", "w02", "nope"])
+    assert receipt.ids == ("w00", "w02") and "w01" in index
+    keep = [i for i in range(30) if ids[i] not in ("w00", "w02")]
+    assert index.digest() == build(X[keep], [ids[i] for i in keep], list(keep), metadata=[meta[i] for i in keep],
+                                   strategy="similarity", k=3).digest()
+    with pytest.raises(ERASEError):
+        index.forget_where({"lang": "de"}, among="w04")
+    index.close()

@@ -86,7 +86,7 @@ def test_aforget_and_ainsert(tmp_path):
     assert receipt.ids == ("node-001", "node-002") and ref.ids == ()
     fresh = ERASERetriever.from_defaults(
         nodes=[n for n in nodes if n.node_id not in ("node-001", "node-002")], embed_model=HashingEmbedding(),
-        similarity_top_k=4,
+        similarity_top_k=4, strategy="erase",
     )
     assert r.digest() == fresh.digest()
     r.close()

@@ -70,11 +70,12 @@ def test_retriever_with_minilm(tmp_path, minilm):
     sim = ERASERetriever.from_defaults(nodes=nodes, embed_model=emb, similarity_top_k=2, strategy="similarity")
     assert {n.node.node_id for n in sim.retrieve("feline pets")} == {"n0", "n2"}
     assert {n.node.node_id for n in sim.retrieve("finance and the economy")} <= {"n1", "n3", "n5"}
-    er = ERASERetriever.from_defaults(nodes=nodes, embed_model=emb, similarity_top_k=2, persist_dir=tmp_path / "p")
+    er = ERASERetriever.from_defaults(nodes=nodes, embed_model=emb, similarity_top_k=2, strategy="erase",
+                                      persist_dir=tmp_path / "p")
     chosen = [n.node.node_id for n in er.retrieve("anything")]
     er.forget(chosen[:1])
     fresh = ERASERetriever.from_defaults(
-        nodes=[n for n in nodes if n.node_id != chosen[0]], embed_model=emb, similarity_top_k=2)
+        nodes=[n for n in nodes if n.node_id != chosen[0]], embed_model=emb, similarity_top_k=2, strategy="erase")
     assert er.digest() == fresh.digest() and er.verify()
     er.close()
     assert ERASERetriever.from_persist_dir(tmp_path / "p", embed_model=emb).digest() == fresh.digest()

@@ -180,7 +180,7 @@ def test_forget_after_persist_equals_a_fresh_build(tmp_path, embed):
     r.forget(gone)
     fresh = ERASERetriever.from_defaults(
         nodes=[n for n in example_nodes(40) if n.node_id not in gone], embed_model=HashingEmbedding(),
-        similarity_top_k=4, seed=1, persist_dir=tmp_path / "b",
+        similarity_top_k=4, strategy="erase", seed=1, persist_dir=tmp_path / "b",
     )
     assert r.digest() == fresh.digest() and r.fingerprint() == fresh.fingerprint()
     assert [results(r.retrieve(q)) for q in QUERIES] == [results(fresh.retrieve(q)) for q in QUERIES]

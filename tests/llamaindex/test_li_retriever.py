@@ -126,7 +126,7 @@ def test_erase_similarity_top_k_is_bounded_by_the_number_of_clusters(nodes, embe
     assert len(sim.retrieve("x")) == 9
 
 
-@pytest.mark.parametrize("strategy", ["erase", "similarity"])
+@pytest.mark.parametrize("strategy", ["erase", "similarity", "mmr"])
 def test_empty_pool_returns_no_nodes(embed, strategy):
     r = ERASERetriever.from_defaults(embed_model=embed, strategy=strategy)
     assert r.retrieve("anything") == [] and len(r) == 0
@@ -139,7 +139,7 @@ def test_empty_pool_returns_no_nodes(embed, strategy):
     assert r.retrieve("anything") == [] and len(r) == 0 and r.verify()
 
 
-@pytest.mark.parametrize("strategy", ["erase", "similarity"])
+@pytest.mark.parametrize("strategy", ["erase", "similarity", "mmr"])
 def test_forget_equals_a_fresh_build(nodes, embed, strategy):
     r = build(nodes, embed, strategy=strategy)
     selected = [n.node.node_id for n in r.retrieve("wonderful")]
@@ -188,7 +188,7 @@ def test_nodes_with_embeddings_are_not_re_embedded(nodes, embed):
     pre = [n.model_copy() for n in nodes[:5]]
     for n in pre:
         n.embedding = embed.vector(n.text)
-    r = ERASERetriever.from_defaults(nodes=pre + nodes[5:], embed_model=embed, similarity_top_k=4, seed=3)
+    r = ERASERetriever.from_defaults(nodes=pre + nodes[5:], embed_model=embed, similarity_top_k=4, strategy="erase", seed=3)
     assert embed.calls["text"] == len(nodes) - 5
     assert r.digest() == build(nodes, HashingEmbedding()).digest()
 
@@ -298,3 +298,38 @@ def test_payloads_must_be_json(embed):
     with pytest.raises(ERASEError, match="JSON"):
         r.insert_nodes([TextNode(id_="d", text="t", metadata={"when": datetime.datetime(2020, 1, 1)})])
     assert "d" not in r
+
+
+def test_default_strategy_is_similarity(nodes, embed):
+    r = ERASERetriever.from_defaults(nodes=nodes, embed_model=embed, similarity_top_k=3)
+    assert r.strategy == "similarity"
+    assert results(r.retrieve("the hotel was wonderful")) == results(build(nodes, embed, "similarity", k=3).retrieve(
+        "the hotel was wonderful"))
+
+
+def test_mmr_strategy_is_the_engines_mmr_and_takes_filters(tmp_path, nodes, embed):
+    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
+    r = build(nodes, embed, strategy="mmr", k=4, fetch_k=12, lambda_mult=0.3)
+    for query in QUERIES[:3]:
+        want = r.index.search(embed.vector(query), 4, mmr=True, fetch_k=12, lambda_mult=0.3)
+        assert results(r.retrieve(query)) == [(x.id, x.score) for x in want]
+    pure = build(nodes, embed, strategy="mmr", k=4, lambda_mult=1.0)
+    assert [n.node.node_id for n in pure.retrieve("a waste of money")] == [
+        n.node.node_id for n in build(nodes, embed, strategy="similarity", k=4).retrieve("a waste of money")]
+    positive = MetadataFilters(filters=[MetadataFilter(key="label", value="positive")])
+    filtered = build(nodes, embed, strategy="mmr", k=4, filters=positive)
+    pool = build([n for n in nodes if n.metadata["label"] == "positive"], HashingEmbedding(), strategy="mmr", k=4)
+    for query in QUERIES[:3]:
+        assert results(filtered.retrieve(query)) == results(pool.retrieve(query))
+    with pytest.raises(ERASEError, match="fetch_k"):
+        build(nodes, embed, strategy="mmr", fetch_k=0)
+    with pytest.raises(ERASEError, match="lambda_mult"):
+        build(nodes, embed, strategy="mmr", lambda_mult=1.5)
+    r.persist(tmp_path / "p")
+    r.close()
+    again = ERASERetriever.from_persist_dir(tmp_path / "p", embed_model=embed)
+    assert (again.strategy, again.fetch_k, again.lambda_mult) == ("mmr", 12, 0.3)
+    assert results(again.retrieve(QUERIES[0])) == results(build(nodes, embed, strategy="mmr", k=4, fetch_k=12,
+                                                                lambda_mult=0.3).retrieve(QUERIES[0]))
+    again.close()
