@@ -195,6 +195,24 @@ class ExampleIndex:
             raise
         return index
 
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike, k: int = 4, **params: Any) -> "ExampleIndex":
+        """Open the store at ``path``, or create it with these parameters when there is none (so
+        the same code runs on a first and a later start). Parameters given explicitly must match
+        the stored ones: a mismatch raises rather than silently opening a different index."""
+        if Path(path).exists() and os.path.getsize(path) > 0:
+            index = cls.open(path)
+            wanted = {"k": k, **params}
+            config = index.config()
+            clash = {key: (v, config.get(key)) for key, v in wanted.items()
+                     if key in config and v is not None and config[key] != v}
+            if clash:
+                index.close()
+                detail = ", ".join(f"{key}={v!r} (stored: {stored!r})" for key, (v, stored) in clash.items())
+                raise ERASEError(f"{path} holds an index with other parameters: {detail}")
+            return index
+        return cls(k, path=path, **params)
+
     # ------------------------------------------------------------------ keeping up with the store
     def _sync(self) -> None:
         """Catch up with every change any handle committed to the store (cheap when none)."""

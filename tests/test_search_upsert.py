@@ -289,3 +289,24 @@ def test_ids_where_and_forget_where_among(tmp_path):
     with pytest.raises(ERASEError):
         index.forget_where({"lang": "de"}, among="w04")
     index.close()
+
+
+def test_the_readme_block_runs_twice(tmp_path, monkeypatch):
+    """The README's ExampleIndex block, as written, on a first and on a later start."""
+    import re
+
+    from conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "open_or_create" in b)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for run in range(2):
+        namespace = {"vectors": rng.normal(size=(20, D)), "pairs": [(f"q{run}-{i}", f"a{i}") for i in range(20)]}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+        namespace["index"].close()
+    again = ExampleIndex.open_or_create(tmp_path / "examples.sqlite", k=4)
+    assert len(again) == 38 and again.verify()  # 2 x 20 added, 2 forgotten
+    again.close()
+    with pytest.raises(ERASEError, match="other parameters"):
+        ExampleIndex.open_or_create(tmp_path / "examples.sqlite", k=5)
