@@ -67,6 +67,11 @@ def max_epsilon(dim: int, projection_dim: int | None, scale: float) -> float:
     return bound / _unit(scale, out_dim, projection_dim)
 
 
+def _power_of_two(x: float) -> bool:
+    mantissa, _ = math.frexp(x)
+    return x > 0 and mantissa == 0.5
+
+
 class FixedPointSpace:
     """Maps float vectors of dimension ``dim`` to exact integer clustering coordinates."""
 
@@ -94,6 +99,8 @@ class FixedPointSpace:
         input never needs full-size temporaries."""
         out = np.empty((X.shape[0], self.out_dim), dtype=np.float64)
         step = max(256, (1 << 22) // (8 * self.dim))
+        if X.dtype == np.float32 and _power_of_two(self.scale):
+            return self._transform_float32(X, out, step)
         for lo in range(0, X.shape[0], step):
             block = np.asarray(X[lo : lo + step], dtype=np.float64)  # float32 input: per block
             ints = np.rint(block * self.scale)
@@ -107,6 +114,34 @@ class FixedPointSpace:
                 out[lo : lo + step] = ints
                 continue
             projected = ints @ self.projection
+            if np.abs(projected).max(initial=0.0) > self.bound:
+                raise ERASEError("projected vector values are too large for exact arithmetic; lower `scale`")
+            out[lo : lo + step] = projected
+        return out
+
+    def _transform_float32(self, X: np.ndarray, out: np.ndarray, step: int) -> np.ndarray:
+        """:meth:`transform` of float32 input in float32, bit-identical to the float64 path:
+        a power-of-two scale multiplies exactly, ``rint`` is exact, and while every row's
+        integers satisfy dim * max|value| < 2^24 every partial sum of the ±1 projection is an
+        integer float32 holds exactly, in any summation order. Blocks beyond that use float64."""
+        scale = np.float32(self.scale)
+        proj32 = None if self.projection is None else self.projection.astype(np.float32)
+        for lo in range(0, X.shape[0], step):
+            ints = np.rint(X[lo : lo + step] * scale)
+            peak = float(np.abs(ints).max(initial=0.0))
+            if peak > self.input_bound:
+                raise ERASEError(
+                    f"vector values up to {peak / self.scale:.4g} are too large for exact arithmetic at "
+                    f"scale={self.scale:g} (limit {self.input_bound / self.scale:.4g}); normalise the vectors "
+                    "or lower `scale`"
+                )
+            if proj32 is None:
+                out[lo : lo + step] = ints
+                continue
+            if peak * self.dim < 2.0**24:
+                projected = ints @ proj32
+            else:
+                projected = ints.astype(np.float64) @ self.projection
             if np.abs(projected).max(initial=0.0) > self.bound:
                 raise ERASEError("projected vector values are too large for exact arithmetic; lower `scale`")
             out[lo : lo + step] = projected

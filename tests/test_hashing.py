@@ -41,3 +41,17 @@ def test_python_row_hashes_equal_numpy_row_hashes():
     for width in (1, 2, 7, 11):
         m = rng.integers(0, 2**15 - 1, size=(9, width)).astype(np.int16)
         assert row_hash_ints(m.tolist()) == [int(x) for x in row_hashes(m)]
+
+
+def test_float32_transform_equals_the_float64_path():
+    from erase_core.fixed_point import FixedPointSpace
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 64)).astype(np.float32)
+    X[:1000] /= np.linalg.norm(X[:1000], axis=1, keepdims=True)
+    X[1000:1010] *= 20  # large rows: the float64 fallback inside the float32 path
+    for projection_dim in (None, 16):
+        space = FixedPointSpace(64, projection_dim=projection_dim, seed=2)
+        fast = space.transform(X)
+        slow = space.transform(X.astype(np.float64))  # float64 input takes the float64 path
+        assert fast.dtype == slow.dtype == np.float64 and np.array_equal(fast, slow)
