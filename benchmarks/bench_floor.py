@@ -22,6 +22,7 @@ commit), so before/after runs use this same script. Writes ``benchmarks/results/
 because a ratio taken while another job runs is not a result.
 
     python benchmarks/bench_floor.py --sizes 10000 100000 1000000 --fit-sizes 1000000
+    python benchmarks/bench_floor.py --compare before.json after.json   # markdown table + floor.png
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def child_fit(impl: str, n: int, k: int, n_iter: int) -> dict:
     X = make_embeddings(n, 384, seed=1)
     ids = [str(i) for i in range(n)]
     gc.collect()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _reset_peak_rss_kib()
     if impl == "erase":
         t = time.perf_counter()
         QuantizedKMeans(k, n_iter=n_iter).fit(X, ids)
@@ -187,8 +188,29 @@ def child_fit(impl: str, n: int, k: int, n_iter: int) -> dict:
         t = time.perf_counter()
         faiss_train(X, k, n_iter, 0, all_points=True)
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_rss_kib()
     return {"seconds": seconds, "peak_above_input_mib": (peak - base) / 1024, "input_mib": X.nbytes / 2**20}
+
+
+def _peak_rss_kib() -> int:
+    """VmHWM (peak resident set) of this process, KiB; ru_maxrss where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak_rss_kib() -> int:
+    """Reset the peak-RSS mark to the current RSS (Linux: clear_refs 5), so the peak measured
+    next is the fit's, not the input generation's; returns the RSS it starts from."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _peak_rss_kib()
 
 
 def section_fit(n: int, k: int, n_iter: int, repeats: int, engine_root: str) -> dict:
@@ -213,7 +235,60 @@ def section_fit(n: int, k: int, n_iter: int, repeats: int, engine_root: str) -> 
 
 
 # ----------------------------------------------------------------------------- main
+def compare(before_path: Path, after_path: Path, png: Path) -> str:
+    """A markdown before/after table of two runs of this script, and a bar chart (PNG)."""
+    before, after = json.loads(before_path.read_text()), json.loads(after_path.read_text())
+    lines = ["| n | call | before | after | after / before |", "|---|---|---|---|---|"]
+    bars = []
+    for rb, ra in zip(before["rows"], after["rows"]):
+        n = f"{rb['n']:,}"
+        cells = [
+            ("`ExampleIndex.forget` p50, default threads", rb["index_default"]["cheap_p50_us"], ra["index_default"]["cheap_p50_us"], "µs"),
+            ("`ExampleIndex.forget` p50, 1 BLAS thread", rb["index_single"]["cheap_p50_us"], ra["index_single"]["cheap_p50_us"], "µs"),
+            ("`QuantizedKMeans.remove` p50 (engine)", rb["engine_default"]["cheap_p50_us"], ra["engine_default"]["cheap_p50_us"], "µs"),
+            ("`ExampleIndex.forget` mean incl. recomputes", rb["index_default"]["mean_us"] / 1e3, ra["index_default"]["mean_us"] / 1e3, "ms"),
+            ("`select()` (erase) p50", rb["select_erase_p50_us"], ra["select_erase_p50_us"], "µs"),
+            ("similarity / faiss flat, default threads", rb["similarity"]["default"]["ratio_p50"], ra["similarity"]["default"]["ratio_p50"], "×"),
+            ("similarity / faiss flat, 1 thread", rb["similarity"]["single"]["ratio_p50"], ra["similarity"]["single"]["ratio_p50"], "×"),
+        ]
+        for name, b, a, unit in cells:
+            lines.append(f"| {n} | {name} | {b:.3g} {unit} | {a:.3g} {unit} | {a / b:.2f} |")
+        bars.append((rb["n"], rb["index_default"]["cheap_p50_us"], ra["index_default"]["cheap_p50_us"],
+                     rb["select_erase_p50_us"], ra["select_erase_p50_us"]))
+    for fb, fa in zip(before["fits"], after["fits"]):
+        lines.append(f"| {fb['n']:,} | fit k={fb['k']} / faiss.Kmeans (cold) | {fb['ratio']:.2f}× ({fb['erase_s']:.1f} s) | "
+                     f"{fa['ratio']:.2f}× ({fa['erase_s']:.1f} s; faiss {fa['faiss_s']:.1f} s) | {fa['erase_s'] / fb['erase_s']:.2f} |")
+        lines.append(f"| {fb['n']:,} | fit k={fb['k']} peak memory above the input (faiss) | {fb['erase_peak_mib']:.0f} MiB | "
+                     f"{fa['erase_peak_mib']:.0f} MiB ({fa['faiss_peak_mib']:.0f} MiB) | |")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        x = np.arange(len(bars))
+        for ax, (lo, title) in zip(axes, ((1, "ExampleIndex.forget p50 (µs)"), (3, "select() p50 (µs)"))):
+            ax.bar(x - 0.2, [b[lo] for b in bars], 0.4, label="before")
+            ax.bar(x + 0.2, [b[lo + 1] for b in bars], 0.4, label="after")
+            ax.set_xticks(x, [f"{b[0]:,}" for b in bars])
+            ax.set_xlabel("pool size n")
+            ax.set_title(title)
+        axes[0].axhline(40, color="grey", ls="--", lw=1, label="target")
+        axes[1].axhline(10, color="grey", ls="--", lw=1)
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(png, dpi=120)
+    except ImportError:  # pragma: no cover - matplotlib is a bench extra
+        pass
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if "--compare" in sys.argv:
+        i = sys.argv.index("--compare")
+        print(compare(Path(sys.argv[i + 1]), Path(sys.argv[i + 2]), ROOT / "benchmarks" / "results" / "floor.png"))
+        return
     if "--child-fit" in sys.argv:
         i = sys.argv.index("--child-fit")
         impl, n, k, n_iter = sys.argv[i + 1], int(sys.argv[i + 2]), int(sys.argv[i + 3]), int(sys.argv[i + 4])

@@ -45,9 +45,12 @@ def check_vectors(X, *, dim: int | None = None, name: str = "X", keep_float32: b
         raise ERASEError(f"{name} has zero dimensions")
     if dim is not None and arr.shape[1] != dim:
         raise ERASEError(f"{name} has dimension {arr.shape[1]}, expected {dim}")
-    if not np.isfinite(arr).all():
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ERASEError(f"{name} contains NaN or infinite values (first bad row: {bad})")
+    step = max(1, (1 << 24) // max(1, arr.shape[1]))  # blocks: no full-size boolean temporary
+    for lo in range(0, arr.shape[0], step):
+        block = arr[lo : lo + step]
+        if not np.isfinite(block).all():
+            bad = lo + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise ERASEError(f"{name} contains NaN or infinite values (first bad row: {bad})")
     return np.ascontiguousarray(arr)
 
 

@@ -92,12 +92,13 @@ class FixedPointSpace:
             signs = rng.integers(0, 2, size=(self.dim, self.out_dim), dtype=np.int8)
             self.projection = np.where(signs == 1, 1.0, -1.0)
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Integer-valued float64 coordinates of the rows of ``X``.
 
         Works in blocks of rows (each row's result depends only on that row), so a large
-        input never needs full-size temporaries."""
-        out = np.empty((X.shape[0], self.out_dim), dtype=np.float64)
+        input never needs full-size temporaries. ``out``: a float64 (n, out_dim) array to fill."""
+        if out is None:
+            out = np.empty((X.shape[0], self.out_dim), dtype=np.float64)
         step = max(256, (1 << 22) // (8 * self.dim))
         if X.dtype == np.float32 and _power_of_two(self.scale):
             return self._transform_float32(X, out, step)

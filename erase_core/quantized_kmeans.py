@@ -163,12 +163,12 @@ class QuantizedKMeans:
         self.projection_dim_ = self._resolve_projection(X.shape[1])
         space = FixedPointSpace(X.shape[1], scale=self.scale, projection_dim=self.projection_dim_, seed=self.seed)
         eps = space.epsilon_units(self.epsilon)
-        coords = space.transform(X)
+        self._alloc(len(ids), space.out_dim)
+        coords = space.transform(X, out=self._coords[: len(ids)])  # in place: no second n x d' copy
         self._space = space
         self._eps = eps
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x9A5E])
         self._phase = rng.integers(0, self._eps, size=(self.n_clusters, space.out_dim)).astype(np.int64)
-        self._alloc(len(ids), space.out_dim)
         self._append_rows(coords, ids, id_hashes)
         self._refit()
         self._fitted = True
@@ -399,9 +399,14 @@ class QuantizedKMeans:
                 new[: self._n] = old[: self._n]
                 setattr(self, name, new)
         lo = self._n
-        self._coords[lo:need] = coords
+        if not (coords.base is self._coords and coords.__array_interface__["data"][0]
+                == self._coords[lo:need].__array_interface__["data"][0]):  # fit transforms in place
+            self._coords[lo:need] = coords
         self._hashes[lo:need] = id_hashes(ids) if hashes is None else hashes
-        self._row_hash[lo:need] = splitmix64(row_hashes(coords) ^ self._hashes[lo:need])
+        step = _block_rows(self._coords.shape[1])
+        for b in range(lo, need, step):  # blocks: no full-size integer copy of the coordinates
+            e = min(need, b + step)
+            self._row_hash[b:e] = splitmix64(row_hashes(self._coords[b:e]) ^ self._hashes[b:e])
         self._labels[lo:need] = 0
         for offset, i in enumerate(ids):
             self._slot_of[i] = lo + offset
