@@ -16,6 +16,7 @@ function of the set of (id, vector) pairs and the parameters alone: after any se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -32,6 +33,28 @@ from .seeding import insertion_changes_seeding, seed_plusplus
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
 #: temporaries cost more in page faults than in arithmetic).
 _BLOCK_BYTES = 1 << 22
+
+
+_THREADPOOLS = None
+
+
+def _one_blas_thread():
+    """A context in which BLAS runs one thread: the products of a fit or a recompute are
+    skinny (n x d' times d' x k) and memory-bound, so a second thread gains little on a quiet
+    machine, while on a loaded one (threads spinning at barriers for a core another process
+    holds) it made a recompute take seconds. Local to the library's hot path: the caller's own
+    BLAS settings are restored on exit. A no-op without threadpoolctl."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _THREADPOOLS = ThreadpoolController()
+        except Exception:  # pragma: no cover - threadpoolctl is a dependency
+            _THREADPOOLS = False
+    if not _THREADPOOLS:
+        return contextlib.nullcontext()
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
 def _block_rows(width: int) -> int:
@@ -150,6 +173,10 @@ class QuantizedKMeans:
         """Cluster the rows of ``X`` (ids default to "0".."n-1"). A float32 ``X`` is read as is
         (no float64 copy of the whole input). ``id_hashes``: the ids' :func:`~.hashing.id_hashes`
         when the caller already has them (a store keeps them); otherwise computed here."""
+        with _one_blas_thread():
+            return self._fit(X, ids, id_hashes)
+
+    def _fit(self, X, ids, id_hashes) -> "QuantizedKMeans":
         X = check_vectors(X, keep_float32=True)
         if ids is None:
             ids = [str(i) for i in range(X.shape[0])]
@@ -445,21 +472,20 @@ class QuantizedKMeans:
         return out
 
     def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster integer sums and counts, exact: one weighted ``bincount`` per block over
-        (cluster, column) bins, summing integer-valued floats whose partial sums stay below
-        2^53. (A one-hot matrix product gave the same integers 5-15x slower: BLAS spends its
-        time on the zeros, and a second thread slows it down.)"""
+        """Per-cluster integer sums and counts: blocked one-hot products (exact: integer
+        partial sums stay below 2^53). Runs under one BLAS thread (see :func:`_one_blas_thread`);
+        a weighted ``bincount`` gives the same integers but was 1.2-3x slower on a quiet machine."""
         k, n = self.n_clusters, self._n
         m = self._coords.shape[1]
-        sums = np.zeros(k * m, dtype=np.float64)
-        cols = np.arange(m, dtype=np.int64)
-        step = _block_rows(m)
+        sums = np.zeros((k, m), dtype=np.float64)
+        step = _block_rows(max(m, k))
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            bins = (labels[lo:hi, None].astype(np.int64) * m + cols).ravel()
-            sums += np.bincount(bins, weights=self._coords[lo:hi].ravel(), minlength=k * m)
+            onehot = np.zeros((k, hi - lo), dtype=np.float64)
+            onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
+            sums += onehot @ self._coords[lo:hi]
         counts = np.bincount(labels[:n], minlength=k).astype(np.int64)
-        return sums.reshape(k, m).astype(np.int64), counts
+        return sums.astype(np.int64), counts
 
     def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
         """eps * round((mean - phase) / eps) + phase, in exact integer arithmetic; empty -> previous.
@@ -477,6 +503,10 @@ class QuantizedKMeans:
 
     def _refit(self) -> None:
         """Full fit on the stored points: seeding, then Lloyd from iteration 0."""
+        with _one_blas_thread():
+            self._refit_now()
+
+    def _refit_now(self) -> None:
         ids = self._ids[: self._n]
         self._seeding, rows = seed_plusplus(self._coords[: self._n], ids, self._hashes[: self._n], self.n_clusters, self.seed)
         k, m, T = self.n_clusters, self._coords.shape[1], self.n_iter
@@ -507,6 +537,10 @@ class QuantizedKMeans:
 
     def _resume_after(self, t: int) -> None:
         """Statistics of iteration t are current but C_{t+1} may have changed: recompute from there."""
+        with _one_blas_thread():
+            self._resume_now(t)
+
+    def _resume_now(self, t: int) -> None:
         if self._close_iteration(t):
             self._finish()
         elif t + 1 < self.n_iter:
