@@ -295,7 +295,8 @@ def main() -> None:
         print(json.dumps(child_fit(impl, n, k, n_iter)))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--fits-only", action="store_true", help="measure only the fits and replace them in --out")
     p.add_argument("--forgets", type=int, default=2000, help="forgets per mode and size")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--fit-sizes", type=int, nargs="*", default=[1_000_000])
@@ -307,6 +308,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "floor.json")
     args = p.parse_args()
     rows, fits = [], []
+    if args.fits_only:
+        previous = json.loads(args.out.read_text())
+        rows, args.sizes = previous["rows"], []
     for n in tqdm(args.sizes, desc="sizes"):
         X = make_embeddings(n + args.queries, 384, seed=1)
         pool, queries = X[:n], X[n:]
