@@ -222,3 +222,29 @@ def test_default_projection_resolves_by_dimension():
     assert QuantizedKMeans(3).fit(wide).digest() != QuantizedKMeans(3, projection_dim=0).fit(wide).digest()
     with pytest.raises(ERASEError, match="projection_dim"):
         QuantizedKMeans(3, projection_dim=-1)
+
+
+def test_fit_and_recomputes_limit_blas_threads_locally():
+    """The hot path runs BLAS on one thread and gives the caller's setting back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import erase_core.quantized_kmeans as qk
+
+    seen = []
+    real = qk.QuantizedKMeans._statistics
+
+    def spy(self, labels):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return real(self, labels)
+
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    with threadpool_limits(2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        qk.QuantizedKMeans._statistics = spy
+        try:
+            QuantizedKMeans(3).fit(X, [str(i) for i in range(300)])
+        finally:
+            qk.QuantizedKMeans._statistics = real
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert seen and all(all(t == 1 for t in threads) for threads in seen)
+    assert after == before
