@@ -278,9 +278,11 @@ def compare(before_path: Path, after_path: Path, png: Path) -> str:
             ax.set_xticks(x, [f"{b[0]:,}" for b in bars])
             ax.set_xlabel("pool size n")
             ax.set_title(title)
+            ax.set_ylim(0, 1.3 * max(max(b[lo], b[lo + 1]) for b in bars))
         axes[0].axhline(40, color="grey", ls="--", lw=1, label="target")
-        axes[1].axhline(10, color="grey", ls="--", lw=1)
-        axes[0].legend()
+        axes[1].axhline(10, color="grey", ls="--", lw=1, label="target")
+        for ax in axes:
+            ax.legend(loc="upper center", ncol=3, fontsize=8)
         fig.tight_layout()
         fig.savefig(png, dpi=120)
     except ImportError:  # pragma: no cover - matplotlib is a bench extra
