@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("path", help="SQLite file of an ExampleIndex")
         p.set_defaults(func=func)
     sub.add_parser("bench", help="reproduce the paper on BIG-bench (see erase bench --help)", add_help=False)
+    sub.add_parser("unlearn", help="exact (ERASE) vs gradient-ascent unlearning (see erase unlearn --help)", add_help=False)
     for name in sorted(plugin_commands()):
         p = sub.add_parser(name, help=f"(from {plugin_commands()[name].value.split(':')[0]}; see erase {name} --help)", add_help=False)
         p.set_defaults(func=lambda args, name=name: _run_plugin(name, []))
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluation.command import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["unlearn"]:  # likewise
+        from .evaluation.unlearning import main as unlearn_main
+
+        return unlearn_main(argv[1:])
     if argv[:1] and argv[0] in plugin_commands():  # plugin commands parse their own options
         return _run_plugin(argv[0], argv[1:])
     args = build_parser().parse_args(argv)

@@ -32,6 +32,7 @@ import numpy as np
 from .._validation import ERASEError
 from .answering import Answerer, normalized_score, random_baseline
 from .bigbench import BigBenchTask, load_task
+from .lazy_models import LazyModels
 from .methods import METHODS, SEEDED, make_method
 from .prompts import TaskFormat
 
@@ -163,7 +164,7 @@ class TaskData:
         return dict(zip(self.pool_ids, self.pool))
 
 
-class Bench:
+class Bench(LazyModels):
     """Runs the stages of :class:`BenchConfig`, caching every result; see the module docstring."""
 
     def __init__(self, config: BenchConfig, *, progress: bool = True):
@@ -173,22 +174,6 @@ class Bench:
         self._lm = None
         self._embedder = None
         self._answerers: dict[str, Answerer] = {}
-
-    # ------------------------------------------------------------------ models (lazy)
-    @property
-    def lm(self):
-        if self._lm is None:
-            from ..models.llm import LocalCausalLM
-
-            self._lm = LocalCausalLM(self.config.model, gguf_file=self.config.gguf_file, device=self.config.device)
-        return self._lm
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        if self._embedder is None:
-            from ..models.embeddings import HFEmbedder
-
-            self._embedder = HFEmbedder(device=self.config.device)
-        return np.asarray(self._embedder.embed_documents(texts), dtype=np.float32)
 
     def answerer(self, data: TaskData) -> Answerer:
         name = data.task.name

@@ -149,6 +149,36 @@ class _Encoded:
     labels: tuple[int, ...]
 
 
+def encode_answer(tok, prompt: str, answer: str, stop: str, limit: int) -> _Encoded:
+    """Prompt tokens (masked) + ``" " + answer`` + the stop string's tokens, at most ``limit``
+    tokens: the prompt is cut from the left, and an answer that does not fit keeps one prompt
+    token. The training encoding; scoring uses it too, so both see the same tokens."""
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"] if text else []
+
+    prompt_ids = ids(prompt)
+    answer_ids = ids(" " + answer) + ids(stop)
+    if len(answer_ids) >= limit:
+        prompt_ids, answer_ids = prompt_ids[-1:], answer_ids[: limit - 1]
+    elif len(prompt_ids) + len(answer_ids) > limit:
+        prompt_ids = prompt_ids[len(prompt_ids) + len(answer_ids) - limit :]
+    return _Encoded(tuple(prompt_ids + answer_ids), tuple([-100] * len(prompt_ids) + answer_ids))
+
+
+def pad_batch(torch, rows: Sequence[_Encoded], pad_id: int):
+    """(input_ids, attention_mask, labels) of ``rows``, right-padded to the longest (CPU tensors)."""
+    width = max(len(e.input_ids) for e in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, e in enumerate(rows):
+        input_ids[r, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[r, : len(e.labels)] = torch.tensor(e.labels)
+        mask[r, : len(e.input_ids)] = 1
+    return input_ids, mask, labels
+
+
 # ----------------------------------------------------------------------------- the ensemble
 
 
@@ -500,34 +530,14 @@ class SISAEnsemble:
 
     def _encode(self, ex: Mapping[str, Any]) -> _Encoded:
         """Prompt tokens (masked) + answer tokens + the stop string that ends an answer."""
-        tok = self._view.tokenizer
-
-        def ids(text: str) -> list[int]:
-            return tok(text, add_special_tokens=False)["input_ids"] if text else []
-
-        prompt = ids(self.fmt.question(ex["input"]))
-        answer = ids(" " + answer_text(ex)) + ids(self.fmt.stop_strings()[0])
-        limit = self.config.max_length
-        if len(answer) >= limit:
-            prompt, answer = prompt[-1:], answer[: limit - 1]
-        else:
-            prompt = prompt[len(prompt) + len(answer) - limit :] if len(prompt) + len(answer) > limit else prompt
-        return _Encoded(tuple(prompt + answer), tuple([-100] * len(prompt) + answer))
+        return encode_answer(self._view.tokenizer, self.fmt.question(ex["input"]), answer_text(ex),
+                             self.fmt.stop_strings()[0], self.config.max_length)
 
     def _batches(self, encoded: Sequence[_Encoded]):
         torch, device = self._view._torch, self._view.device
-        pad = self._view.tokenizer.pad_token_id
         size = self.config.batch_size
         for k in range(0, len(encoded), size):
-            chunk = encoded[k : k + size]
-            width = max(len(e.input_ids) for e in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for r, e in enumerate(chunk):
-                input_ids[r, : len(e.input_ids)] = torch.tensor(e.input_ids)
-                labels[r, : len(e.labels)] = torch.tensor(e.labels)
-                mask[r, : len(e.input_ids)] = 1
+            input_ids, mask, labels = pad_batch(torch, encoded[k : k + size], self._view.tokenizer.pad_token_id)
             yield input_ids.to(device), mask.to(device), labels.to(device)
 
     def _train_shard(self, shard, first_step, ids, place, encoded, bar) -> dict[tuple[int, int], Path]:
