@@ -25,6 +25,7 @@ import numpy as np
 from ._validation import ERASEError, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_vectors
 from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
+from .payload_texts import PayloadTexts
 from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
@@ -144,7 +145,7 @@ class ExampleIndex:
         self._vectors = np.zeros((0, 0 if self._dim is None else self._dim), dtype=np.float32)
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
-        self._payload_json: dict[str, str] = {}
+        self._payload_json = PayloadTexts()
         self._attrs_json: dict[str, str] = {}  # only examples with a subject or metadata
         self._attributes = AttributeIndex()
         self._example_hashes: dict[str, int] = {}
@@ -189,7 +190,7 @@ class ExampleIndex:
             index._store = store
             index._secret = store.audit_secret()
             with index._lock:
-                index._reload(store.load())
+                index._load_store()
         except BaseException:
             store.close()
             raise
@@ -212,6 +213,37 @@ class ExampleIndex:
                 raise ERASEError(f"{path} holds an index with other parameters: {detail}")
             return index
         return cls(k, path=path, **params)
+
+    def _load_store(self) -> None:
+        """Fill memory from the store: from its open image and the changes since (fast), or
+        from every row (then write the image for the next open). Either way the result is a
+        fresh build on the store's rows."""
+        from .storage import image
+
+        store = self._store
+        img = store.read_image()
+        if img is not None:
+            changes = store.changes_since(img.version)
+            if changes is not None:
+                self._load_image(img)
+                if changes.version != self._version:
+                    self._apply_changes(changes)
+                return
+        version, dim, rows = store.load()
+        self._reload((version, dim, rows))
+        if len(rows) >= image.image_min_rows():
+            store.write_image(version, dim, rows)
+
+    def _load_image(self, img) -> None:
+        self._reset_memory()
+        self._stale = True  # until the rows are in
+        self._dim = img.dim
+        if len(img):
+            self._payload_json.set_base(img.ids, img.payload_offsets, img.payloads)
+            attrs = [img.attrs.get(i, "") for i in img.ids] if img.attrs else None
+            self._add_in_memory(img.ids, None, img.vectors, img.example_hash, img.rows.tolist(), img.id_hash, attrs)
+        self._version = img.version
+        self._stale = False
 
     # ------------------------------------------------------------------ keeping up with the store
     def _sync(self) -> None:
@@ -270,7 +302,7 @@ class ExampleIndex:
             [r.attrs_json for r in rows],
         )
 
-    def _add_in_memory(self, ids: list[str], payload_jsons: list[str], unit: np.ndarray, hashes: list[int],
+    def _add_in_memory(self, ids: list[str], payload_jsons: list[str] | None, unit: np.ndarray, hashes,
                        rows: list[int] | None = None, id_hashes: np.ndarray | None = None,
                        attrs: list[str] | None = None):
         """Append already-normalised rows to memory and update the clustering."""
@@ -286,8 +318,9 @@ class ExampleIndex:
         self._vectors[n0:need] = unit
         # bulk dict updates: open adds 10^5 rows at once
         self._slot_of.update(zip(ids, range(n0, need)))
-        self._payload_json.update(zip(ids, payload_jsons))
-        self._example_hashes.update(zip(ids, hashes))
+        if payload_jsons is not None:  # None: already in self._payload_json (an open image)
+            self._payload_json.update(zip(ids, payload_jsons))
+        self._example_hashes.update(zip(ids, hashes.tolist() if isinstance(hashes, np.ndarray) else hashes))
         if rows is not None:
             self._row_of.update(zip(ids, rows))
             self._id_of_row.update(zip(rows, ids))

@@ -16,12 +16,12 @@ from erase_core.storage import keys_path
 
 #: Suffix of a file being written (renamed into place when complete).
 PARTIAL = ".partial"
-_SQLITE_SIDE_FILES = (".keys", "-journal", "-wal", "-shm")
+_SIDE_FILES = (".keys", ".image", "-journal", "-wal", "-shm")
 
 
 def unlink_store_files(path: Path) -> None:
-    """Remove a store file and its side files (key file, SQLite journal/WAL), if present."""
-    for p in [path] + [path.with_name(path.name + s) for s in _SQLITE_SIDE_FILES]:
+    """Remove a store file and its side files (key file, open image, SQLite journal/WAL), if present."""
+    for p in [path] + [path.with_name(path.name + s) for s in _SIDE_FILES]:
         try:
             p.unlink()
         except FileNotFoundError:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Stores in tests are small: let every long open write an open image (the default threshold is
+# 5,000 rows), so every persistence test also runs through the image and its shredding. Child
+# processes inherit it. tests/test_open_image.py covers the threshold itself.
+os.environ.setdefault("ERASE_IMAGE_MIN_ROWS", "1")
 
 
 def clustered(n: int, d: int = 16, blobs: int = 5, spread: float = 0.35, seed: int = 0, unit: bool = True) -> np.ndarray:

@@ -1,11 +1,14 @@
 """A persistent example store shared by any number of handles, with crypto-shredded deletion.
 
-Two files per store:
+Two files per store, and a third for large ones:
 
 * ``PATH``: a SQLite database (WAL mode) holding the configuration, the example rows, each
   sealed under its own key (:mod:`.rows`), a free list of key slots and a change log;
 * ``PATH.keys``: the key file (:mod:`.keyfile`): one 32-byte key per row, in fixed slots,
-  plus the published change counter.
+  plus the published change counter;
+* ``PATH.image`` (stores of :data:`~.image.IMAGE_MIN_ROWS` rows or more): every row at one
+  version in one encrypted file, so a handle opens without decrypting row by row
+  (:mod:`.image`); its key is shredded by any deletion.
 
 Nothing an example contains (id, payload, vector) is ever written to either file in clear, so
 nothing of it can reach SQLite's pages, journal, WAL or a backup. Forgetting an example
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .errors import CorruptStoreError, StoreError
+from .image import ImageData, image_path, pack_image, read_image_file, seal_image, write_image_file
 from .keyfile import ZERO_KEY, KeyFile
 from .rows import PlainRow, new_key, open_many, seal
 
@@ -286,6 +290,47 @@ class ExampleStore:
                 f"{self.path} is damaged: {exc} (edited or corrupted bytes, or a key file from another copy)"
             ) from None
 
+    # ================================================================== the open image (image.py)
+    def read_image(self) -> ImageData | None:
+        """The rows at some earlier or the current version, from the open image; None when
+        there is no readable one (then load the long way). Replay :meth:`changes_since` its
+        ``version`` to catch up."""
+        self._require_open()
+        key = self._keys.image_key()
+        if key == ZERO_KEY:
+            return None
+        image = read_image_file(image_path(self.path), key, self._uuid)
+        if image is None or image.version > self._committed_version():
+            return None  # not of this database (e.g. one restored from an older copy)
+        return image
+
+    def write_image(self, version: int, dim: int | None, rows: Sequence[PlainRow]) -> bool:
+        """Write the open image of ``rows`` (every row at ``version``, as :meth:`load` gave
+        them). It becomes readable only if the store is still at ``version``; any later
+        deletion shreds it. Returns whether it was installed; never raises for I/O (the image
+        only saves time)."""
+        if dim is None or not rows:
+            return False
+        key = new_key()
+        target = image_path(self.path)
+        try:
+            tmp = write_image_file(target, seal_image(pack_image(rows, int(dim)), key, self._uuid, version))
+        except (OSError, ValueError):
+            return False
+        try:
+            with self._lock, self._keys.lock():
+                if self._keys.shred_pending() or self._committed_version() != version:
+                    return False
+                os.replace(tmp, target)
+                _fsync_dir(target.parent)
+                self._keys.set_image_key(key)
+                self._keys.sync()
+                return True
+        except (OSError, StoreError):
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def _committed_version(self) -> int:
         with self._reading() as conn:
             return conn.execute("SELECT version FROM state WHERE k = 0").fetchone()[0]
@@ -347,6 +392,7 @@ class ExampleStore:
             try:
                 if shred:
                     self._keys.shred(shred)
+                    self._keys.shred_image_key()  # the image holds the deleted rows too
                     self._keys.sync()
                 self._keys.publish(txn.version)
                 self._keys.set_shred_pending(False)
@@ -377,6 +423,7 @@ class ExampleStore:
             raise StoreError(f"cannot read {self.path} to finish an interrupted erasure: {exc}") from None
         try:
             self._keys.shred(free)
+            self._keys.shred_image_key()  # it may hold a row the interrupted transaction deleted
             self._keys.truncate(n_slots)
             self._keys.sync()
             self._keys.publish(version)
@@ -406,10 +453,11 @@ class ExampleStore:
 
     def files(self) -> list[Path]:
         """Every file of this store on disk now (database, key file, WAL, shared memory, journal)."""
-        candidates = [self.path, keys_path(self.path)] + [
+        candidates = [self.path, keys_path(self.path), image_path(self.path)] + [
             self.path.with_name(self.path.name + s) for s in ("-journal", "-wal", "-shm")
         ]
-        return [p for p in candidates if p.is_file()]
+        partial = sorted(self.path.parent.glob(f"{image_path(self.path).name}.tmp-*"))  # an image being written
+        return [p for p in candidates + partial if p.is_file()]
 
     def close(self) -> None:
         with self._lock, _OPEN_FILES_LOCK:
@@ -568,6 +616,14 @@ def _config_json(config: dict) -> str:
         return json.dumps(config, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"config is not JSON-serialisable: {exc}") from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

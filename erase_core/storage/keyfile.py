@@ -8,7 +8,8 @@ database) is then noise.
 
 Layout::
 
-    [0, 4096)        header: magic, format, store uuid, published version, shred flag
+    [0, 4096)        header: magic, format, store uuid, published version, shred flag,
+                     the open image's key (image.py; zero when there is no readable image)
     [4096 + 32*s)    slot s: the key of the row that owns slot s, or 32 zero bytes
 
 The header also carries the store's *published version*: the change counter that writers
@@ -40,6 +41,7 @@ ZERO_KEY = bytes(KEY_SIZE)
 _HEAD = struct.Struct("<8sII16s")
 _VERSION_AT = 32
 _SHRED_AT = 40
+_IMAGE_KEY_AT = 64
 _U64 = struct.Struct("<Q")
 
 
@@ -128,6 +130,20 @@ class KeyFile:
     def set_shred_pending(self, pending: bool) -> None:
         if self.shred_pending() != pending:  # the header map shows our own writes
             os.pwrite(self._fd, _U64.pack(1 if pending else 0), _SHRED_AT)
+
+    # ------------------------------------------------------------------ the open image's key
+    def image_key(self) -> bytes:
+        """The key of the store's open image (zero bytes: none is readable)."""
+        return bytes(self._header[_IMAGE_KEY_AT : _IMAGE_KEY_AT + KEY_SIZE])
+
+    def set_image_key(self, key: bytes) -> None:
+        """Store the image's key (caller holds the write lock; not durable until :meth:`sync`)."""
+        os.pwrite(self._fd, key, _IMAGE_KEY_AT)
+
+    def shred_image_key(self) -> None:
+        """Zero the image's key in place (with the forgotten rows' keys, before their sync)."""
+        if self.image_key() != ZERO_KEY:
+            os.pwrite(self._fd, ZERO_KEY, _IMAGE_KEY_AT)
 
     # ------------------------------------------------------------------ locking
     def lock(self) -> "_WriteLock":
