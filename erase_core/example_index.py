@@ -10,6 +10,7 @@ least ``k`` examples.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from ._validation import ERASEError, UnknownIdError, check_ids, check_known_ids,
 from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
 from .payload_texts import PayloadTexts
+from .storage.errors import RowGoneError
 from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
@@ -78,6 +80,27 @@ def _example_hash(example_id: str, payload_json: str, vector: np.ndarray, attrs:
         h.update(b"\0attrs\0")
         h.update(attrs.encode())
     return int.from_bytes(h.digest(), "little")
+
+
+def _retry_if_row_gone(method):
+    """Run a read again after catching up when a concurrent forget deleted a row whose payload
+    it was reading (a handle opened from the open image reads payloads on demand)."""
+
+    @functools.wraps(method)
+    def reading(self, *args, **kwargs):
+        for _ in range(_ROW_GONE_RETRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except RowGoneError:
+                with self._lock:
+                    self._catch_up_committed()
+        return method(self, *args, **kwargs)
+
+    return reading
+
+
+#: A read that keeps racing forgets this many times gives up (it means thousands of forgets a second).
+_ROW_GONE_RETRIES = 20
 
 
 class ExampleIndex:
@@ -239,13 +262,27 @@ class ExampleIndex:
         self._stale = True  # until the rows are in
         self._dim = img.dim
         if len(img):
-            self._payload_json.set_base(img.ids, img.payload_offsets, img.payloads)
+            rows = img.rows.tolist()
+            self._payload_json.set_deferred(img.ids, rows, self._fetch_payloads)
             attrs = [img.attrs.get(i, "") for i in img.ids] if img.attrs else None
-            self._add_in_memory(img.ids, None, img.vectors, img.example_hash, img.rows.tolist(), img.id_hash, attrs)
+            self._add_in_memory(img.ids, None, img.vectors, img.example_hash, rows, img.id_hash, attrs)
         self._version = img.version
         self._stale = False
 
+    def _fetch_payloads(self, rows: list[int]) -> dict[int, str]:
+        """Payloads left in the store by an image open (read under this handle's lock)."""
+        return self._store.payloads(rows, self._version)
+
     # ------------------------------------------------------------------ keeping up with the store
+    def _catch_up_committed(self) -> None:
+        """Catch up with what is committed, before it is published: a read found a row that
+        a concurrent forget has deleted but not yet announced."""
+        changes = self._store.changes_since(self._version)
+        if changes is None:
+            self._reload(self._store.load())
+        elif changes.version != self._version:
+            self._apply_changes(changes)
+
     def _sync(self) -> None:
         """Catch up with every change any handle committed to the store (cheap when none)."""
         store = self._store
@@ -609,6 +646,7 @@ class ExampleIndex:
             self._pool_hash.remove([self._example_hashes.pop(i)])
 
     # ------------------------------------------------------------------ queries
+    @_retry_if_row_gone
     def select(self, query_vector=None, k: int | None = None, *, filter: dict | None = None,  # noqa: A002
                fetch_k: int = 20, lambda_mult: float = 0.5) -> list[SelectedExample]:
         """Select ``k`` examples (default: the index's k) by the index's strategy.
@@ -650,6 +688,7 @@ class ExampleIndex:
             scores = [float(self._vectors[self._slot_of[i]].astype(np.float64) @ qn) for i in chosen]
             return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
 
+    @_retry_if_row_gone
     def search(self, query_vector, k: int | None = None, *, filter: dict | None = None, mmr: bool = False,  # noqa: A002
                fetch_k: int = 20, lambda_mult: float = 0.5, among: Iterable[str] | None = None) -> list[SelectedExample]:
         """Query-driven ranking whatever the index's strategy: the vector-store call.
@@ -753,6 +792,14 @@ class ExampleIndex:
             raise ERASEError("query_vector is all zeros")
         return q[0]
 
+    def _load_all_payloads(self) -> None:
+        for _ in range(_ROW_GONE_RETRIES):
+            try:
+                return self._payload_json.load_all()
+            except RowGoneError:
+                self._catch_up_committed()
+        self._payload_json.load_all()
+
     def _payload(self, example_id: str) -> Any:
         return json.loads(self._payload_json[example_id])
 
@@ -777,6 +824,7 @@ class ExampleIndex:
         den = np.linalg.norm(pts, axis=1) * np.linalg.norm(cents, axis=1)
         return [float(x) for x in np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)]
 
+    @_retry_if_row_gone
     def get(self, example_id: str) -> Any:
         """A copy of the example's payload."""
         with self._lock:
@@ -915,6 +963,7 @@ class ExampleIndex:
 
         with self._lock:
             self._sync()
+            self._load_all_payloads()
             store = ExampleStore.create(path, self.config())
             try:
                 order = sorted(self._ids)
@@ -935,6 +984,7 @@ class ExampleIndex:
         """A fresh in-memory index built from scratch on the current examples, same parameters."""
         with self._lock:
             self._sync()
+            self._load_all_payloads()
             return self._fresh(
                 sorted(self._ids), lambda order: np.stack([self._vectors[self._slot_of[i]] for i in order]),
                 self._payload_json, self._attrs_json,

@@ -105,12 +105,13 @@ def test_a_forget_shreds_the_image_on_disk_and_in_memory(tmp_path, monkeypatch, 
     victim = ids[17]
     with monkeypatch.context() as m:
         no_long_open(m)
-        handle = ExampleIndex.open(path)  # from the image: payloads stay bytes until read
-    payload = handle._payload_json[victim].encode("utf-8")
-    assert payload in handle._payload_json._bytes.tobytes()
+        handle = ExampleIndex.open(path)  # from the image: payloads are read from their rows on demand
+    assert victim not in handle._payload_json._texts
+    payload = handle._payload_json[victim].encode("utf-8")  # read from its row, and kept
+    assert handle._payload_json._texts[victim].encode("utf-8") == payload
     vector = handle.vector(victim).astype("<f4").tobytes()
     handle.forget([victim])
-    assert payload not in handle._payload_json._bytes.tobytes()  # zeroed in this handle's memory
+    assert victim not in handle._payload_json and victim not in handle._payload_json._texts
     assert image_key(path) == ZERO_KEY  # shredded with the row's key, in the same commit
     with ExampleStore.open(path) as store:
         assert store.read_image() is None
@@ -235,3 +236,43 @@ def test_a_failed_image_write_never_fails_the_open(tmp_path, monkeypatch):
     with ExampleIndex.open(path) as index:  # the long way again, which now installs it
         assert index.digest() == want
     assert image_key(path) != ZERO_KEY
+
+
+def test_the_image_holds_no_payload_and_payloads_are_read_on_demand(tmp_path, monkeypatch):
+    path = tmp_path / "s.db"
+    ids = build(path)
+    ExampleIndex.open(path).close()
+    with monkeypatch.context() as m:
+        no_long_open(m)
+        with ExampleIndex.open(path) as index:
+            assert index._payload_json._texts == {}  # nothing read yet
+            got = index.get(ids[5])
+            assert set(index._payload_json._texts) == {ids[5]}
+            assert got == {"q": "question 5 " + "x" * 5, "a": 5, "ü": "éé"}
+    with ExampleStore.open(path) as store:  # the image itself: vectors, ids, hashes, attributes; no payload
+        img = store.read_image()
+    assert len(img) == N and not hasattr(img, "payloads")
+
+
+def test_a_read_that_races_a_forget_catches_up_and_answers_again(tmp_path, monkeypatch):
+    """A forget committed in another handle but not yet published: a payload read of its row
+    finds the row gone, catches up with what is committed, and answers without the example."""
+    from erase_core.storage.errors import RowGoneError
+    from erase_core.storage.keyfile import KeyFile
+
+    path = tmp_path / "s.db"
+    ids = build(path, strategy="similarity")
+    ExampleIndex.open(path).close()
+    reader = ExampleIndex.open(path)  # from the image
+    q = reader.vector(ids[7])
+    stale = reader._store.published_version()
+    with ExampleIndex.open(path) as writer:
+        writer.forget([ids[7]])
+    with pytest.raises(RowGoneError):
+        reader._payload_json[ids[7]]  # read without catching up: the row is gone
+    with monkeypatch.context() as m:
+        m.setattr(KeyFile, "published_version", lambda self: stale)  # as if not yet published
+        got = reader.search(q, 3)
+        assert ids[7] not in [s.id for s in got] and ids[7] not in reader
+    assert reader.verify()
+    reader.close()

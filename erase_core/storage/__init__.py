@@ -1,6 +1,6 @@
 """Persistence: a multi-handle SQLite example store with crypto-shredded deletion."""
 
-from .errors import CorruptStoreError, StoreError
+from .errors import CorruptStoreError, RowGoneError, StoreError
 from .example_store import APPLICATION_ID, SCHEMA_VERSION, Changes, ExampleStore, NewRow, keys_path
 from .rows import PlainRow
 
@@ -9,6 +9,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Changes",
     "CorruptStoreError",
+    "RowGoneError",
     "ExampleStore",
     "NewRow",
     "PlainRow",

@@ -12,3 +12,8 @@ class StoreError(ERASEError):
 
 class CorruptStoreError(StoreError):
     """A stored row failed its authentication check (damaged, edited, or its key is gone)."""
+
+
+class RowGoneError(StoreError):
+    """A row a handle asked for was deleted by a transaction it has not caught up with yet
+    (a concurrent forget): catch up and ask again."""

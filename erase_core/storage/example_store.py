@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .errors import CorruptStoreError, StoreError
+from .errors import CorruptStoreError, RowGoneError, StoreError
 from .image import ImageData, image_path, pack_image, read_image_file, seal_image, write_image_file
 from .keyfile import ZERO_KEY, KeyFile
 from .rows import PlainRow, new_key, open_many, seal
@@ -330,6 +330,22 @@ class ExampleStore:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+
+    def payloads(self, rows: Sequence[int], version: int) -> dict[int, str]:
+        """``{row: payload JSON}`` of ``rows``, read and decrypted now, for a handle at
+        ``version``. :class:`RowGoneError` when one was deleted since that version (catch up),
+        :class:`CorruptStoreError` when one is missing or unreadable although nothing changed."""
+        wanted = sorted(set(rows))
+        with self._reading() as conn:
+            records = _fetch_rows(conn, wanted)
+            dim = conn.execute("SELECT dim FROM state WHERE k = 0").fetchone()[0]
+        found = len(records) == len(wanted)
+        plain = self._decrypt(records, dim, version) if found else None
+        if plain is None:
+            if self._committed_version() != version:
+                raise RowGoneError(f"a row of {self.path} was deleted after version {version}")
+            raise CorruptStoreError(f"{self.path} is damaged: a row this handle holds is missing or unreadable")
+        return {r.row: r.payload_json for r in plain}
 
     def _committed_version(self) -> int:
         with self._reading() as conn:

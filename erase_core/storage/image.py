@@ -16,9 +16,12 @@ at the image's version, so no image that predates a forget can ever become reada
 A missing, damaged, stale or unreadable image is never an error: the handle opens the long
 way. Format (plaintext, little-endian): ``b"ERASEIMG"``, u32 format, u32 header length, a JSON
 header (``n``, ``dim``, section sizes), then the sections ``rows`` (i8), ``id_hash`` (u8),
-``example_hash`` (u8), ``vectors`` (f4, n x dim), the UTF-8 ids as a JSON list, the payload
-offsets (i8, n + 1) and the UTF-8 payload JSON texts back to back, and a JSON object of the
-attributes of the rows that have any. No pickle anywhere.
+``example_hash`` (u8), ``vectors`` (f4, n x dim), the UTF-8 ids as a JSON list, and a JSON
+object of the attributes of the rows that have any. No pickle anywhere.
+
+Payloads are not in the image: they can be large (kilobytes each) and a handle needs only the
+few it returns, so it reads those from their rows when first asked (:class:`~erase_core.
+payload_texts.PayloadTexts`). The image stays the size of the vectors whatever the payloads.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ __all__ = ["IMAGE_MIN_ROWS", "ImageData", "image_min_rows", "image_path", "pack_
 #: (``ERASE_IMAGE_MIN_ROWS`` in the environment overrides it, e.g. for tests).
 IMAGE_MIN_ROWS = 5_000
 _MAGIC = b"ERASEIMG"
-_FORMAT = 1
+_FORMAT = 2
 _FILE_MAGIC = b"ERASE-IMAGE-1\n\x00\x00"
 _PREFIX = struct.Struct("<8sII")
 _FILE_HEAD = struct.Struct("<16sQQ")  # magic, version, chunk count
@@ -66,9 +69,7 @@ def image_path(store_path: Path) -> Path:
 
 @dataclass
 class ImageData:
-    """The rows of a store at ``version``, as arrays (row order). ``payloads`` is a writable
-    byte array holding every payload's UTF-8 JSON back to back, ``payload_offsets[i]`` where
-    row i's starts (n + 1 entries)."""
+    """The rows of a store at ``version`` without their payloads, as arrays (row order)."""
 
     version: int
     dim: int
@@ -77,8 +78,6 @@ class ImageData:
     example_hash: np.ndarray
     vectors: np.ndarray
     ids: list[str]
-    payload_offsets: np.ndarray
-    payloads: np.ndarray
     attrs: dict[str, str]
 
     def __len__(self) -> int:
@@ -86,19 +85,14 @@ class ImageData:
 
 
 def pack_image(rows: Sequence[PlainRow], dim: int) -> bytes:
-    """The plaintext image of ``rows`` (decrypted rows, in row order)."""
+    """The plaintext image of ``rows`` (decrypted rows, in row order; payloads left out)."""
     n = len(rows)
-    payloads = [r.payload_json.encode("utf-8") for r in rows]
-    offsets = np.zeros(n + 1, dtype="<i8")
-    np.cumsum([len(p) for p in payloads], out=offsets[1:])
     sections = [
         np.fromiter((r.row for r in rows), dtype="<i8", count=n).tobytes(),
         np.fromiter((r.id_hash for r in rows), dtype="<u8", count=n).tobytes(),
         np.fromiter((r.example_hash for r in rows), dtype="<u8", count=n).tobytes(),
         b"".join(r.vector for r in rows),
         json.dumps([r.id for r in rows], ensure_ascii=False).encode("utf-8"),
-        offsets.tobytes(),
-        b"".join(payloads),
         json.dumps({r.id: r.attrs_json for r in rows if r.attrs_json}, ensure_ascii=False).encode("utf-8"),
     ]
     if len(sections[3]) != 4 * n * dim:
@@ -169,18 +163,15 @@ def _parse(plain: bytes, version: int) -> ImageData | None:
     header = json.loads(plain[at : at + header_len])
     at += header_len
     n, dim, sizes = int(header["n"]), int(header["dim"]), [int(s) for s in header["sizes"]]
-    if len(sizes) != 8 or at + sum(sizes) != len(plain) or n < 0 or dim < 1:
+    if len(sizes) != 6 or at + sum(sizes) != len(plain) or n < 0 or dim < 1:
         return None
     cuts = np.cumsum([at] + sizes).tolist()
-    part = [memoryview(plain)[cuts[i] : cuts[i + 1]] for i in range(8)]
-    if sizes[:4] != [8 * n, 8 * n, 8 * n, 4 * n * dim] or sizes[5] != 8 * (n + 1):
+    part = [memoryview(plain)[cuts[i] : cuts[i + 1]] for i in range(6)]
+    if sizes[:4] != [8 * n, 8 * n, 8 * n, 4 * n * dim]:
         return None
     ids = json.loads(bytes(part[4]))
-    offsets = np.frombuffer(part[5], dtype="<i8").astype(np.int64)
-    if len(ids) != n or offsets[0] != 0 or offsets[-1] != sizes[6] or np.any(np.diff(offsets) < 0):
-        return None
-    attrs = json.loads(bytes(part[7]))
-    if not isinstance(ids, list) or not isinstance(attrs, dict):
+    attrs = json.loads(bytes(part[5]))
+    if not isinstance(ids, list) or len(ids) != n or not isinstance(attrs, dict):
         return None
     return ImageData(
         version=version, dim=dim,
@@ -188,9 +179,7 @@ def _parse(plain: bytes, version: int) -> ImageData | None:
         id_hash=np.frombuffer(part[1], dtype="<u8").astype(np.uint64),
         example_hash=np.frombuffer(part[2], dtype="<u8").astype(np.uint64),
         vectors=np.frombuffer(part[3], dtype="<f4").reshape(n, dim),  # read-only: the index copies it
-        ids=ids, payload_offsets=offsets,
-        payloads=np.frombuffer(part[6], dtype=np.uint8).copy(),  # writable: forgotten payloads are zeroed
-        attrs=attrs,
+        ids=ids, attrs=attrs,
     )
 
 
