@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo bench paper venv clean
+.PHONY: test demo bench paper unlearn venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: $(STAMP)
 ## The paper's comparison on BIG-bench (`erase bench`; results.md, results.json and img/ under docs/).
 paper: $(STAMP)
 	$(BIN)/erase bench $(BENCH_ARGS)
+
+## Exact (ERASE) versus gradient-ascent unlearning (`erase unlearn`; its section of docs/results.md).
+unlearn: $(STAMP)
+	$(BIN)/erase unlearn --notes benchmarks/notes/unlearning_cpu.md $(UNLEARN_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
