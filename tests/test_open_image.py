@@ -276,3 +276,33 @@ def test_a_read_that_races_a_forget_catches_up_and_answers_again(tmp_path, monke
         assert ids[7] not in [s.id for s in got] and ids[7] not in reader
     assert reader.verify()
     reader.close()
+
+
+def test_an_image_larger_than_one_aes_gcm_message_is_sealed_in_chunks(tmp_path, monkeypatch):
+    """Each AES-GCM message holds at most 2**31 - 1 bytes, so a large image is several chunks
+    (nonce = chunk number, all bound to the store, version and chunk count): made small here."""
+    import erase_core.storage.image as image
+
+    monkeypatch.setattr(image, "_CHUNK", 4096)
+    path = tmp_path / "s.db"
+    build(path)
+    with ExampleIndex.open(path) as first:
+        want = state(first, vectors(1, 9)[0])
+    blob = image_path(path).read_bytes()
+    assert int.from_bytes(blob[24:32], "little") > 2  # the chunk count in the file header
+    with monkeypatch.context() as m:
+        no_long_open(m)
+        with ExampleIndex.open(path) as fast:
+            assert state(fast, vectors(1, 9)[0]) == want
+    # chunks cannot be dropped, reordered or truncated unnoticed
+    with ExampleStore.open(path) as store:
+        key = store._keys.image_key()
+        uuid = store._uuid
+    assert image.read_image_file(image_path(path), key, uuid) is not None
+    image_path(path).write_bytes(blob[:-100])
+    assert image.read_image_file(image_path(path), key, uuid) is None
+    head = image._FILE_HEAD.size
+    (size,) = image._LEN.unpack_from(blob, head)
+    first_chunk = blob[head : head + 8 + size]
+    image_path(path).write_bytes(blob[:head] + blob[head + 8 + size :] + first_chunk)  # first chunk moved last
+    assert image.read_image_file(image_path(path), key, uuid) is None
