@@ -306,3 +306,54 @@ def test_an_image_larger_than_one_aes_gcm_message_is_sealed_in_chunks(tmp_path, 
     first_chunk = blob[head : head + 8 + size]
     image_path(path).write_bytes(blob[:head] + blob[head + 8 + size :] + first_chunk)  # first chunk moved last
     assert image.read_image_file(image_path(path), key, uuid) is None
+
+
+_OPENER = """
+import sys
+sys.path.insert(0, {repo!r})
+from erase_core import ExampleIndex
+print("ready", flush=True)
+ExampleIndex.open({path!r}).close()
+print("done", flush=True)
+"""
+
+
+def test_kill_during_an_open_that_writes_the_image(tmp_path):
+    """SIGKILL at random moments of a long open (which writes the image: temporary file, rename,
+    key): the store always reopens to the same digest, and any image it then reads is whole."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from erase_core.storage import keys_path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    template = tmp_path / "template.db"
+    n = 20_000
+    with ExampleIndex(4, seed=1, path=template) as index:
+        index.add(np.random.default_rng(4).normal(size=(n, 64)).astype(np.float32),
+                  [{"t": "p" * 50, "i": i} for i in range(n)], ids=[f"r{i}" for i in range(n)])
+        want = index.digest()
+    outcomes = []
+    for trial, delay in enumerate([0.05, 0.2, 0.4, 0.6, 0.8, 1.2]):
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        path = work / "s.db"
+        shutil.copy(template, path)
+        shutil.copy(keys_path(template), keys_path(path))
+        child = subprocess.Popen([sys.executable, "-c", _OPENER.format(repo=repo, path=str(path))],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        with ExampleStore.open(path) as store:
+            img = store.read_image()
+            outcomes.append(img is not None)
+            if img is not None:
+                assert img.version == store.published_version() and len(img) == n
+        with ExampleIndex.open(path) as index:
+            assert index.digest() == want and index.verify()
+    print("kill during an image-writing open: image readable after the kill in", outcomes)
