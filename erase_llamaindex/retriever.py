@@ -653,10 +653,10 @@ class ERASERetriever(BaseRetriever):
                     f"{d} already holds an ERASE retriever; open it with ERASERetriever.from_persist_dir "
                     "or persist to another directory"
                 )
-            own_store = getattr(self._index, "_store", None)  # TODO: a public ExampleIndex.path
-            if own_store is not None:
+            own_path = self._index.path
+            if own_path is not None:
                 raise ERASEError(
-                    f"the index already writes to its own store {own_store.path}; a second copy in {d} would "
+                    f"the index already writes to its own store {own_path}; a second copy in {d} would "
                     "not be reached by forget. Open that store instead, or start from an in-memory index"
                 )
             _remove_partials(d)
