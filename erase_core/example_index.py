@@ -255,7 +255,9 @@ class ExampleIndex:
         version, dim, rows = store.load()
         self._reload((version, dim, rows))
         if len(rows) >= image.image_min_rows():
-            store.write_image(version, dim, rows)
+            # right after the reload the clustering was fitted on the rows in load order
+            model = self._model.export_state() if self._model is not None else None
+            store.write_image(version, dim, rows, model)
 
     def _load_image(self, img) -> None:
         self._reset_memory()
@@ -265,7 +267,8 @@ class ExampleIndex:
             rows = img.rows.tolist()
             self._payload_json.set_deferred(img.ids, rows, self._fetch_payloads)
             attrs = [img.attrs.get(i, "") for i in img.ids] if img.attrs else None
-            self._add_in_memory(img.ids, None, img.vectors, img.example_hash, rows, img.id_hash, attrs)
+            self._add_in_memory(img.ids, None, img.vectors, img.example_hash, rows, img.id_hash, attrs,
+                                model_state=img.model)
         self._version = img.version
         self._stale = False
 
@@ -341,7 +344,7 @@ class ExampleIndex:
 
     def _add_in_memory(self, ids: list[str], payload_jsons: list[str] | None, unit: np.ndarray, hashes,
                        rows: list[int] | None = None, id_hashes: np.ndarray | None = None,
-                       attrs: list[str] | None = None):
+                       attrs: list[str] | None = None, model_state=None):
         """Append already-normalised rows to memory and update the clustering."""
         if self._vectors.shape[1] != unit.shape[1]:
             self._dim = unit.shape[1]
@@ -370,15 +373,24 @@ class ExampleIndex:
         self._ids.extend(ids)
         self._digest = None
         self._erase_cache = None
-        return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None)
+        return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
+                                            model_state if n0 == 0 else None)
 
-    def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None):
+    def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None,
+                                model_state=None):
         if self.strategy != "erase":
             return None  # only the erase strategy selects through the clustering
         if self._model is not None:
             return self._model.insert(unit, ids)
         if len(self._ids) >= self.k:
-            self._model = self._new_model().fit(self._vectors[: len(self._ids)], list(self._ids), id_hashes=all_id_hashes)
+            X, all_ids = self._vectors[: len(self._ids)], list(self._ids)
+            if model_state is not None:  # an open image's fit on these rows: install, do not rerun
+                try:
+                    self._model = self._new_model().fit(X, all_ids, id_hashes=all_id_hashes, state=model_state)
+                    return None
+                except ValueError:
+                    pass  # not this pool's fit: fit afresh
+            self._model = self._new_model().fit(X, all_ids, id_hashes=all_id_hashes)
         return None
 
     def _remove_in_memory(self, ids: list[str]):

@@ -28,7 +28,7 @@ from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import MultisetHash, _mix_int, id_hashes, row_hash_ints, row_hashes, splitmix64
-from .seeding import insertion_changes_seeding, seed_plusplus
+from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
 #: temporaries cost more in page faults than in arithmetic).
@@ -102,6 +102,22 @@ def parameter_limits(projection_dim: int | None = None, scale: float = 4096.0) -
     }
 
 
+@dataclass
+class FittedState:
+    """A fit's seeding and per-iteration records (see :meth:`QuantizedKMeans.export_state`):
+    ``labels`` is n x (used columns) in the fit's row order. Plain JSON and arrays: no pickle."""
+
+    params: dict
+    n_rec: int
+    converged: bool
+    seeds: list
+    keys: list
+    centroids: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    labels: np.ndarray
+
+
 @dataclass(frozen=True)
 class UpdateReport:
     """What one ``insert``/``remove`` did.
@@ -169,14 +185,65 @@ class QuantizedKMeans:
         self._fitted = False
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, ids=None, *, id_hashes: np.ndarray | None = None) -> "QuantizedKMeans":
+    def fit(self, X, ids=None, *, id_hashes: np.ndarray | None = None, state: "FittedState | None" = None) -> "QuantizedKMeans":
         """Cluster the rows of ``X`` (ids default to "0".."n-1"). A float32 ``X`` is read as is
         (no float64 copy of the whole input). ``id_hashes``: the ids' :func:`~.hashing.id_hashes`
-        when the caller already has them (a store keeps them); otherwise computed here."""
-        with _one_blas_thread():
-            return self._fit(X, ids, id_hashes)
+        when the caller already has them (a store keeps them); otherwise computed here.
 
-    def _fit(self, X, ids, id_hashes) -> "QuantizedKMeans":
+        ``state``: what :meth:`export_state` gave for a fit on these same rows in this order
+        (e.g. read back from a store's authenticated open image): the seeding and the Lloyd
+        iterations are then installed instead of rerun; the coordinates, hashes and
+        representatives are still derived from ``X``. A state that does not fit these rows
+        and parameters raises :class:`ValueError` (the caller fits instead)."""
+        with _one_blas_thread():
+            return self._fit(X, ids, id_hashes, state)
+
+    def export_state(self) -> "FittedState":
+        """The seeding and per-iteration records of this fit, rows in slot order (see ``fit``)."""
+        self._check_fitted()
+        ncols = self._ncols()
+        return FittedState(
+            params=self._state_params(), n_rec=self._n_rec, converged=self._converged,
+            seeds=list(self._seeding.ids), keys=[(k.klass, float(k.value).hex(), k.id) for k in self._seeding.keys],
+            centroids=self._C[: self._n_rec + 1].copy(), sums=self._S[: self._n_rec].copy(),
+            counts=self._N[: self._n_rec].copy(), labels=self._labels[: self._n, :ncols].copy(),
+        )
+
+    def _state_params(self) -> dict:
+        return {"k": self.n_clusters, "n_iter": self.n_iter, "seed": self.seed, "epsilon": float(self.epsilon).hex(),
+                "scale": float(self.scale).hex(), "projection_dim": self.projection_dim_, "dim": self._space.dim}
+
+    def _install(self, state: "FittedState") -> None:
+        """Install an exported state in place of seeding and Lloyd (after ``_append_rows``)."""
+        k, m, T, n = self.n_clusters, self._coords.shape[1], self.n_iter, self._n
+        if state.params != self._state_params():
+            raise ValueError("fitted state of other parameters")
+        n_rec, ncols = int(state.n_rec), state.labels.shape[1] if state.labels.ndim == 2 else -1
+        want_cols = n_rec if state.converged else T + 1
+        if not (1 <= n_rec <= T and ncols == want_cols and state.labels.shape[0] == n
+                and state.centroids.shape == (n_rec + 1, k, m) and state.sums.shape == (n_rec, k, m)
+                and state.counts.shape == (n_rec, k) and len(state.seeds) == k == len(state.keys)):
+            raise ValueError("fitted state of another shape")
+        labels = state.labels.astype(np.int16)
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError("fitted state with labels out of range")
+        for t in range(n_rec):  # the counts must be the labels' (one cheap pass per iteration)
+            if not np.array_equal(np.bincount(labels[:, t], minlength=k), state.counts[t]):
+                raise ValueError("fitted state whose counts disagree with its labels")
+        if any(i not in self._slot_of for i in state.seeds):
+            raise ValueError("fitted state seeded on unknown ids")
+        self._seeding = Seeding(list(state.seeds), [RaceKey(int(c), float.fromhex(v), i) for c, v, i in state.keys])
+        self._C = np.zeros((T + 1, k, m), dtype=np.float64)
+        self._S = np.zeros((T, k, m), dtype=np.int64)
+        self._N = np.zeros((T, k), dtype=np.int64)
+        self._C[: n_rec + 1] = state.centroids
+        self._S[:n_rec] = state.sums
+        self._N[:n_rec] = state.counts
+        self._labels[:n, :ncols] = labels
+        self._n_rec, self._converged = n_rec, bool(state.converged)
+        self._finish()
+
+    def _fit(self, X, ids, id_hashes, state=None) -> "QuantizedKMeans":
         X = check_vectors(X, keep_float32=True)
         if ids is None:
             ids = [str(i) for i in range(X.shape[0])]
@@ -197,7 +264,10 @@ class QuantizedKMeans:
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x9A5E])
         self._phase = rng.integers(0, self._eps, size=(self.n_clusters, space.out_dim)).astype(np.int64)
         self._append_rows(coords, ids, id_hashes)
-        self._refit()
+        if state is None:
+            self._refit()
+        else:
+            self._install(state)
         self._fitted = True
         return self
 

@@ -357,3 +357,38 @@ def test_kill_during_an_open_that_writes_the_image(tmp_path):
         with ExampleIndex.open(path) as index:
             assert index.digest() == want and index.verify()
     print("kill during an image-writing open: image readable after the kill in", outcomes)
+
+
+def test_the_image_carries_the_fit_and_an_open_installs_it(tmp_path, monkeypatch):
+    """No k-means run at an image open: the fit's records come from the image, bit-identical to
+    a fresh fit on the rows; a record that does not fit the rows is refitted instead."""
+    from erase_core.quantized_kmeans import QuantizedKMeans
+
+    from conftest import assert_same_state
+
+    path = tmp_path / "s.db"
+    ids = build(path)
+    ExampleIndex.open(path).close()
+
+    def no_refit(self):
+        raise AssertionError("the clustering was refitted")
+
+    with monkeypatch.context() as m:
+        no_long_open(m)
+        m.setattr(QuantizedKMeans, "_refit_now", no_refit)
+        fast = ExampleIndex.open(path)
+    assert_same_state(fast.model, fast.rebuilt().model)
+    fast.close()
+    with ExampleIndex.open(path) as fast:  # and exact afterwards
+        fast.forget(ids[:40])
+        assert fast.verify()
+    # an image whose fit is not of these rows' parameters: installed? no, refitted, still exact
+    ExampleIndex.open(path).close()  # the forget shredded the image: this writes a new one
+    real_params = QuantizedKMeans._state_params
+    with monkeypatch.context() as m:
+        m.setattr(QuantizedKMeans, "_state_params", lambda self: {**real_params(self), "seed": -1})
+        refits = []
+        real_refit = QuantizedKMeans._refit_now
+        m.setattr(QuantizedKMeans, "_refit_now", lambda self: (refits.append(1), real_refit(self)))
+        with ExampleIndex.open(path) as index:
+            assert refits and index.verify()

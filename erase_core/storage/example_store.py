@@ -304,9 +304,10 @@ class ExampleStore:
             return None  # not of this database (e.g. one restored from an older copy)
         return image
 
-    def write_image(self, version: int, dim: int | None, rows: Sequence[PlainRow]) -> bool:
+    def write_image(self, version: int, dim: int | None, rows: Sequence[PlainRow], model=None) -> bool:
         """Write the open image of ``rows`` (every row at ``version``, as :meth:`load` gave
-        them). It becomes readable only if the store is still at ``version``; any later
+        them; ``model``: the clustering's exported state fitted on them in that order). It
+        becomes readable only if the store is still at ``version``; any later
         deletion shreds it. Returns whether it was installed; never raises for I/O (the image
         only saves time)."""
         if dim is None or not rows:
@@ -314,7 +315,7 @@ class ExampleStore:
         key = new_key()
         target = image_path(self.path)
         try:
-            tmp = write_image_file(target, seal_image(pack_image(rows, int(dim)), key, self._uuid, version))
+            tmp = write_image_file(target, seal_image(pack_image(rows, int(dim), model), key, self._uuid, version))
         except (OSError, ValueError):
             return False
         try:
