@@ -55,7 +55,7 @@ _PREFIX = struct.Struct("<8sII")
 _FILE_HEAD = struct.Struct("<16sQQ")  # magic, version, chunk count
 _LEN = struct.Struct("<Q")
 #: Plaintext bytes per AES-GCM message (one nonce each, under one key used for this image only).
-_CHUNK = 1 << 30  # AES-GCM in `cryptography` takes at most 2**31 - 1 bytes per message
+_CHUNK = (1 << 31) - (1 << 20)  # AES-GCM in `cryptography` takes at most 2**31 - 1 bytes per message
 
 
 def image_min_rows() -> int:
