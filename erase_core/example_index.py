@@ -268,7 +268,7 @@ class ExampleIndex:
             self._payload_json.set_deferred(img.ids, rows, self._fetch_payloads)
             attrs = [img.attrs.get(i, "") for i in img.ids] if img.attrs else None
             self._add_in_memory(img.ids, None, img.vectors, img.example_hash, rows, img.id_hash, attrs,
-                                model_state=img.model)
+                                model_state=img.model, adopt=True)
         self._version = img.version
         self._stale = False
 
@@ -344,18 +344,26 @@ class ExampleIndex:
 
     def _add_in_memory(self, ids: list[str], payload_jsons: list[str] | None, unit: np.ndarray, hashes,
                        rows: list[int] | None = None, id_hashes: np.ndarray | None = None,
-                       attrs: list[str] | None = None, model_state=None):
-        """Append already-normalised rows to memory and update the clustering."""
-        if self._vectors.shape[1] != unit.shape[1]:
+                       attrs: list[str] | None = None, model_state=None, adopt: bool = False):
+        """Append already-normalised rows to memory and update the clustering. ``adopt``: an
+        empty index may keep ``unit`` itself as its vector array (an open image's decrypted
+        array, which nothing else holds) instead of copying it."""
+        n0 = len(self._ids)
+        adopted = (adopt and n0 == 0 and unit.dtype == np.float32 and unit.flags.c_contiguous
+                   and unit.flags.writeable and len(ids) > 0)
+        if adopted:
+            self._dim = unit.shape[1]
+            self._vectors = unit
+        elif self._vectors.shape[1] != unit.shape[1]:
             self._dim = unit.shape[1]
             self._vectors = np.zeros((max(16, len(ids)), self._dim), dtype=np.float32)
-        n0 = len(self._ids)
         need = n0 + len(ids)
         if need > self._vectors.shape[0]:
             grown = np.zeros((max(need, 2 * self._vectors.shape[0]), self._dim), dtype=np.float32)
             grown[:n0] = self._vectors[:n0]
             self._vectors = grown
-        self._vectors[n0:need] = unit
+        if not adopted:
+            self._vectors[n0:need] = unit
         # bulk dict updates: open adds 10^5 rows at once
         self._slot_of.update(zip(ids, range(n0, need)))
         if payload_jsons is not None:  # None: already in self._payload_json (an open image)

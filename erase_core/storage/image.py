@@ -54,6 +54,7 @@ _FILE_MAGIC = b"ERASE-IMAGE-1\n\x00\x00"
 _PREFIX = struct.Struct("<8sII")
 _FILE_HEAD = struct.Struct("<16sQQ")  # magic, version, chunk count
 _LEN = struct.Struct("<Q")
+_TAG = 16  # bytes of a GCM tag
 #: Plaintext bytes per AES-GCM message (one nonce each, under one key used for this image only).
 _CHUNK = (1 << 31) - (1 << 20)  # AES-GCM in `cryptography` takes at most 2**31 - 1 bytes per message
 
@@ -116,6 +117,7 @@ def pack_image(rows: Sequence[PlainRow], dim: int, model: FittedState | None = N
     if len(sections[3]) != 4 * n * dim:
         raise ValueError("image rows do not all have the store's dimension")
     header = json.dumps({"n": n, "dim": dim, "sizes": [len(s) for s in sections]}).encode("utf-8")
+    header += b" " * (-len(header) % 8)  # the arrays that follow start 8-byte aligned
     return b"".join([_PREFIX.pack(_MAGIC, _FORMAT, len(header)), header, *sections])
 
 
@@ -151,34 +153,41 @@ def read_image_file(path: Path, key: bytes, store_uuid: bytes) -> ImageData | No
         magic, version, n_chunks = _FILE_HEAD.unpack_from(blob, 0)
         if magic != _FILE_MAGIC or not 1 <= n_chunks <= len(blob):
             return None
-        aead, at, parts = AESGCM(key), _FILE_HEAD.size, []
-        view = memoryview(blob)
+        aead, at, chunks = AESGCM(key), _FILE_HEAD.size, []
         for c in range(n_chunks):
             (size,) = _LEN.unpack_from(blob, at)
             at += _LEN.size
-            if at + size > len(blob):
+            if size < _TAG or at + size > len(blob):
                 return None
-            parts.append(aead.decrypt(_nonce(c), view[at : at + size], _aad(store_uuid, version, c, n_chunks)))
+            chunks.append((at, size))
             at += size
         if at != len(blob):
             return None
+        # decrypted straight into one writable array: the index keeps its vectors as a view of it
+        plain = np.empty(sum(size - _TAG for _, size in chunks), dtype=np.uint8)
+        out, view, off = memoryview(plain), memoryview(blob), 0
+        for c, (at, size) in enumerate(chunks):
+            data, aad = view[at : at + size], _aad(store_uuid, version, c, n_chunks)
+            if hasattr(aead, "decrypt_into"):  # cryptography >= 45
+                aead.decrypt_into(_nonce(c), data, aad, out[off : off + size - _TAG])
+            else:
+                out[off : off + size - _TAG] = aead.decrypt(_nonce(c), data, aad)
+            off += size - _TAG
     except (InvalidTag, ValueError, struct.error, OverflowError):
         return None
     del blob, view
-    plain = parts[0] if len(parts) == 1 else b"".join(parts)
-    del parts
     try:
-        return _parse(plain, version)
+        return _parse(out, version)
     except (ValueError, KeyError, TypeError, struct.error):
         return None
 
 
-def _parse(plain: bytes, version: int) -> ImageData | None:
+def _parse(plain: memoryview, version: int) -> ImageData | None:
     magic, fmt, header_len = _PREFIX.unpack_from(plain, 0)
     if magic != _MAGIC or fmt != _FORMAT:
         return None
     at = _PREFIX.size
-    header = json.loads(plain[at : at + header_len])
+    header = json.loads(bytes(plain[at : at + header_len]))
     at += header_len
     n, dim, sizes = int(header["n"]), int(header["dim"]), [int(s) for s in header["sizes"]]
     if len(sizes) != 8 or at + sum(sizes) != len(plain) or n < 0 or dim < 1:
@@ -199,7 +208,7 @@ def _parse(plain: bytes, version: int) -> ImageData | None:
         rows=np.frombuffer(part[0], dtype="<i8").astype(np.int64),
         id_hash=np.frombuffer(part[1], dtype="<u8").astype(np.uint64),
         example_hash=np.frombuffer(part[2], dtype="<u8").astype(np.uint64),
-        vectors=np.frombuffer(part[3], dtype="<f4").reshape(n, dim),  # read-only: the index copies it
+        vectors=np.frombuffer(part[3], dtype="<f4").reshape(n, dim),  # writable view of the decrypted array
         ids=ids, attrs=attrs, model=model,
     )
 
