@@ -392,3 +392,35 @@ def test_the_image_carries_the_fit_and_an_open_installs_it(tmp_path, monkeypatch
         m.setattr(QuantizedKMeans, "_refit_now", lambda self: (refits.append(1), real_refit(self)))
         with ExampleIndex.open(path) as index:
             assert refits and index.verify()
+
+
+def test_an_image_reads_with_a_cryptography_without_decrypt_into(tmp_path, monkeypatch):
+    """``AESGCM.decrypt_into`` is recent; with an older ``cryptography`` the image is decrypted
+    chunk by chunk into the same array."""
+    import erase_core.storage.image as image
+
+    real = image.AESGCM
+
+    class OldAESGCM:
+        def __init__(self, key):
+            self._aead = real(key)
+
+        def encrypt(self, *args):
+            return self._aead.encrypt(*args)
+
+        def decrypt(self, *args):
+            return self._aead.decrypt(*args)
+
+    monkeypatch.setattr(image, "AESGCM", OldAESGCM)
+    monkeypatch.setattr(image, "_CHUNK", 5000)
+    path = tmp_path / "s.db"
+    build(path)
+    with ExampleIndex.open(path) as first:
+        want = state(first, vectors(1, 9)[0])
+    with monkeypatch.context() as m:
+        no_long_open(m)
+        fast = ExampleIndex.open(path)
+        assert state(fast, vectors(1, 9)[0]) == want
+        fast.forget([fast.ids[0]])  # the vectors kept from the image are writable
+    assert fast.verify()
+    fast.close()
