@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from erase_core import ERASEError, ExampleIndex
-from erase_core.storage import CorruptStoreError
+from erase_core.storage import CorruptStoreError, keys_path
 from conftest import REPO_ROOT, clustered
 from residue import all_file_bytes, decryptable_ids, sealed_rows, surviving
 from test_store import assert_keys_match_rows, key_slots, owned_slots
@@ -233,6 +233,10 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
             stdout=subprocess.PIPE, text=True,
         )
         assert reader.stdout.readline().strip() == "ready"
+        # the reader's open went the long way and wrote the open image (tests lower its threshold),
+        # so the child opens from it and the kill lands on a store that has one
+        image_key = keys_path(path).read_bytes()[64:96]
+        assert any(image_key) and (work / "pool.sqlite.image").is_file()
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
             stdout=subprocess.PIPE, text=True,
@@ -256,6 +260,8 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
         assert all(surviving(files, [key]) for key in kept_keys)  # the scan can fail
         if op == "forget" and digest == after:
             assert not surviving(files, victim_keys), f"trial {trial}: a forgotten key survived"
+            # the image held the victims too: its key went with theirs
+            assert not surviving(files, [image_key]), f"trial {trial}: the open image's key survived"
         stop.write_text("stop")
         report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
         assert reader.returncode == 0 and report["reads"] > 0
