@@ -150,23 +150,14 @@ def section_similarity(X: np.ndarray, ids: list[str], queries: np.ndarray, k: in
     for label, threads in (("default", None), ("single", 1)):
         ours, theirs, agree = [], [], []
         for q in qs:
-            if threads is None:
-                faiss.omp_set_num_threads(default_omp)
+            faiss.omp_set_num_threads(default_omp if threads is None else 1)
+            with contextlib.nullcontext() if threads is None else controller.limit(limits=1, user_api="blas"):
                 t = time.perf_counter()
                 mine = index.select(q)
                 ours.append(time.perf_counter() - t)
                 t = time.perf_counter()
                 _, found = flat.search(q[None, :], k)
                 theirs.append(time.perf_counter() - t)
-            else:
-                faiss.omp_set_num_threads(1)
-                with controller.limit(limits=1, user_api="blas"):
-                    t = time.perf_counter()
-                    mine = index.select(q)
-                    ours.append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    _, found = flat.search(q[None, :], k)
-                    theirs.append(time.perf_counter() - t)
             agree.append(sorted(s.id for s in mine) == sorted(ids[i] for i in found[0]))
         out[label] = {
             "erase_p50_ms": pct(ours, 50) * 1e3, "faiss_p50_ms": pct(theirs, 50) * 1e3,

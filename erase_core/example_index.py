@@ -82,6 +82,48 @@ def _example_hash(example_id: str, payload_json: str, vector: np.ndarray, attrs:
     return int.from_bytes(h.digest(), "little")
 
 
+@dataclass
+class _Incoming:
+    """Examples about to be added, validated and encoded once for memory and the store."""
+
+    ids: list[str]
+    payload_jsons: list[str]
+    unit: np.ndarray
+    hashes: list[int]
+    attrs: list[str]
+
+    @classmethod
+    def of(cls, ids: list[str], X: np.ndarray, payloads: list, subjects, metadata) -> "_Incoming":
+        n = X.shape[0]
+        if len(payloads) != n:
+            raise ERASEError(f"got {len(payloads)} payloads for {n} vectors")
+        subjects = [None] * n if subjects is None else list(subjects)
+        metadata = [None] * n if metadata is None else list(metadata)
+        if len(subjects) != n or len(metadata) != n:
+            raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
+        attrs = [attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
+                 for j, (s, m) in enumerate(zip(subjects, metadata))]
+        payload_jsons = [_payload_json(p) for p in payloads]
+        unit = _normalise(X)
+        hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+        return cls(ids, payload_jsons, unit, hashes, attrs)
+
+    def check_width(self, dim: int | None) -> None:
+        """Inside the write transaction: the store's width may have been set by another handle."""
+        if dim is not None and self.unit.shape[1] != dim:
+            raise ERASEError(f"vectors has dimension {self.unit.shape[1]}, expected {dim}")
+
+    def store_rows(self) -> list:
+        from .hashing import id_hash
+        from .storage import NewRow
+
+        return [NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h, a)
+                for i, pj, row, h, a in zip(self.ids, self.payload_jsons, self.unit, self.hashes, self.attrs)]
+
+    def add_to(self, index: "ExampleIndex", rows: list[int] | None = None):
+        return index._add_in_memory(self.ids, self.payload_jsons, self.unit, self.hashes, rows, attrs=self.attrs)
+
+
 def _retry_if_row_gone(method):
     """Run a read again after catching up when a concurrent forget deleted a row whose payload
     it was reading (a handle opened from the open image reads payloads on demand)."""
@@ -278,8 +320,9 @@ class ExampleIndex:
 
     # ------------------------------------------------------------------ keeping up with the store
     def _catch_up_committed(self) -> None:
-        """Catch up with what is committed, before it is published: a read found a row that
-        a concurrent forget has deleted but not yet announced."""
+        """Catch up with what is committed: replay the change log, or reload when the handle
+        is further behind than the log keeps. Also called without looking at the published
+        version when a read found a row that a concurrent forget deleted but has not yet announced."""
         changes = self._store.changes_since(self._version)
         if changes is None:
             self._reload(self._store.load())
@@ -294,11 +337,7 @@ class ExampleIndex:
         if self._stale:
             self._reload(store.load())
         elif store.published_version() != self._version:
-            changes = store.changes_since(self._version)
-            if changes is None:
-                self._reload(store.load())
-            elif changes.version != self._version:
-                self._apply_changes(changes)
+            self._catch_up_committed()
 
     def _sync_in(self, txn) -> None:
         """Catch up inside a write transaction (nothing can change under it)."""
@@ -436,34 +475,16 @@ class ExampleIndex:
             if ids is None:
                 ids = [uuid.uuid4().hex for _ in payloads]
             ids = check_ids(ids, n, existing=self._slot_of)
-            subjects = [None] * n if subjects is None else list(subjects)
-            metadata = [None] * n if metadata is None else list(metadata)
-            if len(subjects) != n or len(metadata) != n:
-                raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
-            attrs = [
-                attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
-                for j, (s, m) in enumerate(zip(subjects, metadata))
-            ]
-            payload_jsons = [_payload_json(p) for p in payloads]
-            unit = _normalise(X)
-            hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+            new = _Incoming.of(ids, X, payloads, subjects, metadata)
             if self._store is None:
-                self._add_in_memory(ids, payload_jsons, unit, hashes, attrs=attrs)
+                new.add_to(self)
                 return ids
-            from .hashing import id_hash
-            from .storage import NewRow
-
             with self._store.transaction() as txn:
                 self._sync_in(txn)  # another handle may have added these ids or set the width
-                if self._dim is not None and unit.shape[1] != self._dim:
-                    raise ERASEError(f"vectors has dimension {unit.shape[1]}, expected {self._dim}")
+                new.check_width(self._dim)
                 check_ids(ids, len(ids), existing=self._slot_of)
-                new = [
-                    NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h, a)
-                    for i, pj, row, h, a in zip(ids, payload_jsons, unit, hashes, attrs)
-                ]
-                rows = txn.add(new, unit.shape[1])
-            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows, attrs=attrs), txn.version)
+                rows = txn.add(new.store_rows(), new.unit.shape[1])
+            self._after_commit(lambda: new.add_to(self, rows), txn.version)
             return ids
 
     def upsert(self, vectors, payloads: Sequence[Any], ids: Sequence[str], *,
@@ -477,39 +498,21 @@ class ExampleIndex:
         with self._lock:
             self._sync()
             X = check_vectors(vectors, dim=self._dim, name="vectors")
-            n = X.shape[0]
-            ids = check_ids(ids, n)
-            payloads = list(payloads)
-            if len(payloads) != n:
-                raise ERASEError(f"got {len(payloads)} payloads for {n} vectors")
-            subjects = [None] * n if subjects is None else list(subjects)
-            metadata = [None] * n if metadata is None else list(metadata)
-            if len(subjects) != n or len(metadata) != n:
-                raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
-            attrs = [
-                attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
-                for j, (s, m) in enumerate(zip(subjects, metadata))
-            ]
-            payload_jsons = [_payload_json(p) for p in payloads]
-            unit = _normalise(X)
-            hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+            ids = check_ids(ids, X.shape[0])
+            new = _Incoming.of(ids, X, list(payloads), subjects, metadata)
             if self._store is None:
                 present = [i for i in ids if i in self._slot_of]
                 owners = self._subjects_of(present)
                 receipt = self._forget_in_memory(present, start)
-                self._add_in_memory(ids, payload_jsons, unit, hashes, attrs=attrs)
+                new.add_to(self)
                 if present:
                     self._memory_audit().append(self._audit_entry(receipt, owners, "upsert", None, None))
                 return receipt
-            from .hashing import id_hash
-            from .storage import NewRow
-
             changed = False
             try:
                 with self._store.transaction() as txn:
                     self._sync_in(txn)
-                    if self._dim is not None and unit.shape[1] != self._dim:
-                        raise ERASEError(f"vectors has dimension {unit.shape[1]}, expected {self._dim}")
+                    new.check_width(self._dim)
                     present = [i for i in ids if i in self._slot_of]
                     txn.delete([self._row_of[i] for i in present])
                     changed = True
@@ -517,16 +520,12 @@ class ExampleIndex:
                     receipt = self._forget_in_memory(present, start)
                     if present:
                         txn.audit(self._audit_entry(receipt, owners, "upsert", None, None, txn.version_after()))
-                    rows = txn.add(
-                        [NewRow(i, pj, row.astype("<f4").tobytes(), id_hash(i), h, a)
-                         for i, pj, row, h, a in zip(ids, payload_jsons, unit, hashes, attrs)],
-                        unit.shape[1],
-                    )
+                    rows = txn.add(new.store_rows(), new.unit.shape[1])
             except BaseException:
                 if changed:
                     self._stale = True  # memory ran ahead of a transaction that did not commit
                 raise
-            self._after_commit(lambda: self._add_in_memory(ids, payload_jsons, unit, hashes, rows, attrs=attrs), txn.version)
+            self._after_commit(lambda: new.add_to(self, rows), txn.version)
             return receipt
 
     def _after_commit(self, update, version: int):
@@ -812,14 +811,6 @@ class ExampleIndex:
             raise ERASEError("query_vector is all zeros")
         return q[0]
 
-    def _load_all_payloads(self) -> None:
-        for _ in range(_ROW_GONE_RETRIES):
-            try:
-                return self._payload_json.load_all()
-            except RowGoneError:
-                self._catch_up_committed()
-        self._payload_json.load_all()
-
     def _payload(self, example_id: str) -> Any:
         return json.loads(self._payload_json[example_id])
 
@@ -971,6 +962,7 @@ class ExampleIndex:
         """The store file this index writes through to (None when in memory)."""
         return None if self._store is None else self._store.path
 
+    @_retry_if_row_gone
     def save(self, path: str | os.PathLike) -> None:
         """Write a copy of this index to a new store (one transaction).
 
@@ -983,7 +975,7 @@ class ExampleIndex:
 
         with self._lock:
             self._sync()
-            self._load_all_payloads()
+            self._payload_json.load_all()
             store = ExampleStore.create(path, self.config())
             try:
                 order = sorted(self._ids)
@@ -1000,11 +992,12 @@ class ExampleIndex:
             finally:
                 store.close()
 
+    @_retry_if_row_gone
     def rebuilt(self) -> "ExampleIndex":
         """A fresh in-memory index built from scratch on the current examples, same parameters."""
         with self._lock:
             self._sync()
-            self._load_all_payloads()
+            self._payload_json.load_all()
             return self._fresh(
                 sorted(self._ids), lambda order: np.stack([self._vectors[self._slot_of[i]] for i in order]),
                 self._payload_json, self._attrs_json,

@@ -145,3 +145,22 @@ class EngineModel(BaseModel):
     def attributes(self, item_id: str) -> dict:
         """``{"subject": ..., "metadata": {...}}`` stored with an item."""
         return self.index.attributes(item_id)
+
+    # ------------------------------------------------------------------ inspection and lifetime
+    @property
+    def ids(self) -> list[str]:
+        """Ids of all items (sorted)."""
+        return self.index.ids
+
+    def digest(self) -> str:
+        """The engine's digest: equal for two objects exactly when their items (ids, payloads,
+        embeddings), parameters and clustering are equal."""
+        return self.index.digest()
+
+    def verify(self) -> bool:
+        """Rebuild the index from scratch and compare digests (see ``ExampleIndex.verify``)."""
+        return self.index.verify()
+
+    def close(self) -> None:
+        """Close the SQLite store (if any)."""
+        self.index.close()

@@ -283,33 +283,15 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
                                          metadata=None if metadata is None else [metadata]))[0]
 
     # ------------------------------------------------------------------ inspection
-    @property
-    def ids(self) -> list[str]:
-        """Ids of all examples (sorted)."""
-        return self.index.ids
-
     def get(self, example_id: str) -> dict[str, Any]:
         """The example stored under ``example_id`` (a copy)."""
         return dict(self.index.get(example_id))
-
-    def digest(self) -> str:
-        """The engine's digest: equal for two selectors exactly when their examples (ids,
-        payloads, embeddings), parameters and clustering are equal."""
-        return self.index.digest()
-
-    def verify(self) -> bool:
-        """Rebuild the index from scratch and compare digests (see ``ExampleIndex.verify``)."""
-        return self.index.verify()
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __bool__(self) -> bool:  # an empty selector is still a selector (``if prompt.example_selector:``)
         return True
-
-    def close(self) -> None:
-        """Close the SQLite store (if any)."""
-        self.index.close()
 
     # ------------------------------------------------------------------ construction
     @classmethod

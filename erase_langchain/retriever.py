@@ -205,21 +205,9 @@ class ERASERetriever(BaseRetriever, EngineModel):
 
     # ------------------------------------------------------------------ inspection
     @property
-    def ids(self) -> list[str]:
-        return self.index.ids
-
-    @property
     def fingerprint(self) -> str:
         """Hash of the fixed ``erase`` set (changes exactly when it changes)."""
         if self.index.strategy != "erase":
             raise ERASEError(f"strategy {self.index.strategy!r} selects per query: there is no fixed set to fingerprint")
         return selection_fingerprint(select_available(self.index, None, self.k))
 
-    def digest(self) -> str:
-        return self.index.digest()
-
-    def verify(self) -> bool:
-        return self.index.verify()
-
-    def close(self) -> None:
-        self.index.close()

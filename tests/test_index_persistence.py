@@ -188,8 +188,6 @@ _READER = textwrap.dedent(
 
 
 def _copy_store(src, dst) -> None:
-    from erase_core.storage import keys_path
-
     shutil.copy(src, dst)
     shutil.copy(keys_path(src), keys_path(dst))
 

@@ -168,7 +168,7 @@ def read_image_file(path: Path, key: bytes, store_uuid: bytes) -> ImageData | No
         out, view, off = memoryview(plain), memoryview(blob), 0
         for c, (at, size) in enumerate(chunks):
             data, aad = view[at : at + size], _aad(store_uuid, version, c, n_chunks)
-            if hasattr(aead, "decrypt_into"):  # cryptography >= 45
+            if hasattr(aead, "decrypt_into"):  # recent cryptography releases; older ones decrypt then copy
                 aead.decrypt_into(_nonce(c), data, aad, out[off : off + size - _TAG])
             else:
                 out[off : off + size - _TAG] = aead.decrypt(_nonce(c), data, aad)
