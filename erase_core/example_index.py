@@ -141,6 +141,28 @@ def _retry_if_row_gone(method):
     return reading
 
 
+class _ModelLag:
+    """Pool changes a handle has applied to its rows but not yet to its clustering: it caught
+    up to a version whose writer posted the ``erase`` selection (see ``_apply_changes``), so
+    the clustering's update waits until something needs the model itself."""
+
+    __slots__ = ("gone", "new")
+
+    def __init__(self) -> None:
+        self.gone: list[str] = []  # still in the model, no longer in the pool
+        self.new: dict[str, None] = {}  # in the pool, not yet in the model (ordered)
+
+    def drop(self, ids: list[str]) -> None:
+        for i in ids:
+            if i in self.new:
+                del self.new[i]
+            else:
+                self.gone.append(i)
+
+    def add(self, ids: list[str]) -> None:
+        self.new.update(dict.fromkeys(ids))
+
+
 #: A read that keeps racing forgets this many times gives up (it means thousands of forgets a second).
 _ROW_GONE_RETRIES = 20
 
@@ -215,9 +237,11 @@ class ExampleIndex:
         self._attributes = AttributeIndex()
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
-        self._model: QuantizedKMeans | None = None
+        self._model = None
         self._digest: str | None = None  # cached until the next mutation
         self._erase_cache: list | None = None  # select() of the erase strategy, until the next mutation
+        self._posted_pick: list[tuple[str, float]] | None = None  # the erase set a writer posted for this version
+        self._snapshot: tuple | None = None  # (version, _erase_cache, their vectors) for select_nowait
         # store bookkeeping: row numbers, and the store version this handle has caught up to
         self._row_of: dict[str, int] = {}
         self._id_of_row: dict[int, str] = {}
@@ -314,6 +338,74 @@ class ExampleIndex:
         self._version = img.version
         self._stale = False
 
+    # ------------------------------------------------------------------ the clustering
+    @property
+    def _model(self) -> QuantizedKMeans | None:
+        """The clustering of the current pool (a lagging one is brought up to date first)."""
+        if self._model_lag is not None:
+            self._settle_model()
+        return self._fitted_model
+
+    @_model.setter
+    def _model(self, model: QuantizedKMeans | None) -> None:
+        self._fitted_model = model
+        self._model_lag = None
+
+    def _lag(self) -> _ModelLag:
+        if self._model_lag is None:
+            self._model_lag = _ModelLag()
+        return self._model_lag
+
+    def _settle_model(self) -> None:
+        """Apply the changes the clustering lags behind: exactly the update the writer made
+        (the model is a function of the pool as a set, whatever the order of the updates)."""
+        lag, model = self._model_lag, self._fitted_model
+        self._model_lag = None
+        try:
+            n = len(self._ids)
+            if n < self.k:
+                self._fitted_model = None
+            elif len(model) - len(lag.gone) < self.k:
+                self._fitted_model = self._new_model().fit(self._vectors[:n], list(self._ids))
+            else:
+                if lag.gone:
+                    model.remove(lag.gone)
+                if lag.new:
+                    ids = list(lag.new)
+                    model.insert(self._vectors[[self._slot_of[i] for i in ids]], ids)
+        except BaseException:
+            self._stale = True  # the next use reloads from the store
+            raise
+
+    def _adopt_posted(self, posted: list[tuple[int, float]]) -> None:
+        """Use the ``erase`` set the writer of this version posted (rows and scores)."""
+        ids = [self._id_of_row.get(r) for r, _ in posted]
+        if len(ids) == self.k and None not in ids and len(set(ids)) == self.k and self._fitted_model is not None:
+            self._posted_pick = [(i, s) for i, (_, s) in zip(ids, posted)]
+        else:
+            self._model  # noqa: B018 - not what this pool needs: settle the clustering now
+
+    def _picks_to_post(self) -> list[tuple[int, float]] | None:
+        """The ``erase`` set of the current pool as ``(row, score)`` for other handles (and
+        kept for this handle's own next ``select``); None when there is none."""
+        if self.strategy != "erase" or self._model is None:
+            return None
+        chosen = self._erase_ids()
+        picks = list(zip(chosen, self._centroid_similarity(chosen)))
+        self._posted_pick = picks
+        return [(self._row_of[i], s) for i, s in picks]
+
+    def _post_after_commit(self, version: int) -> None:
+        """Post the ``erase`` set after a write whose memory update followed its commit (add, upsert)."""
+        from .storage import StoreError
+
+        try:
+            picks = self._picks_to_post()
+            if picks is not None:
+                self._store.post_selection(version, picks)
+        except (OSError, StoreError):
+            pass  # only a shortcut for other handles: without it they update their clustering
+
     def _fetch_payloads(self, rows: list[int]) -> dict[int, str]:
         """Payloads left in the store by an image open (read under this handle's lock)."""
         return self._store.payloads(rows, self._version)
@@ -362,28 +454,38 @@ class ExampleIndex:
         self._stale = False
 
     def _apply_changes(self, changes) -> None:
+        """Replay other handles' changes. When the writer of the new version posted its
+        ``erase`` set, the rows are updated now and the clustering later (when something needs
+        it): a select that catches up on a forget that moved a centroid then costs what a
+        cheap forget does, not the writer's recompute."""
         self._stale = True  # until the memory update completes
+        posted = None
+        if self.strategy == "erase" and self._fitted_model is not None:
+            posted = self._store.posted_selection(changes.version)
+        defer = posted is not None
         gone = [self._id_of_row[r] for r in changes.removed if r in self._id_of_row]
         if gone:
-            self._remove_in_memory(gone)
+            self._remove_in_memory(gone, defer=defer)
         if changes.added:
             if self._dim is None:
                 self._dim = len(changes.added[0].vector) // 4
-            self._add_rows(changes.added)
+            self._add_rows(changes.added, defer=defer)
         self._version = changes.version
+        if defer:
+            self._adopt_posted(posted)
         self._stale = False
 
-    def _add_rows(self, rows) -> None:
+    def _add_rows(self, rows, *, defer: bool = False) -> None:
         unit = np.frombuffer(b"".join(r.vector for r in rows), dtype="<f4").reshape(len(rows), -1)
         self._add_in_memory(
             [r.id for r in rows], [r.payload_json for r in rows], unit, [r.example_hash for r in rows],
             [r.row for r in rows], np.fromiter((r.id_hash for r in rows), dtype=np.uint64, count=len(rows)),
-            [r.attrs_json for r in rows],
+            [r.attrs_json for r in rows], defer=defer,
         )
 
     def _add_in_memory(self, ids: list[str], payload_jsons: list[str] | None, unit: np.ndarray, hashes,
                        rows: list[int] | None = None, id_hashes: np.ndarray | None = None,
-                       attrs: list[str] | None = None, model_state=None, adopt: bool = False):
+                       attrs: list[str] | None = None, model_state=None, adopt: bool = False, defer: bool = False):
         """Append already-normalised rows to memory and update the clustering. ``adopt``: an
         empty index may keep ``unit`` itself as its vector array (an open image's decrypted
         array, which nothing else holds) instead of copying it."""
@@ -420,15 +522,23 @@ class ExampleIndex:
         self._ids.extend(ids)
         self._digest = None
         self._erase_cache = None
-        return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
-                                            model_state if n0 == 0 else None)
+        self._posted_pick = None
+        try:
+            return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
+                                                model_state if n0 == 0 else None, defer)
+        finally:
+            self._snapshot = None  # only now: a select_nowait during the update sees the pool before it
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None,
-                                model_state=None):
+                                model_state=None, defer: bool = False):
         if self.strategy != "erase":
             return None  # only the erase strategy selects through the clustering
-        if self._model is not None:
-            return self._model.insert(unit, ids)
+        model = self._fitted_model if defer else self._model
+        if model is not None:
+            if defer:
+                self._lag().add(ids)
+                return None
+            return model.insert(unit, ids)
         if len(self._ids) >= self.k:
             X, all_ids = self._vectors[: len(self._ids)], list(self._ids)
             if model_state is not None:  # an open image's fit on these rows: install, do not rerun
@@ -440,17 +550,25 @@ class ExampleIndex:
             self._model = self._new_model().fit(X, all_ids, id_hashes=all_id_hashes)
         return None
 
-    def _remove_in_memory(self, ids: list[str]):
-        """Drop examples from memory and the clustering; returns the model's report (or None)."""
+    def _remove_in_memory(self, ids: list[str], *, defer: bool = False):
+        """Drop examples from memory and the clustering (``defer``: note them for the
+        clustering to settle later); returns the model's report (or None)."""
         report = None
-        if self._model is not None:
-            if len(self._ids) - len(ids) >= self.k:
-                report = self._model.remove(ids)
-            else:
-                self._model = None
-        self._drop_rows(ids)
-        self._digest = None
-        self._erase_cache = None
+        try:
+            model = self._fitted_model if defer else self._model
+            if model is not None:
+                if len(self._ids) - len(ids) < self.k:
+                    self._model = None
+                elif defer:
+                    self._lag().drop(ids)
+                else:
+                    report = model.remove(ids)
+            self._drop_rows(ids)
+            self._digest = None
+            self._erase_cache = None
+            self._posted_pick = None
+        finally:
+            self._snapshot = None  # only now: a select_nowait during a recompute sees the pool before it
         return report
 
     def _new_model(self) -> QuantizedKMeans:
@@ -485,6 +603,7 @@ class ExampleIndex:
                 check_ids(ids, len(ids), existing=self._slot_of)
                 rows = txn.add(new.store_rows(), new.unit.shape[1])
             self._after_commit(lambda: new.add_to(self, rows), txn.version)
+            self._post_after_commit(txn.version)
             return ids
 
     def upsert(self, vectors, payloads: Sequence[Any], ids: Sequence[str], *,
@@ -526,6 +645,7 @@ class ExampleIndex:
                     self._stale = True  # memory ran ahead of a transaction that did not commit
                 raise
             self._after_commit(lambda: new.add_to(self, rows), txn.version)
+            self._post_after_commit(txn.version)
             return receipt
 
     def _after_commit(self, update, version: int):
@@ -603,6 +723,9 @@ class ExampleIndex:
                     owners = self._subjects_of(ids)
                     receipt = self._forget_in_memory(ids, start)
                     txn.audit(self._audit_entry(receipt, owners, request, subject, where, txn.version_after()))
+                    picks = self._picks_to_post() if ids else None
+                    if picks is not None:
+                        txn.post_selection(picks)
             except BaseException:
                 if changed:
                     self._stale = True  # memory ran ahead of a transaction that did not commit
@@ -680,6 +803,10 @@ class ExampleIndex:
         Payloads are fresh copies: editing one changes nothing in the index.
         """
         k = self.k if k is None else check_positive_int(k, "k")
+        if filter is None:
+            now = self.select_nowait(k, query_vector)
+            if now is not None:
+                return now
         if self.strategy != "erase":
             if query_vector is None:
                 raise ERASEError(f"strategy {self.strategy!r} needs a query_vector")
@@ -697,15 +824,47 @@ class ExampleIndex:
             q = None if query_vector is None else self._query(query_vector)
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
-            if q is None:
-                if self._erase_cache is None:  # the fixed set changes only on a mutation
-                    full = self._erase_ids()
-                    self._erase_cache = [(i, self._payload_json[i], s) for i, s in zip(full, self._centroid_similarity(full))]
-                return [SelectedExample(i, json.loads(pj), s) for i, pj, s in self._erase_cache[:k]]
-            chosen = self._erase_ids()[:k]
-            qn = q / np.linalg.norm(q)
-            scores = [float(self._vectors[self._slot_of[i]].astype(np.float64) @ qn) for i in chosen]
-            return [SelectedExample(i, self._payload(i), s) for i, s in zip(chosen, scores)]
+            if self._erase_cache is None:  # the fixed set changes only on a mutation
+                self._erase_cache = [(i, self._payload_json[i], s) for i, s in self._erase_picks()]
+                vectors = self._vectors[[self._slot_of[i] for i, _, _ in self._erase_cache]]  # a copy
+                self._snapshot = (self._version, self._erase_cache, vectors)
+            return self._answer(self._snapshot, k, q)
+
+    @staticmethod
+    def _answer(snapshot: tuple, k: int, q: np.ndarray | None) -> list[SelectedExample]:
+        """The first ``k`` of a snapshot's ``erase`` set; scores against ``q`` when given."""
+        _, cache, vectors = snapshot
+        if q is None:
+            return [SelectedExample(i, json.loads(pj), s) for i, pj, s in cache[:k]]
+        qn = q / np.linalg.norm(q)
+        return [SelectedExample(i, json.loads(pj), float(v.astype(np.float64) @ qn))
+                for (i, pj, _), v in zip(cache[:k], vectors)]
+
+    def select_nowait(self, k: int | None = None, query_vector=None) -> list[SelectedExample] | None:
+        """``select(query_vector, k)`` of the ``erase`` set without taking the index's lock:
+        the set the last ``select`` computed, when nothing changed since (in this handle, or,
+        with a store, committed by any handle); else None (call :meth:`select`). A forget
+        running in another thread does not hold it up: until that forget returns, the set
+        before it is the answer (a select that starts after it returned never sees the
+        forgotten example). With a query, scores are cosine similarities to it, as ``select``'s."""
+        snapshot = self._snapshot  # read before the version: a newer commit then always shows
+        if snapshot is None or self.strategy != "erase" or not self._current(snapshot[0]):
+            return None
+        k = self.k if k is None else check_positive_int(k, "k")
+        if k > len(snapshot[1]):
+            return None
+        return self._answer(snapshot, k, None if query_vector is None else self._query(query_vector))
+
+    def _current(self, version: int) -> bool:
+        """Whether memory at ``version`` is what the store holds now (without the lock)."""
+        if self._store is None:
+            return True
+        if self._stale:
+            return False
+        try:
+            return self._store.published_version() == version
+        except (ValueError, OSError, AttributeError):  # closed under us: the locked path says so
+            return False
 
     @_retry_if_row_gone
     def search(self, query_vector, k: int | None = None, *, filter: dict | None = None, mmr: bool = False,  # noqa: A002
@@ -814,6 +973,14 @@ class ExampleIndex:
     def _payload(self, example_id: str) -> Any:
         return json.loads(self._payload_json[example_id])
 
+    def _erase_picks(self) -> list[tuple[str, float]]:
+        """The ``erase`` set with each example's similarity to its centroid: as posted by the
+        writer of this version, or from this handle's clustering."""
+        if self._posted_pick is not None:
+            return self._posted_pick
+        chosen = self._erase_ids()
+        return list(zip(chosen, self._centroid_similarity(chosen)))
+
     def _erase_ids(self) -> list[str]:
         model = self._model
         if model is None:
@@ -892,6 +1059,9 @@ class ExampleIndex:
             return self._version != before
 
     def __len__(self) -> int:
+        n, version = len(self._ids), self._version
+        if self._current(version) and len(self._ids) == n:  # not held up by a forget in another thread
+            return n
         with self._lock:
             self._sync()
             return len(self._ids)

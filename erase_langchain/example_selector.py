@@ -141,9 +141,13 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         return check_search_filter(self.index, where)
 
     def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
-        with self.index.lock:
+        if not self.n_nearest:
             selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
-            if self.n_nearest and selected:
+            self._notify_selected(selected)
+            return selected
+        with self.index.lock:  # the fixed part and the nearest others from one pool
+            selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+            if selected:
                 fixed = {s.id for s in selected}
                 ranked = self.index.search(query, len(selected) + self.n_nearest)
                 selected = selected + [s for s in ranked if s.id not in fixed][: self.n_nearest][::-1]

@@ -398,9 +398,9 @@ class ERASERetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ retrieval
     def _query_vector(self, query_bundle: QueryBundle) -> list[float] | None:
-        if len(self._index) == 0:
-            return None
         if self._index.strategy == "erase" and not self.query_scores:
+            return None  # (before len(): that waits for a forget running in another thread)
+        if len(self._index) == 0:
             return None
         if query_bundle.embedding is not None:
             return query_bundle.embedding
@@ -437,6 +437,10 @@ class ERASERetriever(BaseRetriever):
         return combine(self._where, call[1] if call is not None and call[0] == id(self) else None)
 
     def _select(self, query_vector, where: Where | None = None) -> list[NodeWithScore]:
+        if where is None:
+            now = self._index.select_nowait(self._similarity_top_k, query_vector)  # not held up by a forget in another thread
+            if now is not None:
+                return [NodeWithScore(node=payload_to_node(s.payload), score=float(s.score)) for s in now]
         with self._lock:
             index = self._index
             n = len(index)

@@ -84,3 +84,49 @@ def writer(path: str, log: str, duration: float, seed: int, out: str) -> None:
             ops += 1
     Path(out).write_text(json.dumps({"ops": ops, "digest": index.digest()}))
     index.close()
+
+
+def erase_selector(path: str, log: str, stop: str, out: str) -> None:
+    """``select()`` (the fixed erase set) in a loop, recording the version each answer is for;
+    every id the log said was forgotten before a read began must be absent from it."""
+    from erase_core import ExampleIndex
+
+    index = ExampleIndex.open(path)
+    stale, selected, lagged = [], [], 0
+    while not Path(stop).exists():
+        forgotten = set(read_forgotten(Path(log)))  # read BEFORE the select starts
+        got = [s.id for s in index.select()]
+        selected.append((index._version, got))  # this thread alone uses the handle
+        lagged += index._model_lag is not None
+        stale.extend(i for i in got if i in forgotten)
+    ok = index.verify()
+    Path(out).write_text(json.dumps({"stale": stale, "selected": selected, "lagged": lagged, "verify": ok,
+                                     "digest": index.digest()}))
+    index.close()
+
+
+def erase_writer(path: str, log: str, duration: float, seed: int, out: str) -> None:
+    """Forget random examples (and add a few), recording its own erase set at each version."""
+    from erase_core import ExampleIndex
+
+    X = vectors()
+    rnd = random.Random(seed)
+    index = ExampleIndex.open(path)
+    next_new, recomputed = POOL, 0
+    selected = {}
+    end = time.monotonic() + duration
+    with open(log, "a") as fh:
+        while time.monotonic() < end and next_new + 2 <= len(X) and len(index) > 50:
+            if rnd.random() < 0.2:
+                index.add(X[next_new : next_new + 2], [{"n": next_new}, {"n": next_new + 1}],
+                          ids=[ident(next_new), ident(next_new + 1)])
+                next_new += 2
+            else:
+                victim = rnd.choice(index.ids)
+                recomputed += index.forget([victim]).recomputed
+                fh.write(victim + "\n")  # only after forget returned
+                fh.flush()
+            selected[index._version] = [s.id for s in index.select()]
+            time.sleep(0.01)
+    Path(out).write_text(json.dumps({"selected": selected, "recomputed": recomputed, "digest": index.digest()}))
+    index.close()

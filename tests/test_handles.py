@@ -128,9 +128,12 @@ def test_interleaved_handles_always_equal_a_fresh_build(tmp_path_factory, data, 
                 del truth[v]
         reader = handles[data.draw(st.integers(0, 2))]
         want = fresh_build(truth, **params)
-        assert reader.digest() == want.digest()
         q = X[data.draw(st.integers(0, 39))]
+        # reads first: a reader may answer from the set the writer posted, its clustering lagging
+        if strategy == "erase":
+            assert [(s.id, s.score) for s in reader.select()] == [(s.id, s.score) for s in want.select()]
         assert [(s.id, s.score) for s in reader.select(q)] == [(s.id, s.score) for s in want.select(q)]
+        assert reader.digest() == want.digest()
     for h in handles:
         h.close()
     assert_keys_match_rows(path)

@@ -410,7 +410,11 @@ class ExampleStore:
                 if shred:
                     self._keys.shred(shred)
                     self._keys.shred_image_key()  # the image holds the deleted rows too
+                    if txn.posted is None:
+                        self._keys.clear_selection()  # it may name a deleted row and its score
                     self._keys.sync()
+                if txn.posted is not None and txn.version != txn.base_version:
+                    self._post(txn.version, txn.posted)
                 self._keys.publish(txn.version)
                 self._keys.set_shred_pending(False)
             except OSError as exc:
@@ -418,6 +422,28 @@ class ExampleStore:
                     f"the change to {self.path} was committed, but zeroing the forgotten rows' keys failed "
                     f"({exc}); the next write or open on this store finishes it"
                 ) from None
+
+    def _post(self, version: int, picks) -> None:
+        try:
+            self._keys.post_selection(version, picks)
+        except OSError:
+            try:
+                self._keys.clear_selection()
+            except OSError:
+                pass  # a torn board fails its digest: handles recompute instead
+
+    def post_selection(self, version: int, picks) -> None:
+        """Post the ``erase`` selection (``(row, score)`` pairs) a handle computed at ``version``
+        after its write committed, unless another write has been published since."""
+        with self._lock, self._keys.lock():
+            self._require_open()
+            if self._keys.published_version() == version:
+                self._post(version, picks)
+
+    def posted_selection(self, version: int) -> list[tuple[int, float]] | None:
+        """The ``erase`` selection the writer of ``version`` posted (None: compute it)."""
+        self._require_open()
+        return self._keys.posted_selection(version)
 
     def _try_shred(self, slots) -> None:
         try:
@@ -441,6 +467,7 @@ class ExampleStore:
         try:
             self._keys.shred(free)
             self._keys.shred_image_key()  # it may hold a row the interrupted transaction deleted
+            self._keys.clear_selection()
             self._keys.truncate(n_slots)
             self._keys.sync()
             self._keys.publish(version)
@@ -512,6 +539,7 @@ class WriteTransaction:
         self._ops: list[tuple[int, int]] = []
         self._shred: list[int] = []
         self.new_slots: list[int] = []
+        self.posted: list[tuple[int, float]] | None = None
 
     def changes(self, since: int) -> Changes | None:
         """What a handle at ``since`` has not seen (None: reload with :meth:`load`)."""
@@ -583,6 +611,11 @@ class WriteTransaction:
     def set_note(self, key: str, value: str) -> None:
         """Set an application note (commits with the transaction; not part of the pool)."""
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_NOTE + key, value))
+
+    def post_selection(self, picks) -> None:
+        """The ``erase`` selection of the pool this transaction leaves, as ``(row, score)``
+        pairs, posted for other handles right after the commit (see :meth:`ExampleStore.posted_selection`)."""
+        self.posted = list(picks)
 
     def version_after(self) -> int:
         """The version this transaction commits as (its changes so far)."""

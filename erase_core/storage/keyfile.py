@@ -9,7 +9,8 @@ database) is then noise.
 Layout::
 
     [0, 4096)        header: magic, format, store uuid, published version, shred flag,
-                     the open image's key (image.py; zero when there is no readable image)
+                     the open image's key (image.py; zero when there is no readable image),
+                     the posted selection (below)
     [4096 + 32*s)    slot s: the key of the row that owns slot s, or 32 zero bytes
 
 The header also carries the store's *published version*: the change counter that writers
@@ -18,11 +19,20 @@ the version they caught up to, so a freshness check costs a memory read, not a q
 
 Writers serialise on an exclusive ``flock`` of this file, held around the whole database
 transaction, so published versions only ever grow.
+
+The header also carries the *posted selection*: the ``erase`` strategy's fixed set (store row
+numbers and scores, no ids or content) that the writer of a version computed. A handle that
+catches up to that version can answer ``select()`` from it without redoing the writer's
+clustering update first (which can cost tens of milliseconds when a forget moves a
+centroid). It is written in place, with a digest that makes a torn or stale read fail,
+and zeroed by any deleting transaction that does not post a new one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import mmap
 import os
 import struct
@@ -43,6 +53,12 @@ _VERSION_AT = 32
 _SHRED_AT = 40
 _IMAGE_KEY_AT = 64
 _U64 = struct.Struct("<Q")
+# posted selection: version(u64) count(u32) pad(u32) digest(16) | count x (row u64, score f64)
+_BOARD_AT = 128
+_BOARD_HEAD = struct.Struct("<QII16s")
+_BOARD_ENTRY = struct.Struct("<Qd")
+#: The most entries a posted selection holds (a larger k is not posted: handles recompute).
+BOARD_CAPACITY = (HEADER_SIZE - _BOARD_AT - _BOARD_HEAD.size) // _BOARD_ENTRY.size
 
 
 class KeyFile:
@@ -144,6 +160,39 @@ class KeyFile:
         """Zero the image's key in place (with the forgotten rows' keys, before their sync)."""
         if self.image_key() != ZERO_KEY:
             os.pwrite(self._fd, ZERO_KEY, _IMAGE_KEY_AT)
+
+    # ------------------------------------------------------------------ the posted selection
+    def _board_digest(self, version: int, body: bytes) -> bytes:
+        return hashlib.blake2b(self.store_uuid + _U64.pack(version) + body, digest_size=16).digest()
+
+    def post_selection(self, version: int, picks) -> bool:
+        """Post the fixed selection of ``version``: ``(row, score)`` pairs in order (caller
+        holds the write lock). False, with the board cleared, when it does not fit."""
+        picks = list(picks)
+        if len(picks) > BOARD_CAPACITY:
+            self.clear_selection()
+            return False
+        body = b"".join(_BOARD_ENTRY.pack(int(r), float(s)) for r, s in picks)
+        head = _BOARD_HEAD.pack(version, len(picks), 0, self._board_digest(version, body))
+        os.pwrite(self._fd, head + body, _BOARD_AT)  # one write; a torn read fails the digest
+        return True
+
+    def posted_selection(self, version: int) -> list[tuple[int, float]] | None:
+        """The selection posted for ``version``, or None (none, another version, torn or damaged)."""
+        head = bytes(self._header[_BOARD_AT : _BOARD_AT + _BOARD_HEAD.size])  # a copy: checked as read
+        posted, count, _, digest = _BOARD_HEAD.unpack(head)
+        if posted != version or version == 0 or count > BOARD_CAPACITY:
+            return None
+        at = _BOARD_AT + _BOARD_HEAD.size
+        body = bytes(self._header[at : at + count * _BOARD_ENTRY.size])
+        if not hmac.compare_digest(digest, self._board_digest(version, body)):
+            return None
+        return [(int(r), float(s)) for r, s in _BOARD_ENTRY.iter_unpack(body)]
+
+    def clear_selection(self) -> None:
+        """Zero the posted selection in place (a deleting transaction that posts none)."""
+        if any(self._header[_BOARD_AT : _BOARD_AT + _BOARD_HEAD.size]):
+            os.pwrite(self._fd, bytes(HEADER_SIZE - _BOARD_AT), _BOARD_AT)
 
     # ------------------------------------------------------------------ locking
     def lock(self) -> "_WriteLock":
