@@ -16,6 +16,10 @@ store. Two ways a select could wait on such a forget, each measured A/B, interle
    computed set until the forget returns (:meth:`ExampleIndex.select_nowait`); *locked*: the
    same code with ``select_nowait`` patched to return None, so ``select`` waits for the
    index's lock (the forget holds it). Blocks of forgets alternate between the two modes.
+   The selecting thread sleeps ``--think`` seconds between selects (default 1 ms: a request
+   does more than select). With ``--think 0`` it spins, and in *nowait* mode it then holds
+   the GIL whenever the forget's numpy calls release it: the forget takes 10-20x longer (a
+   recomputing forget 2.4 s instead of 0.13 s at 100k), which is why the default is not 0.
 
 Forgets recomputing the clustering are rare at 100k (0.2-0.4% of random forgets), so each part
 forgets until ``--recomputes`` of them recomputed (or ``--max-forgets``). The library's
@@ -113,6 +117,8 @@ def part_other_thread(index: ExampleIndex, victims: list[str], args) -> dict:
             t0 = time.perf_counter()
             index.select()
             samples.append((t0, time.perf_counter() - t0, m))
+            if args.think:
+                time.sleep(args.think)  # the rest of a request (embedding, the LLM call) is elsewhere
 
     def locked(*_a, **_k):
         return None
@@ -196,6 +202,10 @@ def table(result: dict) -> str:
         ("another thread, during a recomputing forget: locked", t["locked"]["select_overlapping_recompute"]),
         ("another thread, every select: nowait", t["nowait"]["select_all"]),
         ("another thread, every select: locked", t["locked"]["select_all"]),
+        ("(the forget itself, cheap: nowait)", t["nowait"]["forget_cheap"]),
+        ("(the forget itself, cheap: locked)", t["locked"]["forget_cheap"]),
+        ("(the forget itself, recomputing: nowait)", t["nowait"]["forget_recompute"]),
+        ("(the forget itself, recomputing: locked)", t["locked"]["forget_recompute"]),
     ):
         lines.append(f"| {label} | {fmt(s.get('p50_s'))} | {fmt(s.get('p99_s'))} | {fmt(s.get('max_s'))} | {s.get('count', 0)} |")
     return "\n".join(lines)
@@ -212,6 +222,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-forgets", type=int, default=6000, help="per part")
     p.add_argument("--block", type=int, default=100, help="forgets per block in the thread part")
     p.add_argument("--gap", type=float, default=0.001, help="seconds between forgets in the thread part")
+    p.add_argument("--think", type=float, default=0.001, help="seconds the selecting thread sleeps between selects")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "select_wait.json")
     args = p.parse_args(argv)
     started = time.time()

@@ -8,7 +8,6 @@ import json
 import multiprocessing
 import random
 
-import numpy as np
 import pytest
 
 import mp_workers

@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lc_helpers import NGramEmbeddings  # noqa: E402
 
-from erase_core import ERASEError  # noqa: E402
 from erase_langchain import ERASEExampleSelector  # noqa: E402
 
 WORDS = ["apple", "river", "stone", "cloud", "tiger", "piano", "ocean", "maple", "comet", "glass", "north", "ember"]
