@@ -242,6 +242,7 @@ class ExampleIndex:
         self._erase_cache: list | None = None  # select() of the erase strategy, until the next mutation
         self._posted_pick: list[tuple[str, float]] | None = None  # the erase set a writer posted for this version
         self._snapshot: tuple | None = None  # (version, _erase_cache, their vectors) for select_nowait
+        self._updating = False  # a thread is changing memory (select_nowait then yields the GIL)
         # store bookkeeping: row numbers, and the store version this handle has caught up to
         self._row_of: dict[str, int] = {}
         self._id_of_row: dict[int, str] = {}
@@ -523,11 +524,13 @@ class ExampleIndex:
         self._digest = None
         self._erase_cache = None
         self._posted_pick = None
+        self._updating = True
         try:
             return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
                                                 model_state if n0 == 0 else None, defer)
         finally:
             self._snapshot = None  # only now: a select_nowait during the update sees the pool before it
+            self._updating = False
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None,
                                 model_state=None, defer: bool = False):
@@ -554,6 +557,7 @@ class ExampleIndex:
         """Drop examples from memory and the clustering (``defer``: note them for the
         clustering to settle later); returns the model's report (or None)."""
         report = None
+        self._updating = True
         try:
             model = self._fitted_model if defer else self._model
             if model is not None:
@@ -569,6 +573,7 @@ class ExampleIndex:
             self._posted_pick = None
         finally:
             self._snapshot = None  # only now: a select_nowait during a recompute sees the pool before it
+            self._updating = False
         return report
 
     def _new_model(self) -> QuantizedKMeans:
@@ -853,7 +858,12 @@ class ExampleIndex:
         k = self.k if k is None else check_positive_int(k, "k")
         if k > len(snapshot[1]):
             return None
-        return self._answer(snapshot, k, None if query_vector is None else self._query(query_vector))
+        answer = self._answer(snapshot, k, None if query_vector is None else self._query(query_vector))
+        if self._updating:
+            # another thread is updating the clustering, one numpy call at a time, each needing
+            # the GIL back: let it have it, or a thread selecting in a loop slows it 10-20x
+            os.sched_yield()
+        return answer
 
     def _current(self, version: int) -> bool:
         """Whether memory at ``version`` is what the store holds now (without the lock)."""
