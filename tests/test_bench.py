@@ -210,3 +210,20 @@ def test_erase_bench_quick(tmp_path, smollm2, monkeypatch):
     monkeypatch.setattr(bench_module.Bench, "embed", refuse)
     assert cli.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["tasks"]["intent_recognition"]["cells"] == entry["cells"]
+
+
+def test_rewriting_the_report_keeps_other_commands_sections(tmp_path):
+    """``erase bench --report-only`` rewrites results.md; the section ``erase unlearn`` put there stays, once."""
+    from erase_core.evaluation.report import load_results, write_report
+    from erase_core.evaluation.unlearning import SECTION_BEGIN, SECTION_END, replace_section
+
+    out = tmp_path / "out"
+    out.mkdir()
+    results = load_results(REPO_ROOT / "docs" / "results-cpu-tasks" / "results.json")
+    write_report(results, out, preface="PREFACE-ONE")
+    replace_section(out / "results.md", f"{SECTION_BEGIN}\n## Exact versus approximate unlearning\nbody\n{SECTION_END}\n")
+    write_report(results, out, preface="PREFACE-TWO")
+    write_report(results, out, preface="PREFACE-THREE")
+    md = (out / "results.md").read_text()
+    assert "PREFACE-THREE" in md and "PREFACE-TWO" not in md
+    assert md.count(SECTION_BEGIN) == 1 and md.count("## Exact versus approximate unlearning\nbody") == 1

@@ -6,6 +6,7 @@ Figures are written with matplotlib's Agg canvas (no display, no global backend 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -275,8 +276,18 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
            "method's shots equal a fresh fit on the remaining pool (checked on 20 test queries).", "",
            "![accuracy under deletion](img/deletion.png)", "", deletion_table(results), ""]
     path = out / "results.md"
-    path.write_text("\n".join(md))
+    kept = _kept_sections(path.read_text()) if path.exists() else []
+    path.write_text("\n".join(md + kept))
     return path
+
+
+#: A section another command wrote into results.md between ``<!-- name: begin -->`` and
+#: ``<!-- name: end -->`` (e.g. ``erase unlearn``'s): a rewrite of the report keeps it.
+_KEPT = re.compile(r"<!-- ([\w -]+): begin -->.*?<!-- \1: end -->\n?", re.S)
+
+
+def _kept_sections(old: str) -> list[str]:
+    return [m.group(0).rstrip("\n") + "\n" for m in _KEPT.finditer(old)]
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
