@@ -109,14 +109,22 @@ def part_other_thread(index: ExampleIndex, victims: list[str], args) -> dict:
     """A thread loops select() on ``index`` while this thread forgets, in alternating blocks."""
     stop = threading.Event()
     samples: list[tuple[float, float, str]] = []  # (start, latency, mode)
+    slow: list[dict] = []  # the selects over 20 ms, with the path they took
     mode = {"now": "nowait"}
 
     def loop():
         while not stop.is_set():
             m = mode["now"]
             t0 = time.perf_counter()
-            index.select()
-            samples.append((t0, time.perf_counter() - t0, m))
+            fast = index.select_nowait()  # what select() tries first
+            t1 = time.perf_counter()
+            if fast is None:
+                index.select()
+            t2 = time.perf_counter()
+            samples.append((t0, t2 - t0, m))
+            if t2 - t0 > 0.020:
+                slow.append({"mode": m, "t0": t0, "latency_s": t2 - t0, "nowait_s": t1 - t0,
+                             "answered_by": "snapshot" if fast is not None else "select"})
             if args.think:
                 time.sleep(args.think)  # the rest of a request (embedding, the LLM call) is elsewhere
 
@@ -157,6 +165,10 @@ def part_other_thread(index: ExampleIndex, victims: list[str], args) -> dict:
     lat = np.array([s[1] for s in samples])
     modes = np.array([s[2] for s in samples])
     out = {"forgets": len(forgets), "selects": len(samples)}
+    for s in slow:  # where each slow select started, relative to the forgets around it
+        s["overlapping"] = [{"recomputed": r, "select_started_after_s": s["t0"] - a, "forget_s": b - a}
+                            for a, b, r, _ in forgets if a < s["t0"] + s["latency_s"] and s["t0"] < b]
+    out["slow_selects"] = slow
     for m in ("nowait", "locked"):
         rec = [(a, b) for a, b, r, mm in forgets if r and mm == m]
         cheap = [(a, b) for a, b, r, mm in forgets if not r and mm == m]
