@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -239,9 +240,10 @@ class ExampleIndex:
         self._pool_hash = MultisetHash()
         self._model = None
         self._digest: str | None = None  # cached until the next mutation
-        self._erase_cache: list | None = None  # select() of the erase strategy, until the next mutation
         self._posted_pick: list[tuple[str, float]] | None = None  # the erase set a writer posted for this version
-        self._snapshot: tuple | None = None  # (version, _erase_cache, their vectors) for select_nowait
+        # select() of the erase strategy until the next mutation: (version, [(id, payload JSON,
+        # score)], their vectors), read without the lock by select_nowait
+        self._snapshot: tuple | None = None
         self._updating = False  # a thread is changing memory (select_nowait then yields the GIL)
         # store bookkeeping: row numbers, and the store version this handle has caught up to
         self._row_of: dict[str, int] = {}
@@ -521,15 +523,22 @@ class ExampleIndex:
                     self._attributes.add(i, *parse_attrs(a))
         self._pool_hash.add(np.array(hashes, dtype=np.uint64))
         self._ids.extend(ids)
-        self._digest = None
-        self._erase_cache = None
-        self._posted_pick = None
-        self._updating = True
-        try:
+        with self._changing():
             return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
                                                 model_state if n0 == 0 else None, defer)
+
+    @contextmanager
+    def _changing(self):
+        """Around a change of memory: what is derived from the pool is dropped at its end, the
+        selection snapshot only then, so a select_nowait in another thread meanwhile answers
+        with the pool before the change (and yields the GIL to it)."""
+        self._updating = True
+        try:
+            yield
         finally:
-            self._snapshot = None  # only now: a select_nowait during the update sees the pool before it
+            self._digest = None
+            self._posted_pick = None
+            self._snapshot = None
             self._updating = False
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None,
@@ -557,8 +566,7 @@ class ExampleIndex:
         """Drop examples from memory and the clustering (``defer``: note them for the
         clustering to settle later); returns the model's report (or None)."""
         report = None
-        self._updating = True
-        try:
+        with self._changing():
             model = self._fitted_model if defer else self._model
             if model is not None:
                 if len(self._ids) - len(ids) < self.k:
@@ -568,12 +576,6 @@ class ExampleIndex:
                 else:
                     report = model.remove(ids)
             self._drop_rows(ids)
-            self._digest = None
-            self._erase_cache = None
-            self._posted_pick = None
-        finally:
-            self._snapshot = None  # only now: a select_nowait during a recompute sees the pool before it
-            self._updating = False
         return report
 
     def _new_model(self) -> QuantizedKMeans:
@@ -829,10 +831,10 @@ class ExampleIndex:
             q = None if query_vector is None else self._query(query_vector)
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
-            if self._erase_cache is None:  # the fixed set changes only on a mutation
-                self._erase_cache = [(i, self._payload_json[i], s) for i, s in self._erase_picks()]
-                vectors = self._vectors[[self._slot_of[i] for i, _, _ in self._erase_cache]]  # a copy
-                self._snapshot = (self._version, self._erase_cache, vectors)
+            if self._snapshot is None:  # the fixed set changes only on a mutation
+                cache = [(i, self._payload_json[i], s) for i, s in self._erase_picks()]
+                vectors = self._vectors[[self._slot_of[i] for i, _, _ in cache]]  # a copy
+                self._snapshot = (self._version, cache, vectors)
             return self._answer(self._snapshot, k, q)
 
     @staticmethod
@@ -867,13 +869,14 @@ class ExampleIndex:
 
     def _current(self, version: int) -> bool:
         """Whether memory at ``version`` is what the store holds now (without the lock)."""
-        if self._store is None:
+        store = self._store
+        if store is None:
             return True
         if self._stale:
             return False
         try:
-            return self._store.published_version() == version
-        except (ValueError, OSError, AttributeError):  # closed under us: the locked path says so
+            return store.published_version() == version
+        except (ValueError, OSError):  # closed under us: the locked path says so
             return False
 
     @_retry_if_row_gone

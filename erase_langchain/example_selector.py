@@ -3,6 +3,7 @@ whose examples can be exactly unlearned."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Any, Literal, Sequence
@@ -141,13 +142,11 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         return check_search_filter(self.index, where)
 
     def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
-        if not self.n_nearest:
+        # the fixed part and the nearest others come from one pool; the fixed set alone is not
+        # held up by a forget in another thread (select_available)
+        with self.index.lock if self.n_nearest else contextlib.nullcontext():
             selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
-            self._notify_selected(selected)
-            return selected
-        with self.index.lock:  # the fixed part and the nearest others from one pool
-            selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
-            if selected:
+            if self.n_nearest and selected:
                 fixed = {s.id for s in selected}
                 ranked = self.index.search(query, len(selected) + self.n_nearest)
                 selected = selected + [s for s in ranked if s.id not in fixed][: self.n_nearest][::-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,30 +61,53 @@ def selector(path: str, log: str, stop: str, out: str, seed: int) -> None:
     index.close()
 
 
-def writer(path: str, log: str, duration: float, seed: int, out: str) -> None:
-    """Add new examples and forget random ones (its own and others'), logging each finished forget."""
+def writer(path: str, log: str, duration: float, seed: int, out: str, *, add_share: float = 0.35,
+           record: bool = False, pause: float = 0.0, keep: int = 0) -> None:
+    """Add new examples (a share ``add_share`` of the operations) and forget random ones (its own
+    and others'), logging each finished forget; ``record``: also its own ``select()`` at each
+    version it wrote; ``pause`` seconds between operations; stop at ``keep`` examples."""
     from erase_core import ExampleIndex
 
     X = vectors()
     rnd = random.Random(seed)
     index = ExampleIndex.open(path)
-    next_new = POOL
-    ops = 0
+    next_new, ops, recomputed = POOL, 0, 0
+    selected = {}
     end = time.monotonic() + duration
     with open(log, "a") as fh:
-        while time.monotonic() < end and next_new + 2 <= len(X):  # a fast machine can run out of new vectors
-            if rnd.random() < 0.35:
+        # a fast machine can run out of new vectors
+        while time.monotonic() < end and next_new + 2 <= len(X) and len(index) > keep:
+            if rnd.random() < add_share:
                 index.add(X[next_new : next_new + 2], [{"n": next_new}, {"n": next_new + 1}],
                           ids=[ident(next_new), ident(next_new + 1)])
                 next_new += 2
             else:
                 victim = rnd.choice(index.ids)
-                index.forget([victim])
+                recomputed += index.forget([victim]).recomputed
                 fh.write(victim + "\n")  # only after forget returned
                 fh.flush()
             ops += 1
-    Path(out).write_text(json.dumps({"ops": ops, "digest": index.digest()}))
+            if record:
+                selected[index._version] = [s.id for s in index.select()]
+            time.sleep(pause)
+    Path(out).write_text(json.dumps({"ops": ops, "recomputed": recomputed, "selected": selected,
+                                     "digest": index.digest()}))
     index.close()
+
+
+@contextmanager
+def running(processes, stop) -> None:
+    """Start ``processes``; however the block ends, tell them to stop and leave none running."""
+    try:
+        for p in processes:
+            p.start()
+        yield
+    finally:
+        Path(stop).write_text("stop")
+        for p in processes:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
 
 
 def erase_selector(path: str, log: str, stop: str, out: str) -> None:
@@ -102,31 +126,4 @@ def erase_selector(path: str, log: str, stop: str, out: str) -> None:
     ok = index.verify()
     Path(out).write_text(json.dumps({"stale": stale, "selected": selected, "lagged": lagged, "verify": ok,
                                      "digest": index.digest()}))
-    index.close()
-
-
-def erase_writer(path: str, log: str, duration: float, seed: int, out: str) -> None:
-    """Forget random examples (and add a few), recording its own erase set at each version."""
-    from erase_core import ExampleIndex
-
-    X = vectors()
-    rnd = random.Random(seed)
-    index = ExampleIndex.open(path)
-    next_new, recomputed = POOL, 0
-    selected = {}
-    end = time.monotonic() + duration
-    with open(log, "a") as fh:
-        while time.monotonic() < end and next_new + 2 <= len(X) and len(index) > 50:
-            if rnd.random() < 0.2:
-                index.add(X[next_new : next_new + 2], [{"n": next_new}, {"n": next_new + 1}],
-                          ids=[ident(next_new), ident(next_new + 1)])
-                next_new += 2
-            else:
-                victim = rnd.choice(index.ids)
-                recomputed += index.forget([victim]).recomputed
-                fh.write(victim + "\n")  # only after forget returned
-                fh.flush()
-            selected[index._version] = [s.id for s in index.select()]
-            time.sleep(0.01)
-    Path(out).write_text(json.dumps({"selected": selected, "recomputed": recomputed, "digest": index.digest()}))
     index.close()

@@ -153,9 +153,7 @@ def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
         for j in range(4)
     ]
     writer = ctx.Process(target=mp_workers.writer, args=(str(path), str(log), 6.0, 1, str(tmp_path / "writer.json")))
-    try:
-        for p in selectors + [writer]:
-            p.start()
+    with mp_workers.running(selectors + [writer], stop):
         time.sleep(2.0)
         # a forget from the command line, while the others run
         cli_victim = mp_workers.ident(mp_workers.POOL - 1)
@@ -170,12 +168,6 @@ def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
         for p in selectors:
             p.join(60)
             assert p.exitcode == 0
-    finally:  # a failure above must not leave the workers looping
-        stop.write_text("stop")
-        for p in selectors + [writer]:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
     reports = [json.loads((tmp_path / f"sel{j}.json").read_text()) for j in range(4)]
     written = json.loads((tmp_path / "writer.json").read_text())
     assert written["ops"] > 20

@@ -187,6 +187,16 @@ _READER = textwrap.dedent(
 )
 
 
+def board_rows(path) -> list[int]:
+    """The row numbers on the key file's posted-selection board, whatever version it is for."""
+    from erase_core.storage.keyfile import _BOARD_AT, _BOARD_ENTRY, _BOARD_HEAD
+
+    header = keys_path(path).read_bytes()[:4096]
+    _, count, _, _ = _BOARD_HEAD.unpack_from(header, _BOARD_AT)
+    start = _BOARD_AT + _BOARD_HEAD.size
+    return [row for row, _ in _BOARD_ENTRY.iter_unpack(header[start : start + count * _BOARD_ENTRY.size])]
+
+
 def _copy_store(src, dst) -> None:
     shutil.copy(src, dst)
     shutil.copy(keys_path(src), keys_path(dst))
@@ -248,6 +258,8 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
         assert digest in (before, after), f"trial {trial}: torn state"
         assert reopened.verify()
         assert_keys_match_rows(path)  # an interrupted erasure was finished on open
+        # the posted selection in the key file's header names only rows that are still there
+        assert set(board_rows(path)) <= set(reopened._row_of.values()), f"trial {trial}: a deleted row on the board"
         outcomes.add("before" if digest == before else "after")
         reopened.close()
         # every file (database, WAL and shared memory of the live reader, key file), in

@@ -182,22 +182,15 @@ def test_processes_select_the_writers_set_at_every_version(tmp_path):
     selectors = [ctx.Process(target=mp_workers.erase_selector, args=(str(path), str(log), str(stop),
                                                                      str(tmp_path / f"sel{j}.json")))
                  for j in range(3)]
-    writer = ctx.Process(target=mp_workers.erase_writer, args=(str(path), str(log), 5.0, 2, str(tmp_path / "writer.json")))
-    try:
-        for p in selectors + [writer]:
-            p.start()
+    writer = ctx.Process(target=mp_workers.writer, args=(str(path), str(log), 5.0, 2, str(tmp_path / "writer.json")),
+                         kwargs=dict(add_share=0.2, record=True, pause=0.01, keep=50))
+    with mp_workers.running(selectors + [writer], stop):
         writer.join(90)
         assert writer.exitcode == 0
         stop.write_text("stop")
         for p in selectors:
             p.join(60)
             assert p.exitcode == 0
-    finally:
-        stop.write_text("stop")
-        for p in selectors + [writer]:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
     written = json.loads((tmp_path / "writer.json").read_text())
     by_version = {int(v): ids for v, ids in written["selected"].items()}
     assert written["recomputed"] >= 1
