@@ -595,16 +595,11 @@ class Config:
         t0 = time.perf_counter()
         writer = ExampleIndex.open(self.path)
         second_open = time.perf_counter() - t0
-        # the same code with the writer's posted selection ignored: it redoes the model update
-        # (what every reader did before the posted selection), timed interleaved with ``p``
-        unposted = ExampleIndex.open(self.path)
-        unposted._store.posted_selection = lambda version: None
         remaining = [i for i in self.ids if i not in self.forgotten]
         most = max(args.catchup_forgets, min(args.catchup_max, len(remaining) // 2))
         victims = random.Random(args.seed + 2).sample(remaining, min(most, len(remaining) - 2 * args.k))
         p.select()
-        unposted.select()
-        costs, costs_unposted, kinds, forget_s = [], [], [], []
+        costs, kinds, forget_s = [], [], []
         start = time.perf_counter()
         bar = tqdm(victims, desc=f"catch-up n={self.n} p={self.payload}", leave=False)
         for v in bar:
@@ -612,14 +607,9 @@ class Config:
             receipt = writer.forget([v])
             forget_s.append(time.perf_counter() - t0)
             self.forgotten.add(v)
-            pair = {}
-            for name, reader in ((("posted", p), ("unposted", unposted)) if len(costs) % 2 == 0
-                                 else (("unposted", unposted), ("posted", p))):
-                t0 = time.perf_counter()
-                reader.select()
-                pair[name] = time.perf_counter() - t0
-            costs.append(pair["posted"])
-            costs_unposted.append(pair["unposted"])
+            t0 = time.perf_counter()
+            p.select()
+            costs.append(time.perf_counter() - t0)
             kinds.append(bool(receipt.recomputed))
             if len(costs) >= args.catchup_forgets and (
                     sum(kinds) >= args.catchup_recomputes or time.perf_counter() - start > args.catchup_budget_s):
@@ -627,17 +617,12 @@ class Config:
         if hasattr(bar, "close"):
             bar.close()
         writer.close()
-        same = [s.id for s in unposted.select()] == [s.id for s in p.select()] and unposted.digest() == p.digest()
-        unposted.close()
         costs_a, kinds_a = np.asarray(costs), np.asarray(kinds, dtype=bool)
-        costs_u = np.asarray(costs_unposted)
         return {
             "second_handle_open_s": second_open,
             "catch_up_by_kind": {
                 "forgets": len(costs), "recompute_frac": float(kinds_a.mean()) if len(kinds_a) else 0.0,
                 "cheap": summary(costs_a[~kinds_a]), "recompute": summary(costs_a[kinds_a]),
-                "cheap_unposted": summary(costs_u[~kinds_a]), "recompute_unposted": summary(costs_u[kinds_a]),
-                "unposted_reader_agrees": same,
                 "writer_forget_cheap": summary(np.asarray(forget_s)[~kinds_a]),
                 "writer_forget_recompute": summary(np.asarray(forget_s)[kinds_a]),
             },
@@ -812,8 +797,6 @@ COLUMNS = [
     ("recompute p50/max (n)", lambda r: f"{_fmt(_g(r, 'catch_up_by_kind', 'recompute', 'p50_s'))}/"
      f"{_fmt(_g(r, 'catch_up_by_kind', 'recompute', 'max_s'))} ({_g(r, 'catch_up_by_kind', 'recompute', 'count')})"
      if _g(r, "catch_up_by_kind") else "-"),
-    ("recompute, posted set ignored p50/max", lambda r: f"{_fmt(_g(r, 'catch_up_by_kind', 'recompute_unposted', 'p50_s'))}/"
-     f"{_fmt(_g(r, 'catch_up_by_kind', 'recompute_unposted', 'max_s'))}" if _g(r, "catch_up_by_kind", "recompute_unposted") else "-"),
     ("fresh check", lambda r: _fmt(_g(r, "freshness", "sync_noop_s"))),
 ]
 
