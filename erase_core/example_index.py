@@ -832,7 +832,9 @@ class ExampleIndex:
             if k > self.k:
                 raise ERASEError(f"strategy 'erase' selects at most the index's k={self.k} examples; got k={k}")
             if self._snapshot is None:  # the fixed set changes only on a mutation
-                cache = [(i, self._payload_json[i], s) for i, s in self._erase_picks()]
+                picks = self._erase_picks()
+                texts = self._payload_json.get_many([i for i, _ in picks])  # one store read, not k
+                cache = [(i, pj, s) for (i, s), pj in zip(picks, texts)]
                 vectors = self._vectors[[self._slot_of[i] for i, _, _ in cache]]  # a copy
                 self._snapshot = (self._version, cache, vectors)
             return self._answer(self._snapshot, k, q)
@@ -936,7 +938,8 @@ class ExampleIndex:
                 ranked = mmr_rank(vectors, ids, q, k, fetch_k=fetch_k, lambda_mult=float(lambda_mult))
             else:
                 ranked = top_k_by_cosine(vectors, ids, q, k)
-            return [SelectedExample(ids[r], self._payload(ids[r]), s) for r, s in ranked]
+            texts = self._payload_json.get_many([ids[r] for r, _ in ranked])  # one store read, not k
+            return [SelectedExample(ids[r], json.loads(pj), s) for (r, s), pj in zip(ranked, texts)]
 
     def attributes(self, example_id: str) -> dict:
         """``{"subject": ..., "metadata": {...}}`` of an example (copies)."""

@@ -41,13 +41,20 @@ class PayloadTexts:
             self._texts[example_id] = text
         return text
 
+    def get_many(self, ids: list[str]) -> list[str]:
+        """The texts of ``ids``, the ones still in the store read in one fetch."""
+        missing = [i for i in ids if i not in self._texts]
+        if missing:
+            rows = [self._row_of[i] for i in missing]  # KeyError for an unknown id, as a dict
+            got = self._fetch(rows)
+            for i, row in zip(missing, rows):
+                self._texts[i] = got[row]
+                del self._row_of[i]
+        return [self._texts[i] for i in ids]
+
     def load_all(self) -> None:
         """Read every deferred payload now (a copy or rebuild of the whole pool needs them)."""
-        if self._row_of:
-            ids = list(self._row_of)
-            got = self._fetch([self._row_of[i] for i in ids])
-            self._texts.update((i, got[self._row_of[i]]) for i in ids)
-            self._row_of = {}
+        self.get_many(list(self._row_of))
 
     def __contains__(self, example_id) -> bool:
         return example_id in self._texts or example_id in self._row_of

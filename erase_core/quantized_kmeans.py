@@ -233,9 +233,7 @@ class QuantizedKMeans:
         if any(i not in self._slot_of for i in state.seeds):
             raise ValueError("fitted state seeded on unknown ids")
         self._seeding = Seeding(list(state.seeds), [RaceKey(int(c), float.fromhex(v), i) for c, v, i in state.keys])
-        self._C = np.zeros((T + 1, k, m), dtype=np.float64)
-        self._S = np.zeros((T, k, m), dtype=np.int64)
-        self._N = np.zeros((T, k), dtype=np.int64)
+        self._new_records()
         self._C[: n_rec + 1] = state.centroids
         self._S[:n_rec] = state.sums
         self._N[:n_rec] = state.counts
@@ -579,12 +577,16 @@ class QuantizedKMeans:
     def _refit_now(self) -> None:
         ids = self._ids[: self._n]
         self._seeding, rows = seed_plusplus(self._coords[: self._n], ids, self._hashes[: self._n], self.n_clusters, self.seed)
-        k, m, T = self.n_clusters, self._coords.shape[1], self.n_iter
-        self._C = np.zeros((T + 1, k, m), dtype=np.float64)  # quantized centroids per iteration
-        self._S = np.zeros((T, k, m), dtype=np.int64)  # per-iteration integer sums
-        self._N = np.zeros((T, k), dtype=np.int64)  # per-iteration counts
+        self._new_records()
         self._C[0] = self._coords[rows]
         self._lloyd_from(0)
+
+    def _new_records(self) -> None:
+        """Empty per-iteration records: quantized centroids, integer sums and counts."""
+        k, m, T = self.n_clusters, self._coords.shape[1], self.n_iter
+        self._C = np.zeros((T + 1, k, m), dtype=np.float64)
+        self._S = np.zeros((T, k, m), dtype=np.int64)
+        self._N = np.zeros((T, k), dtype=np.int64)
 
     def _lloyd_from(self, t0: int) -> None:
         """Run iterations t0.. given valid centroids up to t0 and records before t0."""

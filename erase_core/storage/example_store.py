@@ -408,10 +408,7 @@ class ExampleStore:
                 raise
             try:
                 if shred:
-                    self._keys.shred(shred)
-                    self._keys.shred_image_key()  # the image holds the deleted rows too
-                    if txn.posted is None:
-                        self._keys.clear_selection()  # it may name a deleted row and its score
+                    self._shred_deleted(shred, posting=txn.posted is not None)
                     self._keys.sync()
                 if txn.posted is not None and txn.version != txn.base_version:
                     self._post(txn.version, txn.posted)
@@ -422,6 +419,15 @@ class ExampleStore:
                     f"the change to {self.path} was committed, but zeroing the forgotten rows' keys failed "
                     f"({exc}); the next write or open on this store finishes it"
                 ) from None
+
+    def _shred_deleted(self, slots, *, posting: bool = False) -> None:
+        """Zero the keys of deleted rows and everything else in the key file that can hold
+        those rows: the open image's key, and the posted selection (unless a new one is about
+        to overwrite it). Not yet durable: the caller syncs."""
+        self._keys.shred(slots)
+        self._keys.shred_image_key()
+        if not posting:
+            self._keys.clear_selection()
 
     def _post(self, version: int, picks) -> None:
         try:
@@ -465,9 +471,7 @@ class ExampleStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path} to finish an interrupted erasure: {exc}") from None
         try:
-            self._keys.shred(free)
-            self._keys.shred_image_key()  # it may hold a row the interrupted transaction deleted
-            self._keys.clear_selection()
+            self._shred_deleted(free)  # the image and the board may hold a row it deleted
             self._keys.truncate(n_slots)
             self._keys.sync()
             self._keys.publish(version)
