@@ -171,8 +171,6 @@ class Bench(LazyModels):
         self.config = config.validate()
         self.cache = _Cache(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
         self.progress = progress
-        self._lm = None
-        self._embedder = None
         self._answerers: dict[str, Answerer] = {}
 
     def answerer(self, data: TaskData) -> Answerer:

@@ -149,16 +149,18 @@ class _Encoded:
     labels: tuple[int, ...]
 
 
+def token_ids(tok, text: str) -> list[int]:
+    """The tokens of ``text`` without special tokens ([] for "")."""
+    return tok(text, add_special_tokens=False)["input_ids"] if text else []
+
+
 def encode_answer(tok, prompt: str, answer: str, stop: str, limit: int) -> _Encoded:
     """Prompt tokens (masked) + ``" " + answer`` + the stop string's tokens, at most ``limit``
     tokens: the prompt is cut from the left, and an answer that does not fit keeps one prompt
     token. The training encoding; scoring uses it too, so both see the same tokens."""
 
-    def ids(text: str) -> list[int]:
-        return tok(text, add_special_tokens=False)["input_ids"] if text else []
-
-    prompt_ids = ids(prompt)
-    answer_ids = ids(" " + answer) + ids(stop)
+    prompt_ids = token_ids(tok, prompt)
+    answer_ids = token_ids(tok, " " + answer) + token_ids(tok, stop)
     if len(answer_ids) >= limit:
         prompt_ids, answer_ids = prompt_ids[-1:], answer_ids[: limit - 1]
     elif len(prompt_ids) + len(answer_ids) > limit:

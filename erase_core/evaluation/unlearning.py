@@ -41,7 +41,10 @@ from .bigbench import ENV_VAR, load_task
 from .prompts import TaskFormat, answer_text, is_correct
 from .lazy_models import LazyModels
 from .quality import fade_distance, loglik_distance, rank_distance, rank_percentiles
-from .sisa import SISAConfig, SISAEnsemble, _Encoded, _ModelView, encode_answer, pad_batch
+from .bench import _Cache
+from .bench import default_cache_dir as bench_cache_dir
+from .report import _figure
+from .sisa import SISAConfig, SISAEnsemble, _Encoded, _ModelView, _rng_seed, encode_answer, pad_batch, token_ids
 
 __all__ = ["Condition", "System", "UnlearnConfig", "UnlearningExperiment", "compare_erase", "compare_gradient_ascent",
            "main", "write_unlearning_report"]
@@ -128,10 +131,6 @@ class Condition:
 # ----------------------------------------------------------------------------- model side
 
 
-def _ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"] if text else []
-
-
 class _Trainer(SISAEnsemble):
     """SISA fine-tuning with one shard and one slice: ``fit`` fine-tunes on every example and
     ``forget`` retrains from the base weights without the forgotten ones (the gold standard).
@@ -173,9 +172,9 @@ class _Trainer(SISAEnsemble):
         optimizer = self._fresh_optimizer()
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_seed(cfg.seed, "ascent") % 2**63)
+                torch.manual_seed(_rng_seed(cfg.seed, "ascent") % 2**63)
                 while step < last:
-                    perm = np.random.default_rng(_seed(cfg.seed, "ascent", epoch)).permutation(len(data))
+                    perm = np.random.default_rng(_rng_seed(cfg.seed, "ascent", epoch)).permutation(len(data))
                     for input_ids, mask, labels in self._batches([data[k] for k in perm]):
                         t0 = time.perf_counter()
                         model.train()
@@ -209,10 +208,6 @@ def _flush_denormal(torch):
         torch.set_flush_denormal(False)
 
 
-def _seed(*parts) -> int:
-    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
-
-
 @dataclass
 class System:
     """A model and the prompt it is used with: a fine-tuned model (``prefix`` empty: the
@@ -241,7 +236,7 @@ class System:
         """Rows scoring continuation ``ids`` after example ``r``'s prompt, for each ``(r, ids)``."""
         tok, out = self.view.tokenizer, []
         for r, cont in samples:
-            prompt = _ids(tok, self.prompt(examples[r]))[-max(1, self.limit - len(cont)):]
+            prompt = token_ids(tok, self.prompt(examples[r]))[-max(1, self.limit - len(cont)):]
             out.append(_Encoded(tuple(prompt) + tuple(cont), tuple([-100] * len(prompt)) + tuple(cont)))
         return out
 
@@ -279,13 +274,13 @@ def sample_answers(system: System, examples: Sequence[Mapping], *, n: int, max_n
     out = []
     with torch.inference_mode():
         for r, ex in enumerate(examples):
-            prompt = _ids(tok, system.prompt(ex))[-system.limit:]
+            prompt = token_ids(tok, system.prompt(ex))[-system.limit:]
             input_ids = torch.tensor([prompt], device=view.device)
             stops = system.fmt_of(ex).stop_strings()
             for j in range(n):
                 kwargs = dict(do_sample=False) if n == 1 else dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_seed(seed, "sample", r, j) % 2**63)
+                    torch.manual_seed(_rng_seed(seed, "sample", r, j) % 2**63)
                     gen = view.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                               max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **kwargs)
                 cont = gen[0, len(prompt):].tolist()
@@ -449,7 +444,8 @@ def compare_erase(cond: Condition, test: Sequence[Mapping], formats: Mapping[str
     from .methods import make_method
 
     cond = Condition(cond.name, cond.train, list(cond.forget_ids if forget_ids is None else forget_ids), cond.reference)
-    forget, rest = _check_condition(cond, cfg.k)
+    forget, _ = _check_condition(cond, cfg.k)
+    gone = set(cond.forget_ids)
     ids = [ex["id"] for ex in cond.train]
     vectors = np.asarray(embed([ex["input"] for ex in cond.train]), dtype=np.float32)
     labels = [answer_text(ex) for ex in cond.train]
@@ -457,7 +453,7 @@ def compare_erase(cond: Condition, test: Sequence[Mapping], formats: Mapping[str
     before = method.shots()
     forget_seconds = method.forget(cond.forget_ids)
     after = method.shots()
-    keep = [r for r, i in enumerate(ids) if i not in set(cond.forget_ids)]
+    keep = [r for r, i in enumerate(ids) if i not in gone]
     t0 = time.perf_counter()
     fresh_method = make_method("erase", cfg.k, cfg.seed).fit([ids[r] for r in keep], vectors[keep], [labels[r] for r in keep])
     fresh_seconds = time.perf_counter() - t0
@@ -477,7 +473,7 @@ def compare_erase(cond: Condition, test: Sequence[Mapping], formats: Mapping[str
     m_before = measure(s_before, forget, cond.reference, test, cfg)
     return {"forget_ids": list(cond.forget_ids), "selected_before": before, "selected_after": after,
             "selected_fresh": fresh, "same_prompt": s_after.prefix == s_fresh.prefix and after == fresh,
-            "forgotten_selected_before": sum(i in set(cond.forget_ids) for i in before),
+            "forgotten_selected_before": sum(i in gone for i in before),
             "forget_seconds": forget_seconds, "fresh_seconds": fresh_seconds,
             "after": distances(m_after, m_fresh, s_after, s_fresh, forget, cfg.batch_size),
             "before": distances(m_before, m_fresh, s_before, s_fresh, forget, cfg.batch_size),
@@ -488,8 +484,7 @@ def compare_erase(cond: Condition, test: Sequence[Mapping], formats: Mapping[str
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "erase" / "unlearn"
+    return bench_cache_dir().with_name("unlearn")
 
 
 class UnlearningExperiment(LazyModels):
@@ -531,18 +526,8 @@ class UnlearningExperiment(LazyModels):
         return formats, test, conditions
 
     def _cached(self, name: str, compute: Callable[[], dict]) -> dict:
-        path = self.cache_dir / f"{self.config.key()}-{name}.json"
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:
-                pass  # a corrupt file is recomputed
-        value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-        return value
+        cache, key = _Cache(self.cache_dir), f"{self.config.key()}-{name}"
+        return cache.get(key) or cache.put(compute(), key)
 
     def run(self) -> dict:
         from tqdm.auto import tqdm
@@ -559,16 +544,9 @@ class UnlearningExperiment(LazyModels):
                 "erase": self._cached(f"{slug}-erase", lambda: compare_erase(
                     cond, test, formats, cfg.task, cfg, lm=self.lm, embed=self.embed))}
             if name == "in-distribution":  # the hard case for ERASE: forget the selected shots themselves
-                def selected() -> dict:
-                    from .methods import make_method
-
-                    vectors = self.embed([ex["input"] for ex in cond.train])
-                    m = make_method("erase", cfg.k, cfg.seed).fit([ex["id"] for ex in cond.train], vectors)
-                    shots = m.shots()
-                    m.close()
-                    return compare_erase(cond, test, formats, cfg.task, cfg, lm=self.lm, embed=self.embed,
-                                         forget_ids=shots[: cfg.forget])
-                entry["erase_selected"] = self._cached(f"{slug}-erase-selected", selected)
+                shots = entry["erase"]["selected_before"]  # the same fit on the same pool
+                entry["erase_selected"] = self._cached(f"{slug}-erase-selected", lambda: compare_erase(
+                    cond, test, formats, cfg.task, cfg, lm=self.lm, embed=self.embed, forget_ids=shots[: cfg.forget]))
             out["conditions"][name] = entry
         out["seconds"] = time.perf_counter() - start
         out["device"] = cfg.device or ("cuda" if _cuda() else "cpu")
@@ -585,15 +563,6 @@ def _cuda() -> bool:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
 
 
 METRICS = (("loglik_distance", "(a) log-likelihood distance (nats)"), ("rank_distance", "(b) rank distance"),
