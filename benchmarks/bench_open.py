@@ -18,7 +18,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_store import make_ids, make_payloads  # noqa: E402
+from bench_store import machine_info, make_ids, make_payloads  # noqa: E402
 
 from erase_core import ExampleIndex  # noqa: E402
 from erase_core.storage import ExampleStore  # noqa: E402
@@ -94,10 +93,11 @@ def run_case(n: int, payload: int, repeats: int, workdir: Path) -> dict:
     os.environ["ERASE_IMAGE_MIN_ROWS"] = "1"
     real_write, spent = ExampleStore.write_image, {}
 
-    def timed_write(store, *args, **kwargs):
+    def timed_write(store, version, dim, rows, model=None):
+        spent["has_fit"] = model is not None
         t = time.perf_counter()
         try:
-            return real_write(store, *args, **kwargs)
+            return real_write(store, version, dim, rows, model)
         finally:
             spent["write"] = time.perf_counter() - t
 
@@ -109,10 +109,8 @@ def run_case(n: int, payload: int, repeats: int, workdir: Path) -> dict:
     finally:
         ExampleStore.write_image = real_write
         os.environ.pop("ERASE_IMAGE_MIN_ROWS", None)
-    write_s = spent["write"]
-    with ExampleStore.open(path) as store:
-        has_fit = store.read_image().model is not None
-    sizes = {p.name: p.stat().st_size for p in [path, image_path(path)]}
+    write_s, has_fit = spent["write"], spent["has_fit"]
+    sizes = {"db": path.stat().st_size, "image": image_path(path).stat().st_size}
     long_s, image_s, splits, same = [], [], [], True
     for _ in tqdm(range(repeats), desc=f"open n={n} p={payload}", leave=False):
         for use_image, sink in ((False, long_s), (True, image_s)):
@@ -141,8 +139,8 @@ def table(rows: list[dict]) -> str:
         out.append(
             f"| {r['n']:,} | {r['payload_bytes']} B | {r['long_open_p50_s']:.2f} s | **{r['image_open_p50_s']:.2f} s** | "
             f"{r['image_read_p50_s']:.2f} s | {r['image_build_memory_p50_s']:.2f} s | "
-            f"{r['image_open_p50_s'] / r['long_open_p50_s']:.2f} | {r['bytes'][next(k for k in r['bytes'] if k.endswith('.image'))] / 2**20:.0f} MiB "
-            f"(db {r['bytes'][next(k for k in r['bytes'] if k.endswith('.db'))] / 2**20:.0f} MiB) | {r['image_write_s']:.2f} s | {r['same_digest']} |")
+            f"{r['image_open_p50_s'] / r['long_open_p50_s']:.2f} | {r['bytes']['image'] / 2**20:.0f} MiB "
+            f"(db {r['bytes']['db'] / 2**20:.0f} MiB) | {r['image_write_s']:.2f} s | {r['same_digest']} |")
     return "\n".join(out)
 
 
@@ -177,8 +175,7 @@ def main(argv=None) -> int:
         rows = [run_case(n, pl, args.repeats, workdir) for n in args.sizes for pl in args.payloads]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    info = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "load_avg_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    info = {**machine_info(workdir), "load_avg_end": os.getloadavg()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"info": info, "rows": rows}, indent=1))
     plot(rows, args.out.with_suffix(".png"))

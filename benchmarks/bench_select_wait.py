@@ -34,11 +34,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +50,7 @@ for p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 from bench_core import make_embeddings  # noqa: E402
-from bench_store import make_payloads, summary  # noqa: E402
+from bench_store import machine_info, make_payloads, summary  # noqa: E402
 from erase_core import ExampleIndex  # noqa: E402
 
 try:
@@ -248,13 +245,9 @@ def main(argv=None) -> int:
         handle = part_other_handle(path, index, victims[: args.max_forgets], args)
         thread = part_other_thread(index, victims[args.max_forgets:], args)
         index.close()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = None
+        info = machine_info(Path(tmp))
     result = {
-        "benchmark": "select_wait", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit, "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "benchmark": "select_wait", "date": info["date"], "git_commit": info.get("git_commit"), "machine": info,
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "build_s": build_s, "seconds": time.time() - started, "other_handle": handle, "other_thread": thread,
     }
