@@ -238,6 +238,7 @@ class ExampleIndex:
         self._attributes = AttributeIndex()
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
+        self._pool_lanes = np.zeros((0, 2), dtype=np.uint64)  # by slot: each example's lane terms
         self._model = None
         self._digest: str | None = None  # cached until the next mutation
         self._posted_pick: list[tuple[str, float]] | None = None  # the erase set a writer posted for this version
@@ -508,6 +509,10 @@ class ExampleIndex:
             self._vectors = grown
         if not adopted:
             self._vectors[n0:need] = unit
+        if need > self._pool_lanes.shape[0]:
+            lanes = np.zeros((self._vectors.shape[0], 2), dtype=np.uint64)
+            lanes[:n0] = self._pool_lanes[:n0]
+            self._pool_lanes = lanes
         # bulk dict updates: open adds 10^5 rows at once
         self._slot_of.update(zip(ids, range(n0, need)))
         if payload_jsons is not None:  # None: already in self._payload_json (an open image)
@@ -521,7 +526,9 @@ class ExampleIndex:
                 if a:
                     self._attrs_json[i] = a
                     self._attributes.add(i, *parse_attrs(a))
-        self._pool_hash.add(np.array(hashes, dtype=np.uint64))
+        element_hashes = np.array(hashes, dtype=np.uint64)
+        self._pool_hash.add(element_hashes)
+        self._pool_lanes[n0:need] = MultisetHash.lanes_each(element_hashes)
         self._ids.extend(ids)
         with self._changing():
             return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
@@ -536,10 +543,14 @@ class ExampleIndex:
         try:
             yield
         finally:
-            self._digest = None
-            self._posted_pick = None
-            self._snapshot = None
-            self._updating = False
+            self._changed()
+
+    def _changed(self) -> None:
+        """The end of :meth:`_changing` (called directly on the forget path: no generator)."""
+        self._digest = None
+        self._posted_pick = None
+        self._snapshot = None
+        self._updating = False
 
     def _update_model_after_add(self, unit: np.ndarray, ids: list[str], all_id_hashes: np.ndarray | None = None,
                                 model_state=None, defer: bool = False):
@@ -566,7 +577,8 @@ class ExampleIndex:
         """Drop examples from memory and the clustering (``defer``: note them for the
         clustering to settle later); returns the model's report (or None)."""
         report = None
-        with self._changing():
+        self._updating = True  # as `with self._changing():`, without a generator per forget
+        try:
             model = self._fitted_model if defer else self._model
             if model is not None:
                 if len(self._ids) - len(ids) < self.k:
@@ -576,6 +588,8 @@ class ExampleIndex:
                 else:
                     report = model.remove(ids)
             self._drop_rows(ids)
+        finally:
+            self._changed()
         return report
 
     def _new_model(self) -> QuantizedKMeans:
@@ -769,7 +783,13 @@ class ExampleIndex:
             return ForgetReceipt((), len(self._ids), False, False, None, before, before, time.perf_counter() - start)
         report = self._remove_in_memory(ids)
         recompute_from = None if report is None else report.recompute_from
-        selected_after = self._erase_ids() if self._model is not None else None
+        if (report is not None and recompute_from is None and not report.representatives_changed
+                and selected_before is not None and not any(i in selected_before for i in ids)):
+            # same centroids and representatives, and no selected example went (the fill-in of
+            # empty clusters ranks the other examples by fixed keys): the same set
+            selected_after = selected_before
+        else:
+            selected_after = self._erase_ids() if self._model is not None else None
         return ForgetReceipt(
             ids=tuple(ids), n_remaining=len(self._ids), selected_changed=selected_before != selected_after,
             recomputed=recompute_from is not None, recompute_from=recompute_from,
@@ -777,22 +797,25 @@ class ExampleIndex:
         )
 
     def _drop_rows(self, ids: list[str]) -> None:
-        for i in sorted(ids, key=self._slot_of.__getitem__, reverse=True):
+        for i in (ids if len(ids) == 1 else sorted(ids, key=self._slot_of.__getitem__, reverse=True)):
             s = self._slot_of.pop(i)
             last = len(self._ids) - 1
+            self._pool_hash.remove_lanes(*self._pool_lanes[s].tolist())
             if s != last:
                 self._vectors[s] = self._vectors[last]
+                self._pool_lanes[s] = self._pool_lanes[last]
                 self._ids[s] = self._ids[last]
                 self._slot_of[self._ids[s]] = s
             self._ids.pop()
             self._vectors[last] = 0.0
+            self._pool_lanes[last] = 0
             del self._payload_json[i]
             if self._attrs_json.pop(i, None) is not None:
                 self._attributes.remove(i)
             row = self._row_of.pop(i, None)
             if row is not None:
                 del self._id_of_row[row]
-            self._pool_hash.remove([self._example_hashes.pop(i)])
+            del self._example_hashes[i]
 
     # ------------------------------------------------------------------ queries
     @_retry_if_row_gone
@@ -1118,11 +1141,9 @@ class ExampleIndex:
         """The digest of memory as it is (no catching up: internal use between steps)."""
         if self._digest is not None:
             return self._digest
-        h = hashlib.sha256()
-        h.update(self._params_text())
-        h.update(f"{len(self._ids)}:{self._pool_hash.hexdigest()}".encode())
-        h.update((self._model.digest() if self._model is not None else "no-model").encode())
-        self._digest = h.hexdigest()
+        model = self._model
+        pool = f"{len(self._ids)}:{self._pool_hash.hexdigest()}{'no-model' if model is None else model.digest()}"
+        self._digest = hashlib.sha256(self._params_text() + pool.encode()).hexdigest()
         return self._digest
 
     def _params_text(self) -> bytes:

@@ -103,6 +103,18 @@ class MultisetHash:
         b = int(np.sum(splitmix64(splitmix64(h) ^ np.uint64(0x7654321)), dtype=np.uint64))
         return a, b
 
+    @staticmethod
+    def lanes_each(element_hashes: np.ndarray) -> np.ndarray:
+        """Each element's two lane terms, (n, 2) uint64: what :meth:`add` sums. Kept per
+        element, removing one is two integer subtractions (:meth:`remove_lanes`)."""
+        h = np.asarray(element_hashes, dtype=np.uint64).ravel()
+        return np.stack([splitmix64(h ^ np.uint64(0x1234567)), splitmix64(splitmix64(h) ^ np.uint64(0x7654321))], axis=1)
+
+    def remove_lanes(self, a: int, b: int) -> None:
+        """Remove one element given its lane terms (a row of :meth:`lanes_each`)."""
+        self.lane_a = (self.lane_a - a) & 0xFFFFFFFFFFFFFFFF
+        self.lane_b = (self.lane_b - b) & 0xFFFFFFFFFFFFFFFF
+
     def add(self, element_hashes: np.ndarray) -> None:
         a, b = self._lanes(element_hashes)
         self.lane_a = (self.lane_a + a) & 0xFFFFFFFFFFFFFFFF

@@ -272,6 +272,10 @@ class QuantizedKMeans:
     def remove(self, ids) -> UpdateReport:
         """Forget the points ``ids`` exactly. Unknown or repeated ids raise and change nothing."""
         self._check_fitted()
+        if type(ids) in (list, tuple) and len(ids) == 1:
+            report = self._remove_one(ids[0])
+            if report is not None:
+                return report
         ids = check_known_ids(ids, self._slot_of)
         if not ids:
             return UpdateReport(0, None, False)
@@ -288,7 +292,7 @@ class QuantizedKMeans:
             self._refit()
             return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
         changed_at = self._apply_delta(coords, labels, sign=-1)
-        self._points_hash.remove(self._element_hashes(slots))
+        self._points_hash.remove(self._elem[slots, 0])
         removed_reps = set(ids) & set(reps_before)
         self._delete_slots(slots)
         if changed_at is not None:
@@ -299,6 +303,40 @@ class QuantizedKMeans:
             for j in {int(labels[row_of[rep], self._final_col]) for rep in removed_reps}:
                 self._choose_representative(j)
         return UpdateReport(len(ids), None, bool(removed_reps))
+
+    def _remove_one(self, i) -> UpdateReport | None:
+        """Forget one known point when no centroid moves: the common case, in a handful of
+        array operations (see :meth:`_refresh_bounds`). None, with nothing changed, when it
+        does not apply (unknown id, a seed, too few points left, or a centroid would move):
+        the general path then decides, and raises or recomputes."""
+        slot = self._slot_of.get(i) if isinstance(i, str) else None
+        if slot is None or self._n - 1 < self.n_clusters or i in self._seed_set():
+            return None
+        T, m = self._n_rec, self._coords.shape[1]
+        pairs = self._pair_base[:T] + self._labels[slot, :T]
+        step = self._step
+        np.multiply(self._coords[slot], self._step_coef, out=self._step3, casting="unsafe")
+        rec = self._R.take(pairs, axis=0)
+        rec -= step
+        bounds = rec[:, m : 3 * m]
+        if bounds.min() < 0:
+            return None  # a centroid moves: nothing was written
+        bounds += self._E.take(pairs, axis=0)
+        self._R[pairs] = rec
+        _, a, b = self._elem[slot].tolist()
+        self._points_hash.remove_lanes(a, b)
+        j = int(self._labels[slot, self._final_col])
+        was_rep = int(self._rep_slot[j]) == slot
+        self._delete_slot(slot)
+        if was_rep:
+            self._choose_representative(j)
+        return UpdateReport(1, None, was_rep)
+
+    def _seed_set(self) -> frozenset:
+        seeding = self._seeding
+        if getattr(self, "_seed_set_of", (None,))[0] is not seeding:
+            self._seed_set_of = (seeding, frozenset(seeding.ids))
+        return self._seed_set_of[1]
 
     def insert(self, X, ids) -> UpdateReport:
         """Add points exactly as if they had been part of ``fit``. Duplicate ids raise."""
@@ -324,7 +362,8 @@ class QuantizedKMeans:
             self._resume_after(changed_at)
             return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
         new_slots = np.arange(start, self._n)
-        self._points_hash.add(self._element_hashes(new_slots))
+        self._set_elements(new_slots)
+        self._points_hash.add(self._elem[new_slots, 0])
         for s in new_slots:
             self._offer_representative(int(s))
         return UpdateReport(len(ids), None, reps_before != self._rep_ids())
@@ -343,25 +382,30 @@ class QuantizedKMeans:
         cheap removal.
         """
         self._check_fitted()
-        h = hashlib.sha256()
-        # the JSON of the parameter dict with sorted keys, assembled from cached parts (the
-        # static ones and the seeds change only on a refit); equal to json.dumps(..., sort_keys=True)
-        seeds = self._seeding.ids
-        if getattr(self, "_seeds_json", (None,))[0] is not seeds:
-            self._seeds_json = (seeds, json.dumps(seeds))
+        reps = self._rep_ids()
+        key = (reps, self._static_json())  # the rest changes only in _finish, which drops the cache
+        parts = self._digest_parts
+        if parts is None or parts[0] != key:
+            parts = self._digest_parts = (key, *self._digest_text(reps))
+        text = f"{parts[1]}{self._n}{parts[2]}{self._points_hash.hexdigest()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _digest_text(self, reps: list[str | None]) -> tuple[str, str]:
+        """What :meth:`digest` hashes, around the point count: the JSON of the parameter dict
+        with sorted keys (equal to ``json.dumps(..., sort_keys=True)``), then the centroid
+        digest. It changes only with a recompute or a representative, so it is cached."""
         eps, proj, scale = self._static_json()
-        reps = ", ".join("null" if r is None else _json_str(r) for r in self._rep_ids())
-        text = (
+        reps_json = ", ".join("null" if r is None else _json_str(r) for r in reps)
+        head = (
             f'{{"converged": {"true" if self._converged else "false"}, "dim": {self._space.dim}, '
-            f'"eps": {eps}, "k": {self.n_clusters}, "n": {self._n}, "n_iter": {self.n_iter}, '
-            f'"n_rec": {self._n_rec}, "projection_dim": {proj}, '
-            f'"reps": [{reps}], "scale": {scale}, "seed": {self.seed}, '
-            f'"seeds": {self._seeds_json[1]}}}'
+            f'"eps": {eps}, "k": {self.n_clusters}, "n": '
         )
-        h.update(text.encode())
-        h.update(self._centroid_digest.encode())
-        h.update(self._points_hash.hexdigest().encode())
-        return h.hexdigest()
+        tail = (
+            f', "n_iter": {self.n_iter}, "n_rec": {self._n_rec}, "projection_dim": {proj}, '
+            f'"reps": [{reps_json}], "scale": {scale}, "seed": {self.seed}, '
+            f'"seeds": {json.dumps(self._seeding.ids)}}}{self._centroid_digest}'
+        )
+        return head, tail
 
     def _static_json(self) -> tuple[str, str, str]:
         key = (self.epsilon, self.projection_dim_, self.scale)
@@ -478,21 +522,30 @@ class QuantizedKMeans:
         cap = max(16, capacity)
         self._coords = np.zeros((cap, dim), dtype=np.float64)
         self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16)  # n_clusters <= MAX_CLUSTERS < 2^15
-        self._hashes = np.zeros(cap, dtype=np.uint64)
-        self._row_hash = np.zeros(cap, dtype=np.uint64)
+        self._set_point_hashes(np.zeros((cap, 5), dtype=np.uint64))
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._n = 0
+
+    def _set_point_hashes(self, table: np.ndarray) -> None:
+        """Per point, in one row (one swap when a point is deleted): its id hash, the hash of
+        its id and coordinates, its multiset-hash element (with its labels) and that
+        element's two lane terms (:meth:`~.hashing.MultisetHash.lanes_each`)."""
+        self._point_hashes = table
+        self._hashes = table[:, 0]
+        self._row_hash = table[:, 1]
+        self._elem = table[:, 2:5]
 
     def _append_rows(self, coords: np.ndarray, ids: list[str], hashes: np.ndarray | None = None) -> None:
         need = self._n + len(ids)
         if need > self._coords.shape[0]:
             cap = max(need, 2 * self._coords.shape[0])
-            for name in ("_coords", "_labels", "_hashes", "_row_hash"):
+            for name in ("_coords", "_labels", "_point_hashes"):
                 old = getattr(self, name)
                 new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype)
                 new[: self._n] = old[: self._n]
                 setattr(self, name, new)
+            self._set_point_hashes(self._point_hashes)
         lo = self._n
         if not (coords.base is self._coords and coords.__array_interface__["data"][0]
                 == self._coords[lo:need].__array_interface__["data"][0]):  # fit transforms in place
@@ -503,10 +556,31 @@ class QuantizedKMeans:
             e = min(need, b + step)
             self._row_hash[b:e] = splitmix64(row_hashes(self._coords[b:e]) ^ self._hashes[b:e])
         self._labels[lo:need] = 0
+        self._elem[lo:need] = 0  # set by _finish or insert, once the labels are known
         for offset, i in enumerate(ids):
             self._slot_of[i] = lo + offset
         self._ids.extend(ids)
         self._n = need
+
+    def _delete_slot(self, s: int) -> None:
+        """:meth:`_delete_slots` of one slot; a representative there is left unset (-1)."""
+        last = self._n - 1
+        ids = self._ids
+        del self._slot_of[ids[s]]
+        reps = self._rep_slot.tolist()
+        if s in reps:
+            self._rep_slot[reps.index(s)] = -1
+        if s != last:
+            for arr in (self._coords, self._labels, self._point_hashes):
+                arr[s] = arr[last]
+            moved = ids[s] = ids[last]
+            self._slot_of[moved] = s
+            if last in reps:
+                self._rep_slot[reps.index(last)] = s
+        for arr in (self._coords, self._labels, self._point_hashes):
+            arr[last] = 0  # no copy of a forgotten point lingers in spare capacity
+        ids.pop()
+        self._n = last
 
     def _delete_slots(self, slots: np.ndarray) -> None:
         """Swap-remove rows: O(|slots| * d), no pass over the data."""
@@ -514,7 +588,7 @@ class QuantizedKMeans:
         for s in sorted(np.asarray(slots).tolist(), reverse=True):
             last = self._n - 1
             del self._slot_of[self._ids[s]]
-            for arr in (self._coords, self._labels, self._hashes, self._row_hash):
+            for arr in (self._coords, self._labels, self._point_hashes):
                 if s != last:
                     arr[s] = arr[last]
                 arr[last] = 0  # no copy of a forgotten point lingers in spare capacity
@@ -582,11 +656,47 @@ class QuantizedKMeans:
         self._lloyd_from(0)
 
     def _new_records(self) -> None:
-        """Empty per-iteration records: quantized centroids, integer sums and counts."""
+        """Empty per-iteration records: quantized centroids, integer sums and counts.
+
+        Sums, counts and the removal bounds of one (iteration, cluster) pair share a row of
+        ``_R`` ([sums | upper | lower | count], int64), so a single-point removal reads and
+        writes each touched pair's whole record in one gather and one scatter
+        (see :meth:`_remove_one`); ``_S`` and ``_N`` are views of it."""
         k, m, T = self.n_clusters, self._coords.shape[1], self.n_iter
         self._C = np.zeros((T + 1, k, m), dtype=np.float64)
-        self._S = np.zeros((T, k, m), dtype=np.int64)
-        self._N = np.zeros((T, k), dtype=np.int64)
+        self._R = np.zeros((T * k, 3 * m + 1), dtype=np.int64)
+        blocks = self._R.reshape(T, k, 3 * m + 1)
+        self._S = blocks[:, :, :m]
+        self._N = blocks[:, :, 3 * m]
+        self._E = np.zeros((T * k, 2 * m), dtype=np.int64)  # per pair: [2c - eps | -(2c + eps)]
+        self._pair_base = np.arange(T, dtype=np.int64) * k
+        self._step = np.zeros(3 * m + 1, dtype=np.int64)  # a removed point's [x | 2x | -2x | 1]
+        self._step[3 * m] = 1
+        self._step3 = self._step[: 3 * m].reshape(3, m)
+        self._step_coef = np.array([[1.0], [2.0], [-2.0]])
+
+    def _refresh_bounds(self, pairs=None) -> None:
+        """The removal bounds of (iteration, cluster) ``pairs`` (flat indices t * k + j; all
+        recorded ones when None), from their sums, counts and next centroid.
+
+        Removing x from a pair (sums S, count n, next centroid c) leaves c unchanged iff, per
+        coordinate, 2S - (n-1)(2c + eps) < 2x <= 2S - (n-1)(2c - eps): the same inequality as
+        :meth:`_quantize`'s floor, solved for x (exact integers; for n = 1 it never holds, so
+        emptying a cluster takes the general path). ``_R`` keeps upper = 2S - (n-1)(2c - eps)
+        and lower = -(2S - (n-1)(2c + eps)) - 1, so the test is [2x | -2x] <= [upper | lower]."""
+        k, m = self.n_clusters, self._coords.shape[1]
+        if pairs is None:
+            pairs = np.arange(self._n_rec * k)
+        pairs = np.asarray(pairs, dtype=np.int64)
+        tt, jj = pairs // k, pairs % k
+        c2 = 2 * self._C[tt + 1, jj].astype(np.int64)
+        rec = self._R[pairs]
+        S2, n1 = 2 * rec[:, :m], rec[:, 3 * m : 3 * m + 1] - 1
+        rec[:, m : 2 * m] = S2 - n1 * (c2 - self._eps)
+        rec[:, 2 * m : 3 * m] = -(S2 - n1 * (c2 + self._eps)) - 1
+        self._R[pairs] = rec
+        self._E[pairs, :m] = c2 - self._eps
+        self._E[pairs, m:] = -(c2 + self._eps)
 
     def _lloyd_from(self, t0: int) -> None:
         """Run iterations t0.. given valid centroids up to t0 and records before t0."""
@@ -628,11 +738,14 @@ class QuantizedKMeans:
         points; they are zeroed, so every array is exactly what a fresh fit leaves."""
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         self._labels[: self._n, self._ncols() :] = 0
-        self._S[self._n_rec :] = 0
-        self._N[self._n_rec :] = 0
+        self._R[self._n_rec * self.n_clusters :] = 0  # sums, counts and bounds
+        self._E[self._n_rec * self.n_clusters :] = 0
         self._C[self._n_rec + 1 :] = 0
+        self._set_elements(np.arange(self._n))
         self._points_hash = MultisetHash()
-        self._points_hash.add(self._element_hashes(np.arange(self._n)))
+        self._points_hash.add(self._elem[: self._n, 0])
+        self._refresh_bounds()
+        self._digest_parts = None
         centroid_hash = hashlib.sha256()
         centroid_hash.update(self._C[: self._n_rec + 1].tobytes())
         self._centroid_digest = centroid_hash.hexdigest()
@@ -682,9 +795,17 @@ class QuantizedKMeans:
         keep = slice(None) if first is None else tt <= first
         self._S[tt[keep], jj[keep]] = new_S[keep]
         self._N[tt[keep], jj[keep]] = new_N[keep]
+        if first is None:  # else a recompute follows and refreshes every bound
+            self._refresh_bounds(tt * self.n_clusters + jj)
         return first
 
     # ------------------------------------------------------------------ digest & representatives
+    def _set_elements(self, slots: np.ndarray) -> None:
+        """Record the multiset-hash elements of ``slots`` and their lane terms."""
+        elem = np.asarray(self._element_hashes(slots), dtype=np.uint64)
+        self._elem[slots, 0] = elem
+        self._elem[slots, 1:] = MultisetHash.lanes_each(elem)
+
     def _element_hashes(self, slots: np.ndarray) -> np.ndarray | list[int]:
         """The multiset-hash elements (id, vector, labels) of ``slots`` (a list of ints for a few)."""
         slots = np.asarray(slots, dtype=np.int64)

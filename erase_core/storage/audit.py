@@ -17,6 +17,7 @@ the forget it records: a forget and its entry commit together or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -28,7 +29,16 @@ GENESIS = "0" * 64
 
 def keyed(secret: bytes, kind: str, value: str) -> str:
     """The keyed hash of one id, subject or filter (hex; ``kind`` separates the namespaces)."""
-    return hmac.new(secret, f"{kind}\0{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+    h = _keyed_base(secret).copy()
+    h.update(f"{kind}\0{value}".encode("utf-8"))
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed_base(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the key already absorbed (copied per message: the same hashes as
+    ``hmac.new(secret, message, sha256)``, without re-keying for every id of a forget)."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def canonical_filter(where: dict) -> str:
@@ -39,7 +49,7 @@ def make_entry(secret: bytes, *, request: str, ids, subjects, subject: str | Non
                digest_before: str, digest_after: str, recomputed: bool, version: int) -> dict:
     """One log entry (JSON-ready); nothing in it is forgotten content."""
     return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time": _utc_now(),
         "request": request,
         "subject": None if subject is None else keyed(secret, "subject", subject),
         "filter": None if where is None else keyed(secret, "filter", canonical_filter(where)),
@@ -51,6 +61,19 @@ def make_entry(secret: bytes, *, request: str, ids, subjects, subject: str | Non
         "recomputed": bool(recomputed),
         "version": int(version),
     }
+
+
+_NOW = (None, "")
+
+
+def _utc_now() -> str:
+    """The current UTC second as the log writes it (formatted once per second)."""
+    global _NOW
+    now = int(time.time())
+    cached = _NOW
+    if cached[0] != now:
+        cached = _NOW = (now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    return cached[1]
 
 
 def chain_hash(prev: str, entry_json: str) -> str:
@@ -103,13 +126,30 @@ def matches(secret: bytes, entry: dict, *, example_id: str | None = None, subjec
 
 
 class MemoryAuditLog:
-    """The same log for an index without a store (kept in memory, same chain)."""
+    """The same log for an index without a store (kept in memory, same chain).
+
+    Entries are chained when the log is read (:attr:`rows`), not when a forget appends one:
+    an entry holds only keyed hashes and digests, so keeping it as a dict until then keeps
+    nothing forgotten, and takes its canonical JSON and chain hash off the forget's path."""
 
     def __init__(self, secret: bytes):
         self.secret = secret
-        self.rows: list[tuple[int, str, str, str]] = []
+        self._rows: list[tuple[int, str, str, str]] = []
+        self._pending: list[dict] = []
 
     def append(self, entry: dict) -> None:
-        prev = self.rows[-1][3] if self.rows else GENESIS
-        text = entry_json(entry)
-        self.rows.append((len(self.rows) + 1, text, prev, chain_hash(prev, text)))
+        self._pending.append(entry)
+
+    @property
+    def rows(self) -> list[tuple[int, str, str, str]]:
+        """``(seq, entry_json, prev, hash)`` for every entry, in order."""
+        for entry in self._pending:
+            prev = self._rows[-1][3] if self._rows else GENESIS
+            text = entry_json(entry)
+            self._rows.append((len(self._rows) + 1, text, prev, chain_hash(prev, text)))
+        self._pending.clear()
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[tuple[int, str, str, str]]) -> None:
+        self._rows, self._pending = list(rows), []
