@@ -382,18 +382,17 @@ class QuantizedKMeans:
         cheap removal.
         """
         self._check_fitted()
-        reps = self._rep_ids()
-        key = (reps, self._static_json())  # the rest changes only in _finish, which drops the cache
-        parts = self._digest_parts
-        if parts is None or parts[0] != key:
-            parts = self._digest_parts = (key, *self._digest_text(reps))
-        text = f"{parts[1]}{self._n}{parts[2]}{self._points_hash.hexdigest()}"
+        parts = self._digest_parts  # dropped when a representative or a recompute changes it
+        if parts is None:
+            parts = self._digest_parts = self._digest_text(self._rep_ids())
+        text = f"{parts[0]}{self._n}{parts[1]}{self._points_hash.hexdigest()}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _digest_text(self, reps: list[str | None]) -> tuple[str, str]:
         """What :meth:`digest` hashes, around the point count: the JSON of the parameter dict
         with sorted keys (equal to ``json.dumps(..., sort_keys=True)``), then the centroid
-        digest. It changes only with a recompute or a representative, so it is cached."""
+        digest. It changes only in a recompute (:meth:`_finish`) or when a representative
+        changes (every assignment of ``_rep_slot`` but a slot move drops the cache)."""
         eps, proj, scale = self._static_json()
         reps_json = ", ".join("null" if r is None else _json_str(r) for r in reps)
         head = (
@@ -570,6 +569,7 @@ class QuantizedKMeans:
         reps = self._rep_slot.tolist()
         if s in reps:
             self._rep_slot[reps.index(s)] = -1
+            self._digest_parts = None
         if s != last:
             for arr in (self._coords, self._labels, self._point_hashes):
                 arr[s] = arr[last]
@@ -600,6 +600,7 @@ class QuantizedKMeans:
         # Representative slots may have moved; re-resolve them by id.
         for j, rid in enumerate(rep_ids):
             self._rep_slot[j] = self._slot_of.get(rid, -1) if rid is not None else -1
+        self._digest_parts = None
 
     # ------------------------------------------------------------------ Lloyd
     def _assign(self, coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -828,6 +829,7 @@ class QuantizedKMeans:
             d2[lo:hi] = np.einsum("ij,ij->i", diff, diff)
         best = np.full(k, np.inf)
         np.minimum.at(best, labels, d2)
+        self._digest_parts = None
         self._rep_slot = np.full(k, -1, dtype=np.int64)
         self._rep_dist = best
         for s in np.flatnonzero(d2 == best[labels]):
@@ -837,6 +839,7 @@ class QuantizedKMeans:
                 self._rep_slot[j] = s
 
     def _choose_representative(self, j: int) -> None:
+        self._digest_parts = None
         members = np.flatnonzero(self._labels[: self._n, self._final_col] == j)
         if len(members) == 0:
             self._rep_slot[j], self._rep_dist[j] = -1, np.inf
@@ -854,6 +857,7 @@ class QuantizedKMeans:
         current = self._rep_slot[j]
         if current < 0 or d2 < self._rep_dist[j] or (d2 == self._rep_dist[j] and self._ids[slot] < self._ids[current]):
             self._rep_slot[j], self._rep_dist[j] = slot, d2
+            self._digest_parts = None
 
     def _rep_ids(self) -> list[str | None]:
         ids = self._ids
