@@ -125,6 +125,21 @@ class _Incoming:
         return index._add_in_memory(self.ids, self.payload_jsons, self.unit, self.hashes, rows, attrs=self.attrs)
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _fresh_copies(payload_json: str):
+    """A function giving a fresh copy of a payload on each call, so editing a returned payload
+    changes nothing in the index: the value itself when it is immutable (a string, number,
+    bool or None), a shallow copy of a flat dict of such values, else a new decode of the JSON."""
+    value = json.loads(payload_json)
+    if isinstance(value, _IMMUTABLE):
+        return lambda: value
+    if isinstance(value, dict) and all(isinstance(v, _IMMUTABLE) for v in value.values()):
+        return value.copy
+    return functools.partial(json.loads, payload_json)
+
+
 def _retry_if_row_gone(method):
     """Run a read again after catching up when a concurrent forget deleted a row whose payload
     it was reading (a handle opened from the open image reads payloads on demand)."""
@@ -526,9 +541,8 @@ class ExampleIndex:
                 if a:
                     self._attrs_json[i] = a
                     self._attributes.add(i, *parse_attrs(a))
-        element_hashes = np.array(hashes, dtype=np.uint64)
-        self._pool_hash.add(element_hashes)
-        self._pool_lanes[n0:need] = MultisetHash.lanes_each(element_hashes)
+        self._pool_lanes[n0:need] = MultisetHash.lanes_each(np.array(hashes, dtype=np.uint64))
+        self._pool_hash.add_lanes(self._pool_lanes[n0:need])
         self._ids.extend(ids)
         with self._changing():
             return self._update_model_after_add(self._vectors[n0:need], ids, id_hashes if n0 == 0 else None,
@@ -857,7 +871,7 @@ class ExampleIndex:
             if self._snapshot is None:  # the fixed set changes only on a mutation
                 picks = self._erase_picks()
                 texts = self._payload_json.get_many([i for i, _ in picks])  # one store read, not k
-                cache = [(i, pj, s) for (i, s), pj in zip(picks, texts)]
+                cache = [(i, _fresh_copies(pj), s) for (i, s), pj in zip(picks, texts)]
                 vectors = self._vectors[[self._slot_of[i] for i, _, _ in cache]]  # a copy
                 self._snapshot = (self._version, cache, vectors)
             return self._answer(self._snapshot, k, q)
@@ -867,10 +881,10 @@ class ExampleIndex:
         """The first ``k`` of a snapshot's ``erase`` set; scores against ``q`` when given."""
         _, cache, vectors = snapshot
         if q is None:
-            return [SelectedExample(i, json.loads(pj), s) for i, pj, s in cache[:k]]
+            return [SelectedExample(i, fresh(), s) for i, fresh, s in cache[:k]]
         qn = q / np.linalg.norm(q)
-        return [SelectedExample(i, json.loads(pj), float(v.astype(np.float64) @ qn))
-                for (i, pj, _), v in zip(cache[:k], vectors)]
+        return [SelectedExample(i, fresh(), float(v.astype(np.float64) @ qn))
+                for (i, fresh, _), v in zip(cache[:k], vectors)]
 
     def select_nowait(self, k: int | None = None, query_vector=None) -> list[SelectedExample] | None:
         """``select(query_vector, k)`` of the ``erase`` set without taking the index's lock:

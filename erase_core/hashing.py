@@ -110,6 +110,13 @@ class MultisetHash:
         h = np.asarray(element_hashes, dtype=np.uint64).ravel()
         return np.stack([splitmix64(h ^ np.uint64(0x1234567)), splitmix64(splitmix64(h) ^ np.uint64(0x7654321))], axis=1)
 
+    def add_lanes(self, lanes: np.ndarray) -> None:
+        """Add elements given their lane terms (rows of :meth:`lanes_each`): the same as
+        :meth:`add` of the elements, without mixing them again."""
+        lanes = np.asarray(lanes, dtype=np.uint64).reshape(-1, 2)
+        self.lane_a = (self.lane_a + int(np.sum(lanes[:, 0], dtype=np.uint64))) & 0xFFFFFFFFFFFFFFFF
+        self.lane_b = (self.lane_b + int(np.sum(lanes[:, 1], dtype=np.uint64))) & 0xFFFFFFFFFFFFFFFF
+
     def remove_lanes(self, a: int, b: int) -> None:
         """Remove one element given its lane terms (a row of :meth:`lanes_each`)."""
         self.lane_a = (self.lane_a - a) & 0xFFFFFFFFFFFFFFFF

@@ -363,7 +363,7 @@ class QuantizedKMeans:
             return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
         new_slots = np.arange(start, self._n)
         self._set_elements(new_slots)
-        self._points_hash.add(self._elem[new_slots, 0])
+        self._points_hash.add_lanes(self._elem[new_slots, 1:])
         for s in new_slots:
             self._offer_representative(int(s))
         return UpdateReport(len(ids), None, reps_before != self._rep_ids())
@@ -744,7 +744,7 @@ class QuantizedKMeans:
         self._C[self._n_rec + 1 :] = 0
         self._set_elements(np.arange(self._n))
         self._points_hash = MultisetHash()
-        self._points_hash.add(self._elem[: self._n, 0])
+        self._points_hash.add_lanes(self._elem[: self._n, 1:])
         self._refresh_bounds()
         self._digest_parts = None
         centroid_hash = hashlib.sha256()

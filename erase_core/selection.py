@@ -60,6 +60,10 @@ def inner_products(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     return rows @ np.asarray(query, dtype=np.float32)
 
 
+#: Rows whose k-th best rough score bounds the candidate pass from below (see top_k_by_cosine).
+_HEAD_ROWS = 1 << 16
+
+
 def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Exact top-k rows by cosine similarity to ``query`` (rows are unit vectors), ties by id.
 
@@ -77,10 +81,17 @@ def top_k_by_cosine(unit_vectors: np.ndarray, ids: list[str], query: np.ndarray,
     k = min(k, n)
     rough = inner_products(unit_vectors, q64.astype(np.float32))
     if k < n:
-        kth = np.partition(rough, n - k)[n - k]
         # worst-case float32 dot-product error for unit vectors is about d * 2^-24; keep twice that
         margin = 2 * unit_vectors.shape[1] * 2.0**-24 + 1e-6
-        candidates = np.flatnonzero(rough >= kth - margin)
+        # The k-th best of the first rows is at most the pool's k-th best, so every row within
+        # the margin of the pool's k-th best clears it: one compare over the n scores, then a
+        # partition of the few that clear it, instead of partitioning all n (the same rows).
+        head = rough[: max(k, min(n, _HEAD_ROWS))]
+        floor = np.partition(head, len(head) - k)[len(head) - k]
+        candidates = np.flatnonzero(rough >= floor - margin)
+        near = rough[candidates]
+        kth = np.partition(near, len(near) - k)[len(near) - k]
+        candidates = candidates[near >= kth - margin]
     else:
         candidates = np.arange(n)
     exact = (unit_vectors[candidates].astype(np.float64) * q64).sum(axis=1)

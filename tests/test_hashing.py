@@ -55,3 +55,17 @@ def test_float32_transform_equals_the_float64_path():
         fast = space.transform(X)
         slow = space.transform(X.astype(np.float64))  # float64 input takes the float64 path
         assert fast.dtype == slow.dtype == np.float64 and np.array_equal(fast, slow)
+
+
+def test_lane_terms_add_and_remove_like_the_elements():
+    from erase_core.hashing import MultisetHash
+
+    h = np.random.default_rng(0).integers(0, 2**63, size=50, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    whole, by_lanes = MultisetHash(), MultisetHash()
+    whole.add(h)
+    lanes = MultisetHash.lanes_each(h)
+    by_lanes.add_lanes(lanes)
+    assert by_lanes.hexdigest() == whole.hexdigest()
+    whole.remove(h[7:8])
+    by_lanes.remove_lanes(*lanes[7].tolist())
+    assert by_lanes.hexdigest() == whole.hexdigest()

@@ -310,3 +310,24 @@ def test_the_readme_block_runs_twice(tmp_path, monkeypatch):
     again.close()
     with pytest.raises(ERASEError, match="other parameters"):
         ExampleIndex.open_or_create(tmp_path / "examples.sqlite", k=5)
+
+
+@pytest.mark.parametrize("head_rows", [1, 7, 50, 4000])
+def test_top_k_bounded_by_the_first_rows_equals_brute_force(monkeypatch, head_rows):
+    """The candidate pass bounds the k-th best by the first rows' k-th best: whether the best
+    rows sit inside that head or after it, the ranking is the float64 brute force's."""
+    from erase_core import selection
+
+    monkeypatch.setattr(selection, "_HEAD_ROWS", head_rows)
+    rng = np.random.default_rng(head_rows)
+    U = rng.normal(size=(3000, 32))
+    U[2500:2600] = U[:100]  # duplicates after the head: ties broken by id
+    U = (U / np.linalg.norm(U, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"h{i:05d}" for i in range(len(U))]
+    for k in (1, 5, 60):
+        for _ in range(10):
+            q = U[rng.integers(0, 3000)].astype(np.float64) + 1e-3 * rng.normal(size=32)
+            qn = q / np.linalg.norm(q)
+            exact = (U.astype(np.float64) * qn).sum(axis=1)
+            want = sorted(range(len(U)), key=lambda r: (-exact[r], ids[r]))[:k]
+            assert [r for r, _ in selection.top_k_by_cosine(U, ids, q, k)] == want

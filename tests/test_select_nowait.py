@@ -65,3 +65,25 @@ def test_select_nowait_never_answers_for_other_strategies_or_bigger_k(tmp_path):
     sim.add(np.eye(4), [{}] * 4, ids=list("abcd"))
     assert sim.select_nowait() is None
 
+
+
+def test_selected_payloads_are_fresh_copies_of_every_kind():
+    """The cached set hands out copies: editing a returned payload (flat dict, nested dict,
+    list) changes nothing that a later select returns; immutable payloads may be shared."""
+    payloads = [{"text": "a", "tags": ["x"]}, {"t": "b", "n": 1}, ["l", {"d": 1}], "plain", None, 3.5]
+    X = np.eye(6) + 0.01
+    index = ExampleIndex(k=6, seed=0)
+    index.add(X, payloads, ids=[f"p{i}" for i in range(6)])
+    for _ in range(3):
+        chosen = index.select()
+        assert {s.id: s.payload for s in chosen} == {f"p{i}": payloads[i] for i in range(6)}
+        for s in chosen:
+            if isinstance(s.payload, dict):
+                s.payload["t"] = "edited"
+                for v in s.payload.values():
+                    if isinstance(v, list):
+                        v.append("edited")
+            elif isinstance(s.payload, list):
+                s.payload.append("edited")
+                s.payload[1]["d"] = 2
+    assert index.get("p0") == payloads[0] and index.verify()
