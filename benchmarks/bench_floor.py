@@ -73,15 +73,23 @@ def pct(values, q) -> float:
 
 
 # ----------------------------------------------------------------------------- sections
-def section_forget(X: np.ndarray, ids: list[str], forgets: int, seed: int) -> dict:
+def section_forget(X: np.ndarray, ids: list[str], forgets: int, seed: int, selector: bool = False) -> dict:
     n = len(ids)
     index = ExampleIndex(4)
+    # --selector: LangChain-style dict payloads, and the selector's forget and select_examples
+    payloads = [{"input": f"question {i}", "output": f"answer {i % 7}"} for i in range(n)] if selector else [None] * n
     t0 = time.perf_counter()
-    index.add(X, [None] * n, ids)
+    index.add(X, payloads, ids)
     build = time.perf_counter() - t0
     engine = QuantizedKMeans(4).fit(X, ids)
-    victims = [ids[i] for i in np.random.default_rng(seed).choice(n, 3 * forgets, replace=False)]
-    modes = ("index_default", "index_single", "engine_default")
+    modes = ("index_default", "index_single", "engine_default") + (("selector_default",) if selector else ())
+    if selector:
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+
+        from erase_langchain import ERASEExampleSelector
+
+        lc = ERASEExampleSelector(embeddings=DeterministicFakeEmbedding(size=X.shape[1]), index=index)
+    victims = [ids[i] for i in np.random.default_rng(seed).choice(n, len(modes) * forgets, replace=False)]
     cheap = {m: [] for m in modes}
     every = {m: [] for m in modes}
     recomputed = {m: 0 for m in modes}
@@ -96,6 +104,13 @@ def section_forget(X: np.ndarray, ids: list[str], forgets: int, seed: int) -> di
         r = engine.remove([v])
         return time.perf_counter() - t, r.recomputed
 
+    def selector_call(v):
+        t = time.perf_counter()
+        r = lc.forget([v])
+        return time.perf_counter() - t, r.recomputed
+
+    calls = {"engine_default": engine_call, "selector_default": selector_call}
+
     # Interleaved in blocks of 25 forgets (A, B, C, A, B, C, ...): the one-thread mode holds its
     # limit for a whole block, so neither entering threadpool_limits nor the cache it disturbs
     # is charged to the forget that follows.
@@ -105,8 +120,8 @@ def section_forget(X: np.ndarray, ids: list[str], forgets: int, seed: int) -> di
     load_before = load()
     block = 25
     for b, lo in enumerate(tqdm(range(0, len(victims), block), desc=f"forget n={n:,}", leave=False)):
-        mode = modes[b % 3]
-        call = engine_call if mode == "engine_default" else index_call
+        mode = modes[b % len(modes)]
+        call = calls.get(mode, index_call)
         limit = controller.limit(limits=1, user_api="blas") if mode == "index_single" else contextlib.nullcontext()
         with limit:
             for v in victims[lo : lo + block]:
@@ -132,6 +147,14 @@ def section_forget(X: np.ndarray, ids: list[str], forgets: int, seed: int) -> di
         times.append(time.perf_counter() - t)
     out["select_erase_p50_us"] = pct(times, 50) * 1e6
     out["select_erase_p90_us"] = pct(times, 90) * 1e6
+    if selector:  # what a FewShotPromptTemplate calls: projected dict copies of the fixed set
+        inputs = {"input": "a new question"}
+        times = []
+        for _ in range(5000):
+            t = time.perf_counter()
+            lc.select_examples(inputs)
+            times.append(time.perf_counter() - t)
+        out["selector_select_examples_p50_us"] = pct(times, 50) * 1e6
     return out
 
 
@@ -302,6 +325,8 @@ def main() -> None:
     p.add_argument("--n-iter", type=int, default=10)
     p.add_argument("--engine-root", default=str(ROOT))
     p.add_argument("--label", default="")
+    p.add_argument("--selector", action="store_true",
+                   help="dict payloads, plus ERASEExampleSelector.forget and select_examples (LangChain)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "floor.json")
     args = p.parse_args()
     rows, fits = [], []
@@ -312,7 +337,7 @@ def main() -> None:
         X = make_embeddings(n + args.queries, 384, seed=1)
         pool, queries = X[:n], X[n:]
         ids = [str(i) for i in range(n)]
-        row = {"n": n, **section_forget(pool, ids, args.forgets, seed=n)}
+        row = {"n": n, **section_forget(pool, ids, args.forgets, seed=n, selector=args.selector)}
         gc.collect()
         row["similarity"] = section_similarity(pool, ids, queries, 4)
         rows.append(row)
@@ -336,6 +361,11 @@ def main() -> None:
               f"{r['engine_default']['cheap_p50_us']:>6.0f}us | {r['index_default']['mean_us'] / 1e3:>10.2f}ms | "
               f"{r['index_default']['recompute_fraction']:>6.1%} | {r['select_erase_p50_us']:>7.1f}us | "
               f"{s['default']['ratio_p50']:>13.2f} | {s['single']['ratio_p50']:>12.2f} | {s['default']['same_top_k']:>5.0%}")
+    for r in rows:
+        if "selector_default" in r:
+            print(f"{r['n']:>9,} | ERASEExampleSelector.forget p50 {r['selector_default']['cheap_p50_us']:.0f}us "
+                  f"(ExampleIndex.forget {r['index_default']['cheap_p50_us']:.0f}us) | "
+                  f"select_examples p50 {r['selector_select_examples_p50_us']:.1f}us (select() {r['select_erase_p50_us']:.1f}us)")
     for f in fits:
         print(f"fit n={f['n']:,} k={f['k']}: erase {f['erase_s']:.2f}s faiss {f['faiss_s']:.2f}s ratio {f['ratio']:.2f} "
               f"peak above input {f['erase_peak_mib']:.0f} / {f['faiss_peak_mib']:.0f} MiB")
