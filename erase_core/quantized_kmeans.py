@@ -310,7 +310,7 @@ class QuantizedKMeans:
         does not apply (unknown id, a seed, too few points left, or a centroid would move):
         the general path then decides, and raises or recomputes."""
         slot = self._slot_of.get(i) if isinstance(i, str) else None
-        if slot is None or self._n - 1 < self.n_clusters or i in self._seed_set():
+        if slot is None or self._n - 1 < self.n_clusters or i in self._seed_ids:
             return None
         T, m = self._n_rec, self._coords.shape[1]
         pairs = self._pair_base[:T] + self._labels[slot, :T]
@@ -331,12 +331,6 @@ class QuantizedKMeans:
         if was_rep:
             self._choose_representative(j)
         return UpdateReport(1, None, was_rep)
-
-    def _seed_set(self) -> frozenset:
-        seeding = self._seeding
-        if getattr(self, "_seed_set_of", (None,))[0] is not seeding:
-            self._seed_set_of = (seeding, frozenset(seeding.ids))
-        return self._seed_set_of[1]
 
     def insert(self, X, ids) -> UpdateReport:
         """Add points exactly as if they had been part of ``fit``. Duplicate ids raise."""
@@ -747,6 +741,7 @@ class QuantizedKMeans:
         self._points_hash.add_lanes(self._elem[: self._n, 1:])
         self._refresh_bounds()
         self._digest_parts = None
+        self._seed_ids = frozenset(self._seeding.ids)  # the seeding changes only in a refit, which ends here
         centroid_hash = hashlib.sha256()
         centroid_hash.update(self._C[: self._n_rec + 1].tobytes())
         self._centroid_digest = centroid_hash.hexdigest()

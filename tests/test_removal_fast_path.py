@@ -127,3 +127,45 @@ def test_fast_removal_shreds_the_point_and_its_hashes():
     for value in hashes.tolist():
         assert value not in model._point_hashes.ravel().tolist()
     assert not model._coords[n:].any() and not model._point_hashes[n:].any()
+
+
+def _strings_reachable(root) -> set[str]:
+    """Every str reachable from ``root`` through containers and erase_core objects' attributes
+    (numpy arrays are left to the byte-level residue tests)."""
+    seen, out, stack = set(), set(), [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            out.add(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif type(obj).__module__.startswith("erase_core"):
+            stack.extend(getattr(obj, "__dict__", {}).values())
+            stack.extend(getattr(obj, s) for s in getattr(type(obj), "__slots__", ()) if hasattr(obj, s))
+    return out
+
+
+def test_no_cache_keeps_a_forgotten_id():
+    """A forgotten seed, representative or plain point leaves its id in no attribute or cache
+    of the model or the index (seed set, digest text, selection snapshot, audit log, ...)."""
+    from erase_core import ExampleIndex
+
+    X = clustered(300, seed=11)
+    ids = [f"t{i}" for i in range(300)]
+    index = ExampleIndex(k=4, seed=11)
+    index.add(X, [{"i": i} for i in range(300)], ids)
+    model = index._model
+    index.select()
+    index.digest()
+    for victim in (model.seed_ids_[1], model.representative_ids_[2], next(i for i in ids[::-1] if i not in model.seed_ids_)):
+        index.forget([victim])
+        index.select()
+        index.digest()
+        index.audit()
+        assert victim not in _strings_reachable(index), victim
