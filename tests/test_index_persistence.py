@@ -277,3 +277,83 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
         assert reader.returncode == 0 and report["reads"] > 0
         assert report["digest"] == digest and report["verify"]
     print(f"kill during {op}: outcomes", sorted(outcomes))
+
+
+_ONE_BY_ONE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from erase_core import ExampleIndex
+    index = ExampleIndex.open({path!r})
+    print("ready", flush=True)
+    for victim in {victims!r}:
+        index.forget([victim])  # one id per transaction: the engine's one-point fast path
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
+    """A writer process forgets one id per transaction (the removal fast path) while a reader
+    process selects; SIGKILL lands somewhere in that sequence. On reopen the store equals a
+    fresh build on whatever remains (so does the digest the last committed forget logged),
+    every forgotten example's key is gone and no forgotten payload or vector is in any file."""
+    n = 1500
+    X = clustered(n, d=16, blobs=6, seed=5)
+    ids = [f"s{i:05d}" for i in range(n)]
+    payloads = [{"input": "z" * 300 + str(i)} for i in range(n)]
+    victims = ids[1::3][:300]
+    template = tmp_path / "template.sqlite"
+    index = ExampleIndex(k=4, seed=1, path=template)
+    index.add(X, payloads, ids=ids)
+    before = index.digest()
+    index.close()
+    sealed = sealed_rows(template)
+    forgotten_counts = set()
+    for trial, delay in enumerate([0.1, 0.4, 1.0, 2.0]):
+        work = tmp_path / f"trial{trial}"
+        work.mkdir()
+        path = work / "pool.sqlite"
+        _copy_store(template, path)
+        stop = work / "stop"
+        reader = subprocess.Popen(
+            [sys.executable, "-c", _READER.format(repo=str(REPO_ROOT), path=str(path), stop=str(stop))],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert reader.stdout.readline().strip() == "ready"
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        with ExampleIndex.open(path) as reopened:
+            digest = reopened.digest()
+            assert reopened.verify()
+            remaining = set(reopened._slot_of)
+            rows = set(reopened._row_of.values())
+            log = reopened.audit()
+        gone = [i for i in ids if i not in remaining]
+        assert set(gone) <= set(victims) and gone == [v for v in victims[: len(gone)]]  # a prefix, in order
+        forgotten_counts.add(len(gone))
+        keep = [r for r, i in enumerate(ids) if i in remaining]
+        fresh = ExampleIndex(k=4, seed=1)
+        fresh.add(X[keep], [payloads[r] for r in keep], ids=[ids[r] for r in keep])
+        assert digest == fresh.digest(), f"trial {trial}: not a fresh build after {len(gone)} forgets"
+        assert len(log) == len(gone) and (not log or log[-1]["digest_after"] == digest)
+        assert log[0]["digest_before"] == before if log else digest == before
+        assert_keys_match_rows(path)
+        assert set(board_rows(path)) <= rows, f"trial {trial}: a deleted row on the board"
+        files = all_file_bytes(work)
+        plaintext = [piece for i in ids for piece in (sealed[i][1].payload_json.encode(), sealed[i][1].vector)]
+        assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
+        assert not surviving(files, [sealed[i][0] for i in gone]), f"trial {trial}: a forgotten key survived"
+        assert all(surviving(files, [sealed[i][0]]) for i in ids[0:30:3])  # kept keys: the scan can fail
+        stop.write_text("stop")
+        report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
+        assert reader.returncode == 0 and report["reads"] > 0
+        assert report["digest"] == digest and report["verify"]
+    print("single forgets before the kill:", sorted(forgotten_counts))
+    assert len(forgotten_counts) > 1, forgotten_counts  # the kills landed at different points
