@@ -814,7 +814,7 @@ class ExampleIndex:
         for i in (ids if len(ids) == 1 else sorted(ids, key=self._slot_of.__getitem__, reverse=True)):
             s = self._slot_of.pop(i)
             last = len(self._ids) - 1
-            self._pool_hash.remove_lanes(*self._pool_lanes[s].tolist())
+            self._pool_hash.remove_lanes(self._pool_lanes[s])
             if s != last:
                 self._vectors[s] = self._vectors[last]
                 self._pool_lanes[s] = self._pool_lanes[last]

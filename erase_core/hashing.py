@@ -88,49 +88,37 @@ class MultisetHash:
         self.lane_b = 0
 
     @staticmethod
-    def _lanes(element_hashes: np.ndarray | list[int]) -> tuple[int, int]:
-        if isinstance(element_hashes, list) and len(element_hashes) <= 8:
-            h = element_hashes  # already plain integers (below 2^64)
-        else:
-            h = np.asarray(element_hashes, dtype=np.uint64).ravel()
-        if len(h) <= 8:  # the per-deletion case: plain integers beat numpy's call overhead
-            a = b = 0
-            for x in (h if isinstance(h, list) else h.tolist()):
-                a += _mix_int(x ^ 0x1234567)
-                b += _mix_int(_mix_int(x) ^ 0x7654321)
-            return a & _MASK64, b & _MASK64
-        a = int(np.sum(splitmix64(h ^ np.uint64(0x1234567)), dtype=np.uint64))
-        b = int(np.sum(splitmix64(splitmix64(h) ^ np.uint64(0x7654321)), dtype=np.uint64))
-        return a, b
-
-    @staticmethod
     def lanes_each(element_hashes: np.ndarray) -> np.ndarray:
-        """Each element's two lane terms, (n, 2) uint64: what :meth:`add` sums. Kept per
-        element, removing one is two integer subtractions (:meth:`remove_lanes`)."""
+        """Each element's two lane terms, (n, 2) uint64: what the lanes sum. A caller that
+        keeps them per element adds and removes elements without mixing them again."""
         h = np.asarray(element_hashes, dtype=np.uint64).ravel()
         return np.stack([splitmix64(h ^ np.uint64(0x1234567)), splitmix64(splitmix64(h) ^ np.uint64(0x7654321))], axis=1)
 
-    def add_lanes(self, lanes: np.ndarray) -> None:
-        """Add elements given their lane terms (rows of :meth:`lanes_each`): the same as
-        :meth:`add` of the elements, without mixing them again."""
-        lanes = np.asarray(lanes, dtype=np.uint64).reshape(-1, 2)
-        self.lane_a = (self.lane_a + int(np.sum(lanes[:, 0], dtype=np.uint64))) & 0xFFFFFFFFFFFFFFFF
-        self.lane_b = (self.lane_b + int(np.sum(lanes[:, 1], dtype=np.uint64))) & 0xFFFFFFFFFFFFFFFF
+    @staticmethod
+    def _sums(lanes: np.ndarray) -> tuple[int, int]:
+        lanes = np.asarray(lanes, dtype=np.uint64)
+        if lanes.ndim == 1:  # one element's row: plain integers beat a numpy reduction
+            a, b = lanes.tolist()
+            return a, b
+        return int(np.sum(lanes[:, 0], dtype=np.uint64)), int(np.sum(lanes[:, 1], dtype=np.uint64))
 
-    def remove_lanes(self, a: int, b: int) -> None:
-        """Remove one element given its lane terms (a row of :meth:`lanes_each`)."""
-        self.lane_a = (self.lane_a - a) & 0xFFFFFFFFFFFFFFFF
-        self.lane_b = (self.lane_b - b) & 0xFFFFFFFFFFFFFFFF
+    def add_lanes(self, lanes: np.ndarray) -> None:
+        """Add elements given their lane terms (rows of :meth:`lanes_each`, or one row)."""
+        a, b = self._sums(lanes)
+        self.lane_a = (self.lane_a + a) & _MASK64
+        self.lane_b = (self.lane_b + b) & _MASK64
+
+    def remove_lanes(self, lanes: np.ndarray) -> None:
+        """Remove elements given their lane terms (rows of :meth:`lanes_each`, or one row)."""
+        a, b = self._sums(lanes)
+        self.lane_a = (self.lane_a - a) & _MASK64
+        self.lane_b = (self.lane_b - b) & _MASK64
 
     def add(self, element_hashes: np.ndarray) -> None:
-        a, b = self._lanes(element_hashes)
-        self.lane_a = (self.lane_a + a) & 0xFFFFFFFFFFFFFFFF
-        self.lane_b = (self.lane_b + b) & 0xFFFFFFFFFFFFFFFF
+        self.add_lanes(self.lanes_each(element_hashes))
 
     def remove(self, element_hashes: np.ndarray) -> None:
-        a, b = self._lanes(element_hashes)
-        self.lane_a = (self.lane_a - a) & 0xFFFFFFFFFFFFFFFF
-        self.lane_b = (self.lane_b - b) & 0xFFFFFFFFFFFFFFFF
+        self.remove_lanes(self.lanes_each(element_hashes))
 
     def hexdigest(self) -> str:
         return f"{self.lane_a:016x}{self.lane_b:016x}"

@@ -287,12 +287,12 @@ class QuantizedKMeans:
         coords = self._coords[slots].copy()
         labels = self._labels[slots].copy()
         reps_before = self._rep_ids()
-        if set(ids) & set(self._seeding.ids):
+        if not self._seed_ids.isdisjoint(ids):
             self._delete_slots(slots)
             self._refit()
             return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
         changed_at = self._apply_delta(coords, labels, sign=-1)
-        self._points_hash.remove(self._elem[slots, 0])
+        self._points_hash.remove_lanes(self._elem[slots, 1:])
         removed_reps = set(ids) & set(reps_before)
         self._delete_slots(slots)
         if changed_at is not None:
@@ -323,8 +323,7 @@ class QuantizedKMeans:
             return None  # a centroid moves: nothing was written
         bounds += self._E.take(pairs, axis=0)
         self._R[pairs] = rec
-        _, a, b = self._elem[slot].tolist()
-        self._points_hash.remove_lanes(a, b)
+        self._points_hash.remove_lanes(self._elem[slot, 1:])
         j = int(self._labels[slot, self._final_col])
         was_rep = int(self._rep_slot[j]) == slot
         self._delete_slot(slot)
@@ -387,7 +386,7 @@ class QuantizedKMeans:
         with sorted keys (equal to ``json.dumps(..., sort_keys=True)``), then the centroid
         digest. It changes only in a recompute (:meth:`_finish`) or when a representative
         changes (every assignment of ``_rep_slot`` but a slot move drops the cache)."""
-        eps, proj, scale = self._static_json()
+        eps, proj, scale = (json.dumps(v) for v in (self.epsilon, self.projection_dim_, self.scale))
         reps_json = ", ".join("null" if r is None else _json_str(r) for r in reps)
         head = (
             f'{{"converged": {"true" if self._converged else "false"}, "dim": {self._space.dim}, '
@@ -399,14 +398,6 @@ class QuantizedKMeans:
             f'"seeds": {json.dumps(self._seeding.ids)}}}{self._centroid_digest}'
         )
         return head, tail
-
-    def _static_json(self) -> tuple[str, str, str]:
-        key = (self.epsilon, self.projection_dim_, self.scale)
-        cached = getattr(self, "_static_json_cache", None)
-        if cached is None or cached[0] != key:
-            cached = (key, tuple(json.dumps(v) for v in key))
-            self._static_json_cache = cached
-        return cached[1]
 
     def canonical_state(self) -> dict:
         """Every piece of state, in canonical (id-sorted) order, for bit-for-bit comparisons."""
@@ -556,7 +547,8 @@ class QuantizedKMeans:
         self._n = need
 
     def _delete_slot(self, s: int) -> None:
-        """:meth:`_delete_slots` of one slot; a representative there is left unset (-1)."""
+        """Swap-remove one row; a representative there is left unset (-1), one at the last
+        slot follows its row."""
         last = self._n - 1
         ids = self._ids
         del self._slot_of[ids[s]]
@@ -577,24 +569,10 @@ class QuantizedKMeans:
         self._n = last
 
     def _delete_slots(self, slots: np.ndarray) -> None:
-        """Swap-remove rows: O(|slots| * d), no pass over the data."""
-        rep_ids = self._rep_ids()
+        """Swap-remove rows, highest slot first: O(|slots| * d), no pass over the data. A
+        representative among them is left unset (-1) for the caller to choose again."""
         for s in sorted(np.asarray(slots).tolist(), reverse=True):
-            last = self._n - 1
-            del self._slot_of[self._ids[s]]
-            for arr in (self._coords, self._labels, self._point_hashes):
-                if s != last:
-                    arr[s] = arr[last]
-                arr[last] = 0  # no copy of a forgotten point lingers in spare capacity
-            if s != last:
-                self._ids[s] = self._ids[last]
-                self._slot_of[self._ids[s]] = s
-            self._ids.pop()
-            self._n = last
-        # Representative slots may have moved; re-resolve them by id.
-        for j, rid in enumerate(rep_ids):
-            self._rep_slot[j] = self._slot_of.get(rid, -1) if rid is not None else -1
-        self._digest_parts = None
+            self._delete_slot(s)
 
     # ------------------------------------------------------------------ Lloyd
     def _assign(self, coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:

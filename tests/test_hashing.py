@@ -67,5 +67,5 @@ def test_lane_terms_add_and_remove_like_the_elements():
     by_lanes.add_lanes(lanes)
     assert by_lanes.hexdigest() == whole.hexdigest()
     whole.remove(h[7:8])
-    by_lanes.remove_lanes(*lanes[7].tolist())
+    by_lanes.remove_lanes(lanes[7])
     assert by_lanes.hexdigest() == whole.hexdigest()

@@ -17,7 +17,6 @@ the forget it records: a forget and its entry commit together or not at all.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -29,16 +28,7 @@ GENESIS = "0" * 64
 
 def keyed(secret: bytes, kind: str, value: str) -> str:
     """The keyed hash of one id, subject or filter (hex; ``kind`` separates the namespaces)."""
-    h = _keyed_base(secret).copy()
-    h.update(f"{kind}\0{value}".encode("utf-8"))
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=16)
-def _keyed_base(secret: bytes) -> hmac.HMAC:
-    """HMAC-SHA256 with the key already absorbed (copied per message: the same hashes as
-    ``hmac.new(secret, message, sha256)``, without re-keying for every id of a forget)."""
-    return hmac.new(secret, digestmod=hashlib.sha256)
+    return hmac.new(secret, f"{kind}\0{value}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def canonical_filter(where: dict) -> str:
