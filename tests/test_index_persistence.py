@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +199,27 @@ def board_rows(path) -> list[int]:
     return [row for row, _ in _BOARD_ENTRY.iter_unpack(header[start : start + count * _BOARD_ENTRY.size])]
 
 
+@contextlib.contextmanager
+def _reader_process(path, stop):
+    """A process holding the store at ``path`` open and selecting until ``stop`` exists; it is
+    stopped (killed if need be) however the block ends, so a failing test leaves none running."""
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER.format(repo=str(REPO_ROOT), path=str(path), stop=str(stop))],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        yield reader
+    finally:
+        if reader.poll() is None:
+            Path(stop).write_text("stop")
+            try:
+                reader.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                reader.kill()
+                reader.wait()
+
+
 def _copy_store(src, dst) -> None:
     shutil.copy(src, dst)
     shutil.copy(keys_path(src), keys_path(dst))
@@ -236,46 +259,42 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
         path = work / "pool.sqlite"
         _copy_store(template, path)
         stop = work / "stop"
-        reader = subprocess.Popen(  # another process holds the store open through the kill
-            [sys.executable, "-c", _READER.format(repo=str(REPO_ROOT), path=str(path), stop=str(stop))],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert reader.stdout.readline().strip() == "ready"
-        # the reader's open went the long way and wrote the open image (tests lower its threshold),
-        # so the child opens from it and the kill lands on a store that has one
-        image_key = keys_path(path).read_bytes()[64:96]
-        assert any(image_key) and (work / "pool.sqlite.image").is_file()
-        child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        reopened = ExampleIndex.open(path)
-        digest = reopened.digest()
-        assert digest in (before, after), f"trial {trial}: torn state"
-        assert reopened.verify()
-        assert_keys_match_rows(path)  # an interrupted erasure was finished on open
-        # the posted selection in the key file's header names only rows that are still there
-        assert set(board_rows(path)) <= set(reopened._row_of.values()), f"trial {trial}: a deleted row on the board"
-        outcomes.add("before" if digest == before else "after")
-        reopened.close()
-        # every file (database, WAL and shared memory of the live reader, key file), in
-        # 32-byte windows: no plaintext ever; after a finished forget, no victim's key
-        files = all_file_bytes(work)
-        assert any(name.endswith("-wal") for name in files)
-        assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
-        assert all(surviving(files, [key]) for key in kept_keys)  # the scan can fail
-        if op == "forget" and digest == after:
-            assert not surviving(files, victim_keys), f"trial {trial}: a forgotten key survived"
-            # the image held the victims too: its key went with theirs
-            assert not surviving(files, [image_key]), f"trial {trial}: the open image's key survived"
-        stop.write_text("stop")
-        report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
-        assert reader.returncode == 0 and report["reads"] > 0
-        assert report["digest"] == digest and report["verify"]
+        with _reader_process(path, stop) as reader:  # another process holds the store open through the kill
+            # the reader's open went the long way and wrote the open image (tests lower its threshold),
+            # so the child opens from it and the kill lands on a store that has one
+            image_key = keys_path(path).read_bytes()[64:96]
+            assert any(image_key) and (work / "pool.sqlite.image").is_file()
+            child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
+                stdout=subprocess.PIPE, text=True,
+            )
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            reopened = ExampleIndex.open(path)
+            digest = reopened.digest()
+            assert digest in (before, after), f"trial {trial}: torn state"
+            assert reopened.verify()
+            assert_keys_match_rows(path)  # an interrupted erasure was finished on open
+            # the posted selection in the key file's header names only rows that are still there
+            assert set(board_rows(path)) <= set(reopened._row_of.values()), f"trial {trial}: a deleted row on the board"
+            outcomes.add("before" if digest == before else "after")
+            reopened.close()
+            # every file (database, WAL and shared memory of the live reader, key file), in
+            # 32-byte windows: no plaintext ever; after a finished forget, no victim's key
+            files = all_file_bytes(work)
+            assert any(name.endswith("-wal") for name in files)
+            assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
+            assert all(surviving(files, [key]) for key in kept_keys)  # the scan can fail
+            if op == "forget" and digest == after:
+                assert not surviving(files, victim_keys), f"trial {trial}: a forgotten key survived"
+                # the image held the victims too: its key went with theirs
+                assert not surviving(files, [image_key]), f"trial {trial}: the open image's key survived"
+            stop.write_text("stop")
+            report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
+            assert reader.returncode == 0 and report["reads"] > 0
+            assert report["digest"] == digest and report["verify"]
     print(f"kill during {op}: outcomes", sorted(outcomes))
 
 
@@ -316,44 +335,40 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
         path = work / "pool.sqlite"
         _copy_store(template, path)
         stop = work / "stop"
-        reader = subprocess.Popen(
-            [sys.executable, "-c", _READER.format(repo=str(REPO_ROOT), path=str(path), stop=str(stop))],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert reader.stdout.readline().strip() == "ready"
-        child = subprocess.Popen(
-            [sys.executable, "-c", _ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        with ExampleIndex.open(path) as reopened:
-            digest = reopened.digest()
-            assert reopened.verify()
-            remaining = set(reopened._slot_of)
-            rows = set(reopened._row_of.values())
-            log = reopened.audit()
-        gone = [i for i in ids if i not in remaining]
-        assert set(gone) <= set(victims) and gone == [v for v in victims[: len(gone)]]  # a prefix, in order
-        forgotten_counts.add(len(gone))
-        keep = [r for r, i in enumerate(ids) if i in remaining]
-        fresh = ExampleIndex(k=4, seed=1)
-        fresh.add(X[keep], [payloads[r] for r in keep], ids=[ids[r] for r in keep])
-        assert digest == fresh.digest(), f"trial {trial}: not a fresh build after {len(gone)} forgets"
-        assert len(log) == len(gone) and (not log or log[-1]["digest_after"] == digest)
-        assert log[0]["digest_before"] == before if log else digest == before
-        assert_keys_match_rows(path)
-        assert set(board_rows(path)) <= rows, f"trial {trial}: a deleted row on the board"
-        files = all_file_bytes(work)
-        plaintext = [piece for i in ids for piece in (sealed[i][1].payload_json.encode(), sealed[i][1].vector)]
-        assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
-        assert not surviving(files, [sealed[i][0] for i in gone]), f"trial {trial}: a forgotten key survived"
-        assert all(surviving(files, [sealed[i][0]]) for i in ids[0:30:3])  # kept keys: the scan can fail
-        stop.write_text("stop")
-        report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
-        assert reader.returncode == 0 and report["reads"] > 0
-        assert report["digest"] == digest and report["verify"]
+        with _reader_process(path, stop) as reader:
+            child = subprocess.Popen(
+                [sys.executable, "-c", _ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims)],
+                stdout=subprocess.PIPE, text=True,
+            )
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            with ExampleIndex.open(path) as reopened:
+                digest = reopened.digest()
+                assert reopened.verify()
+                remaining = set(reopened._slot_of)
+                rows = set(reopened._row_of.values())
+                log = reopened.audit()
+            gone = [i for i in ids if i not in remaining]
+            assert set(gone) <= set(victims) and gone == [v for v in victims[: len(gone)]]  # a prefix, in order
+            forgotten_counts.add(len(gone))
+            keep = [r for r, i in enumerate(ids) if i in remaining]
+            fresh = ExampleIndex(k=4, seed=1)
+            fresh.add(X[keep], [payloads[r] for r in keep], ids=[ids[r] for r in keep])
+            assert digest == fresh.digest(), f"trial {trial}: not a fresh build after {len(gone)} forgets"
+            assert len(log) == len(gone) and (not log or log[-1]["digest_after"] == digest)
+            assert log[0]["digest_before"] == before if log else digest == before
+            assert_keys_match_rows(path)
+            assert set(board_rows(path)) <= rows, f"trial {trial}: a deleted row on the board"
+            files = all_file_bytes(work)
+            plaintext = [piece for i in ids for piece in (sealed[i][1].payload_json.encode(), sealed[i][1].vector)]
+            assert not surviving(files, plaintext), f"trial {trial}: plaintext on disk"
+            assert not surviving(files, [sealed[i][0] for i in gone]), f"trial {trial}: a forgotten key survived"
+            assert all(surviving(files, [sealed[i][0]]) for i in ids[0:30:3])  # kept keys: the scan can fail
+            stop.write_text("stop")
+            report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
+            assert reader.returncode == 0 and report["reads"] > 0
+            assert report["digest"] == digest and report["verify"]
     print("single forgets before the kill:", sorted(forgotten_counts))
     assert len(forgotten_counts) > 1, forgotten_counts  # the kills landed at different points
