@@ -28,6 +28,7 @@ from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import MultisetHash, _mix_int, id_hashes, row_hash_ints, row_hashes, splitmix64
+from .score_table import ScoreTable, argmin_rows
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
@@ -346,15 +347,17 @@ class QuantizedKMeans:
             return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
         labels = np.zeros((len(ids), self._labels.shape[1]), dtype=self._labels.dtype)
         ncols = self._ncols()
-        labels[:, :ncols] = self._assign_all_iterations(coords, ncols)
+        labels[:, :ncols], scores = self._assign_all_iterations(coords, ncols)
         changed_at = self._apply_delta(coords, labels, sign=+1)
         start = self._n
         self._append_rows(coords, ids, hashes)
         self._labels[start : self._n] = labels
-        if changed_at is not None:
-            self._resume_after(changed_at)
-            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
         new_slots = np.arange(start, self._n)
+        if self._table is not None:
+            self._table.set_rows(start, self._n, coords, scores)
+        if changed_at is not None:
+            self._resume_after(changed_at, fresh=new_slots)
+            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
         self._set_elements(new_slots)
         self._points_hash.add_lanes(self._elem[new_slots, 1:])
         for s in new_slots:
@@ -510,6 +513,7 @@ class QuantizedKMeans:
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._n = 0
+        self._table: ScoreTable | None = None  # built at the first recompute (see _table_ready)
 
     def _set_point_hashes(self, table: np.ndarray) -> None:
         """Per point, in one row (one swap when a point is deleted): its id hash, the hash of
@@ -530,6 +534,8 @@ class QuantizedKMeans:
                 new[: self._n] = old[: self._n]
                 setattr(self, name, new)
             self._set_point_hashes(self._point_hashes)
+            if self._table is not None:
+                self._table.grow(cap, self._n)
         lo = self._n
         if not (coords.base is self._coords and coords.__array_interface__["data"][0]
                 == self._coords[lo:need].__array_interface__["data"][0]):  # fit transforms in place
@@ -565,6 +571,8 @@ class QuantizedKMeans:
                 self._rep_slot[reps.index(last)] = s
         for arr in (self._coords, self._labels, self._point_hashes):
             arr[last] = 0  # no copy of a forgotten point lingers in spare capacity
+        if self._table is not None:
+            self._table.swap_remove(s, last)
         ids.pop()
         self._n = last
 
@@ -587,19 +595,40 @@ class QuantizedKMeans:
         return out
 
     def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster integer sums and counts: blocked one-hot products (exact: integer
-        partial sums stay below 2^53). Runs under one BLAS thread (see :func:`_one_blas_thread`);
-        a weighted ``bincount`` gives the same integers but was 1.2-3x slower on a quiet machine."""
-        k, n = self.n_clusters, self._n
-        m = self._coords.shape[1]
+        """Per-cluster integer sums and counts of all points under ``labels``."""
+        return self._cluster_sums(self._coords[: self._n], labels)
+
+    def _cluster_sums(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cluster integer sums and counts of ``coords`` under ``labels``: blocked one-hot
+        products (exact: integer partial sums stay below 2^53). Runs under one BLAS thread (see
+        :func:`_one_blas_thread`); a weighted ``bincount`` gives the same integers but was
+        1.2-3x slower on a quiet machine."""
+        k, n, m = self.n_clusters, coords.shape[0], coords.shape[1]
         sums = np.zeros((k, m), dtype=np.float64)
         step = _block_rows(max(m, k))
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             onehot = np.zeros((k, hi - lo), dtype=np.float64)
             onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
-            sums += onehot @ self._coords[lo:hi]
+            sums += onehot @ coords[lo:hi]
         counts = np.bincount(labels[:n], minlength=k).astype(np.int64)
+        return sums.astype(np.int64), counts
+
+    def _moved_sums(self, coords: np.ndarray, to: np.ndarray, frm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The change in per-cluster integer sums and counts when points ``coords`` move from
+        clusters ``frm`` to ``to``: one signed one-hot product per block (exact, as in
+        :meth:`_cluster_sums`)."""
+        k, n, m = self.n_clusters, coords.shape[0], coords.shape[1]
+        sums = np.zeros((k, m), dtype=np.float64)
+        step = _block_rows(max(m, k))
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            cols = np.arange(hi - lo)
+            signed = np.zeros((k, hi - lo), dtype=np.float64)
+            signed[to[lo:hi], cols] = 1.0
+            signed[frm[lo:hi], cols] = -1.0  # to != frm for a mover
+            sums += signed @ coords[lo:hi]
+        counts = np.bincount(to, minlength=k).astype(np.int64) - np.bincount(frm, minlength=k)
         return sums.astype(np.int64), counts
 
     def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
@@ -622,6 +651,7 @@ class QuantizedKMeans:
             self._refit_now()
 
     def _refit_now(self) -> None:
+        self._table = None  # new seeds, new trajectory: rebuilt at the next recompute
         ids = self._ids[: self._n]
         self._seeding, rows = seed_plusplus(self._coords[: self._n], ids, self._hashes[: self._n], self.n_clusters, self.seed)
         self._new_records()
@@ -690,10 +720,14 @@ class QuantizedKMeans:
         self._n_rec = t + 1
         return self._converged
 
-    def _resume_after(self, t: int) -> None:
-        """Statistics of iteration t are current but C_{t+1} may have changed: recompute from there."""
+    def _resume_after(self, t: int, fresh: np.ndarray | None = None) -> None:
+        """Statistics of iteration t are current but C_{t+1} may have changed: recompute from
+        there. ``fresh``: slots of just inserted points (labelled, no multiset-hash element yet)."""
         with _one_blas_thread():
-            self._resume_now(t)
+            if self._table_ready():
+                self._resume_with_table(t, fresh)
+            else:
+                self._resume_now(t)
 
     def _resume_now(self, t: int) -> None:
         if self._close_iteration(t):
@@ -704,19 +738,97 @@ class QuantizedKMeans:
             self._labels[: self._n, self.n_iter] = self._assign(self._coords[: self._n], self._C[self.n_iter])
             self._finish()
 
-    def _finish(self) -> None:
+    def _table_ready(self) -> bool:
+        """Whether a :class:`~.score_table.ScoreTable` is kept, building it when it is allowed
+        (it is built at the first recompute, not in ``fit``: a model that is never recomputed
+        never pays its memory)."""
+        if self._table is not None:
+            return True
+        n, coords = self._n, self._coords
+        if not ScoreTable.allowed(self.n_iter + 1, self.n_clusters):
+            return False
+        table = ScoreTable(self.n_iter + 1, coords.shape[0], self.n_clusters, coords[:n])
+        step = _block_rows(max(coords.shape[1], self.n_clusters))
+        for c in range(self._ncols()):  # column c holds the scores against C[c]
+            table.set_column(c, n, coords, self._C[c], step)
+        self._table = table
+        return True
+
+    def _resume_with_table(self, t: int, fresh: np.ndarray | None) -> None:
+        """:meth:`_resume_now`, exactly, touching only what moves: each later iteration's scores
+        are the previous run's scores of that iteration updated for the centroids that moved
+        (:meth:`~.score_table.ScoreTable.move_centroids`), its labels their argmin, and its
+        statistics the previous run's plus the points whose label changed.
+
+        The previous run's iteration ``c`` is the reference for the new iteration ``c``; past the
+        previous run's convergence its repeated last iteration is. Its labels, statistics and
+        (via the table) scores are those of the current points: removals and insertions updated
+        them in every iteration before calling this."""
+        n, T, table = self._n, self.n_iter, self._table
+        coords = self._coords[:n]
+        old_C, old_S, old_N = self._C.copy(), self._S.copy(), self._N.copy()
+        old_final = self._final_col
+        changed = np.zeros(n, dtype=bool)
+        kept = None  # the previous run's last column, once this run overwrites it and goes on
+        col = t + 1
+        done = self._close_iteration(t)
+        while not done:
+            r = min(col, old_final)
+            if kept is not None and col > old_final:
+                ref_labels, ref_scores = kept
+            else:
+                ref_labels, ref_scores = self._labels[:n, r], table.values[r, :, :n]
+                if col == old_final < T:
+                    kept = ref_labels.copy(), ref_scores.copy()
+            column = table.values[col, :, :n]
+            if col != r:
+                column[...] = ref_scores
+            table.move_centroids(column, coords, old_C[r], self._C[col])
+            labels = argmin_rows(column)
+            movers = np.flatnonzero(labels != ref_labels)
+            changed[movers] = True
+            if col < T:
+                S, N = old_S[r].copy(), old_N[r].copy()
+                if len(movers):
+                    dS, dN = self._moved_sums(coords[movers], labels[movers], ref_labels[movers])
+                    S += dS
+                    N += dN
+            self._labels[:n, col] = labels
+            if col == T:
+                break
+            self._S[col], self._N[col] = S, N
+            done = self._close_iteration(col)
+            col += 1
+        self._finish(changed=changed, old_ncols=old_final + 1, fresh=fresh)
+
+    def _finish(self, changed: np.ndarray | None = None, old_ncols: int = -1, fresh: np.ndarray | None = None) -> None:
         """Refresh derived state after a (partial) recompute: unused records, hashes, representatives.
 
         Records of iterations past the new ``n_rec`` may still hold statistics of forgotten
-        points; they are zeroed, so every array is exactly what a fresh fit leaves."""
+        points; they are zeroed, so every array is exactly what a fresh fit leaves.
+        ``changed`` (with ``old_ncols``, ``fresh``; from :meth:`_resume_with_table`): the slots
+        whose labels changed; when the number of label columns is unchanged only their
+        multiset-hash elements (and those of the ``fresh`` slots) are recomputed."""
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
-        self._labels[: self._n, self._ncols() :] = 0
+        ncols = self._ncols()
+        self._labels[: self._n, ncols:] = 0
+        if self._table is not None:
+            self._table.values[ncols:, :, : self._n] = 0
         self._R[self._n_rec * self.n_clusters :] = 0  # sums, counts and bounds
         self._E[self._n_rec * self.n_clusters :] = 0
         self._C[self._n_rec + 1 :] = 0
-        self._set_elements(np.arange(self._n))
-        self._points_hash = MultisetHash()
-        self._points_hash.add_lanes(self._elem[: self._n, 1:])
+        if changed is not None and ncols == old_ncols:
+            stale = np.flatnonzero(changed)  # fresh slots' lane terms are still 0: removing them is a no-op
+            if len(stale):
+                self._points_hash.remove_lanes(self._elem[stale, 1:])
+            slots = stale if fresh is None else np.union1d(stale, fresh)
+            if len(slots):
+                self._set_elements(slots)
+                self._points_hash.add_lanes(self._elem[slots, 1:])
+        else:
+            self._set_elements(np.arange(self._n))
+            self._points_hash = MultisetHash()
+            self._points_hash.add_lanes(self._elem[: self._n, 1:])
         self._refresh_bounds()
         self._digest_parts = None
         self._seed_ids = frozenset(self._seeding.ids)  # the seeding changes only in a refit, which ends here
@@ -732,20 +844,23 @@ class QuantizedKMeans:
         # Converged: C[n_rec] repeats C[n_rec - 1]; otherwise n_rec == n_iter.
         return self._C[self._n_rec]
 
-    def _assign_all_iterations(self, coords: np.ndarray, ncols: int) -> np.ndarray:
-        """Labels of a few new points against the centroids of every recorded iteration at once."""
+    def _assign_all_iterations(self, coords: np.ndarray, ncols: int) -> tuple[np.ndarray, np.ndarray]:
+        """Labels of a few new points against the centroids of every recorded iteration at once,
+        and their scores (rows, ncols, k) for the :class:`~.score_table.ScoreTable`."""
         C = self._C[:ncols]  # (R, k, m)
         flat = C.reshape(-1, C.shape[2])
         d2 = (np.einsum("ij,ij->i", flat, flat)[None, :] - 2.0 * (coords @ flat.T)).reshape(len(coords), ncols, -1)
-        return np.argmin(d2, axis=2)
+        return np.argmin(d2, axis=2), d2
 
     def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> int | None:
         """Add (sign=+1) or subtract (-1) points from every iteration's statistics.
 
         All iterations are checked at once: for each touched (iteration t, cluster j) the
         centroid C_{t+1}[j] is re-quantized from the updated statistics. Returns the first
-        iteration whose next centroids change, with statistics applied up to and including it
-        (later ones are recomputed by the caller), or None when nothing changes (all applied).
+        iteration whose next centroids change, or None when nothing changes. Statistics are
+        applied to every recorded iteration either way: a recompute from the first change then
+        updates later iterations' statistics by the points whose labels move
+        (:meth:`_resume_with_table`), or recomputes them.
         """
         T = self._n_rec
         ints = coords.astype(np.int64)
@@ -766,9 +881,8 @@ class QuantizedKMeans:
         new_C = self._quantize(new_S, new_N, self._C[tt, jj], jj)
         changed = (new_C != self._C[tt + 1, jj]).any(axis=1)
         first = int(tt[changed].min()) if changed.any() else None
-        keep = slice(None) if first is None else tt <= first
-        self._S[tt[keep], jj[keep]] = new_S[keep]
-        self._N[tt[keep], jj[keep]] = new_N[keep]
+        self._S[tt, jj] = new_S
+        self._N[tt, jj] = new_N
         if first is None:  # else a recompute follows and refreshes every bound
             self._refresh_bounds(tt * self.n_clusters + jj)
         return first
@@ -793,13 +907,17 @@ class QuantizedKMeans:
         """Per cluster, the member nearest the final centroid (ties: smallest id). One pass."""
         k, n = self.n_clusters, self._n
         labels = self._labels[:n, self._final_col].astype(np.int64)
-        centroids = self._final_centroids()
-        d2 = np.empty(n)
-        step = _block_rows(self._coords.shape[1])
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            diff = self._coords[lo:hi] - centroids[labels[lo:hi]]
-            d2[lo:hi] = np.einsum("ij,ij->i", diff, diff)
+        if self._table is not None:  # ||x - c||^2 = ||x||^2 + score: the same integers
+            own = np.take_along_axis(self._table.values[self._final_col, :, :n], labels[None, :], axis=0)[0]
+            d2 = (own + self._table.norms[:n]).astype(np.float64)
+        else:
+            centroids = self._final_centroids()
+            d2 = np.empty(n)
+            step = _block_rows(self._coords.shape[1])
+            for lo in range(0, n, step):
+                hi = min(n, lo + step)
+                diff = self._coords[lo:hi] - centroids[labels[lo:hi]]
+                d2[lo:hi] = np.einsum("ij,ij->i", diff, diff)
         best = np.full(k, np.inf)
         np.minimum.at(best, labels, d2)
         self._digest_parts = None

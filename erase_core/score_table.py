@@ -1,0 +1,122 @@
+"""Every point's assignment scores in every recorded Lloyd iteration, kept so a recompute
+touches only the clusters whose centroid moved.
+
+The score of point x for centroid c is ``||c||^2 - 2 x.c``: the squared distance less
+``||x||^2``, so its argmin (ties to the lowest index) is the assignment, the same integers that
+:meth:`~.quantized_kmeans.QuantizedKMeans._assign` compares. Coordinates and centroids are
+integers whose products stay below 2^53, so scores are exact (int64); when a centroid moves by a
+grid step (a few coordinates change), the new scores are the old ones plus
+``dcc - 2 x[supp].delta[supp]``: a pass over the few changed coordinates instead of all of them,
+and no pass at all for clusters that did not move.
+
+The table also keeps the coordinates column by column (int32: exact, as coordinates stay below
+2^26), so reading the one coordinate a centroid moved along is a contiguous pass, not a strided
+one through the row-major float64 coordinates (one cache line per point, 5-20x slower).
+
+The table is derived state: built from the current points and centroids, updated exactly, never
+persisted and never part of a digest. Kept only where its scores cost at most
+:data:`MAX_ENTRIES_PER_POINT` entries per point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: At most this many int64 scores per point ((n_iter + 1) x k): 1 KiB per point. The default
+#: k = 4, n_iter = 10 keeps 44: 352 bytes, and 4 bytes per coordinate (128 bytes at the default
+#: 32 dimensions), beside the 256 bytes of the point's float64 coordinates.
+MAX_ENTRIES_PER_POINT = 128
+
+
+def scores(coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """float64 (rows, k) scores ``||c||^2 - 2 x.c``: exact integers (see the module docstring)."""
+    cc = np.einsum("ij,ij->i", centroids, centroids)
+    out = coords @ centroids.T
+    out *= -2.0
+    out += cc[None, :]
+    return out
+
+
+def argmin_rows(values: np.ndarray) -> np.ndarray:
+    """Per column of the (k, n) ``values``, the index of the smallest, ties to the lowest index
+    (``np.argmin(axis=0)``): the minimum, then from the last cluster down, branch-free
+    arithmetic where a cluster attains it (a masked assignment, or argmin itself, is 5-6x
+    slower on random masks)."""
+    best = values.min(axis=0)
+    k = values.shape[0]
+    labels = np.full(values.shape[1], k - 1, dtype=np.int16)
+    for j in range(k - 2, -1, -1):
+        labels -= (values[j] == best) * (labels - j)
+    return labels
+
+
+class ScoreTable:
+    """``values[c, j, s]``: score of the point in slot ``s`` for centroid ``j`` of column ``c``
+    (the centroids its labels column ``c`` was assigned to); ``norms[s]`` = ``||x_s||^2``. One
+    cluster's scores are contiguous: a moved centroid updates one vector.
+
+    Rows follow the model's slots: :meth:`swap_remove` and :meth:`grow` mirror the model's own
+    storage, and a removed row is zeroed (nothing of a forgotten point stays)."""
+
+    def __init__(self, n_cols: int, capacity: int, k: int, coords: np.ndarray):
+        self.values = np.zeros((n_cols, k, capacity), dtype=np.int64)
+        self.norms = np.zeros(capacity, dtype=np.int64)
+        self.norms[: len(coords)] = self.squared_norms(coords)
+        self.columns = np.zeros((coords.shape[1], capacity), dtype=np.int32)  # coordinates, by column
+        self.columns[:, : len(coords)] = coords.T
+
+    @staticmethod
+    def allowed(n_cols: int, k: int) -> bool:
+        """Whether a table for these parameters is within the memory budget."""
+        return n_cols * k <= MAX_ENTRIES_PER_POINT
+
+    @staticmethod
+    def squared_norms(coords: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", coords, coords).astype(np.int64)
+
+    def set_column(self, c: int, n: int, coords: np.ndarray, centroids: np.ndarray, block: int) -> None:
+        """Column ``c`` for slots ``[0, n)`` from scratch."""
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            self.values[c, :, lo:hi] = scores(coords[lo:hi], centroids).T
+
+    def set_rows(self, lo: int, hi: int, coords: np.ndarray, per_column: np.ndarray) -> None:
+        """Rows ``[lo, hi)`` (new points): ``per_column`` is (rows, n_cols_used, k) float64 scores."""
+        self.values[: per_column.shape[1], :, lo:hi] = per_column.transpose(1, 2, 0)
+        self.norms[lo:hi] = self.squared_norms(coords)
+        self.columns[:, lo:hi] = coords.T
+
+    def move_centroids(self, column: np.ndarray, coords: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Update ``column`` (k, n int64, in place) from centroids ``old`` to ``new`` (k, m),
+        exactly: only the moved clusters, over their changed coordinates (``coords``: the
+        row-major float64 coordinates of the same n points, read when most coordinates moved)."""
+        n = coords.shape[0]
+        delta = (new - old).astype(np.int64)
+        for j in np.flatnonzero(delta.any(axis=1)):
+            row = column[j]
+            row += int(new[j] @ new[j] - old[j] @ old[j])  # exact: integers below 2^53
+            supp = np.flatnonzero(delta[j])
+            if 4 * len(supp) <= coords.shape[1]:
+                for i in supp:  # int32 column times an int64 scalar: exact int64
+                    row += self.columns[i, :n] * np.int64(-2 * delta[j, i])
+            else:
+                row += (coords @ (-2.0 * delta[j])).astype(np.int64)
+
+    def swap_remove(self, s: int, last: int) -> None:
+        values = self.values
+        if s != last:
+            values[:, :, s] = values[:, :, last]
+            self.norms[s] = self.norms[last]
+            self.columns[:, s] = self.columns[:, last]
+        values[:, :, last] = 0
+        self.norms[last] = 0
+        self.columns[:, last] = 0
+
+    def grow(self, capacity: int, n: int) -> None:
+        values = np.zeros(self.values.shape[:2] + (capacity,), dtype=np.int64)
+        values[:, :, :n] = self.values[:, :, :n]
+        norms = np.zeros(capacity, dtype=np.int64)
+        norms[:n] = self.norms[:n]
+        columns = np.zeros((self.columns.shape[0], capacity), dtype=np.int32)
+        columns[:, :n] = self.columns[:, :n]
+        self.values, self.norms, self.columns = values, norms, columns
