@@ -75,7 +75,7 @@ def run_size(n: int, forgets: int, seed: int) -> dict:
             "first_recompute_ms": first,
         }
     table = models["table"]._table
-    out["table_mib"] = None if table is None else (table.values.nbytes + table.norms.nbytes + table.columns.nbytes) / 2**20
+    out["table_mib"] = None if table is None else table.data.nbytes / 2**20
     return out
 
 

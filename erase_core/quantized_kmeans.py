@@ -745,7 +745,7 @@ class QuantizedKMeans:
         if self._table is not None:
             return True
         n, coords = self._n, self._coords
-        if not ScoreTable.allowed(self.n_iter + 1, self.n_clusters):
+        if not ScoreTable.allowed(self.n_iter + 1, self.n_clusters, coords.shape[1]):
             return False
         table = ScoreTable(self.n_iter + 1, coords.shape[0], self.n_clusters, coords[:n])
         step = _block_rows(max(coords.shape[1], self.n_clusters))

@@ -127,7 +127,7 @@ def test_no_table_beyond_its_memory_budget():
     X = clustered(300, seed=5)
     ids = [f"s{i}" for i in range(300)]
     params = dict(n_clusters=16, epsilon=0.01, n_iter=10, seed=5)
-    assert not ScoreTable.allowed(params["n_iter"] + 1, params["n_clusters"])
+    assert not ScoreTable.allowed(params["n_iter"] + 1, params["n_clusters"], 16)
     model = QuantizedKMeans(**params).fit(X, ids)
     recomputes = 0
     for i in range(120):
