@@ -812,8 +812,8 @@ class QuantizedKMeans:
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         ncols = self._ncols()
         self._labels[: self._n, ncols:] = 0
-        if self._table is not None:
-            self._table.values[ncols:, :, : self._n] = 0
+        if self._table is not None:  # columns past the previous run's were never written
+            self._table.values[ncols : max(ncols, old_ncols), :, : self._n] = 0
         self._R[self._n_rec * self.n_clusters :] = 0  # sums, counts and bounds
         self._E[self._n_rec * self.n_clusters :] = 0
         self._C[self._n_rec + 1 :] = 0
