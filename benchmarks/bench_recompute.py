@@ -10,6 +10,10 @@ model: mean forget, cheap-forget p50, recompute count and the recompute's median
 (the table model's first recompute builds the table and is reported apart), and the table's
 memory. At the end both models must have the same digest (the table changes no result).
 
+``--index`` measures what users call instead: two ``ExampleIndex(4)`` on the same vectors,
+``ExampleIndex.forget([id])`` with the library's default threading and its receipt; the full path
+is had by patching ``QuantizedKMeans._table_ready`` for the blocks of the ``full`` index only.
+
     python benchmarks/bench_recompute.py --sizes 10000 100000 1000000 --forgets 2000 2000 20000
 
 Writes ``benchmarks/results/recompute.json`` (or ``--out``) and a plot beside it.
@@ -31,7 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_core import make_embeddings  # noqa: E402
-from erase_core import QuantizedKMeans  # noqa: E402
+from erase_core import ExampleIndex, QuantizedKMeans  # noqa: E402
 
 try:
     from tqdm.auto import tqdm
@@ -40,11 +44,23 @@ except ImportError:  # pragma: no cover
         return it
 
 
-def run_size(n: int, forgets: int, seed: int) -> dict:
+_TABLE_READY = QuantizedKMeans._table_ready
+
+
+def _no_table(self) -> bool:
+    return False
+
+
+def run_size(n: int, forgets: int, seed: int, index: bool = False) -> dict:
     X = make_embeddings(n, 384, seed=1)
     ids = [str(i) for i in range(n)]
-    models = {"full": QuantizedKMeans(4).fit(X, ids), "table": QuantizedKMeans(4).fit(X, ids)}
-    models["full"]._table_ready = lambda: False
+    if index:
+        models = {}
+        for name in ("full", "table"):
+            models[name] = ExampleIndex(4)
+            models[name].add(X, [None] * n, ids)
+    else:
+        models = {"full": QuantizedKMeans(4).fit(X, ids), "table": QuantizedKMeans(4).fit(X, ids)}
     victims = [ids[i] for i in np.random.default_rng(seed).choice(n, forgets, replace=False)]
     times = {m: [] for m in models}
     recomputed = {m: [] for m in models}
@@ -53,13 +69,16 @@ def run_size(n: int, forgets: int, seed: int) -> dict:
     for lo in tqdm(range(0, forgets, block), desc=f"n={n:,}", leave=False):
         for name in ("full", "table") if (lo // block) % 2 == 0 else ("table", "full"):
             model = models[name]
+            QuantizedKMeans._table_ready = _no_table if name == "full" else _TABLE_READY
+            call = model.forget if index else model.remove
             for v in victims[lo : lo + block]:
                 t = time.perf_counter()
-                report = model.remove([v])
+                report = call([v])
                 times[name].append(time.perf_counter() - t)
                 recomputed[name].append(report.recomputed)
+    QuantizedKMeans._table_ready = _TABLE_READY
     same = models["full"].digest() == models["table"].digest()
-    out = {"n": n, "forgets": forgets, "load": [load_before, os.getloadavg()[0]], "same_digest": same}
+    out = {"n": n, "call": "ExampleIndex.forget" if index else "QuantizedKMeans.remove", "forgets": forgets, "load": [load_before, os.getloadavg()[0]], "same_digest": same}
     for name in models:
         t = np.asarray(times[name]) * 1e3
         r = np.asarray(recomputed[name])
@@ -74,7 +93,7 @@ def run_size(n: int, forgets: int, seed: int) -> dict:
             "recompute_mean_ms": float(rec.mean()) if len(rec) else None,
             "first_recompute_ms": first,
         }
-    table = models["table"]._table
+    table = (models["table"]._model if index else models["table"])._table
     out["table_mib"] = None if table is None else table.data.nbytes / 2**20
     return out
 
@@ -105,11 +124,14 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--forgets", type=int, nargs="*", default=[2000, 2000, 20000], help="per size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "recompute.json")
+    p.add_argument("--index", action="store_true", help="ExampleIndex.forget instead of the engine")
+    p.add_argument("--out", type=Path, default=None, help="default: results/recompute[_index].json")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "results" / ("recompute_index.json" if args.index else "recompute.json")
     rows = []
     for n, forgets in zip(args.sizes, args.forgets):
-        rows.append(run_size(n, forgets, args.seed))
+        rows.append(run_size(n, forgets, args.seed, args.index))
         r = rows[-1]
         print(f"n={n:>9,} forgets={forgets:>6,} load={r['load'][0]:.2f}->{r['load'][1]:.2f} same digest: {r['same_digest']}"
               f"  table {r['table_mib'] or 0:.0f} MiB")
@@ -119,7 +141,7 @@ def main(argv=None) -> None:
                   f"recomputes {m['recomputes']:5d} ({m['recompute_fraction']:.4f})  "
                   f"median {m['recompute_median_ms'] or 0:8.1f} ms  mean {m['recompute_mean_ms'] or 0:8.1f} ms"
                   + (f"  first {m['first_recompute_ms']:.0f} ms" if m["first_recompute_ms"] else ""))
-    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(), "rows": rows}
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(), "seed": args.seed, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     plot(rows, args.out.with_suffix(".png"))

@@ -94,6 +94,8 @@ def test_table_recompute_equals_the_full_one_and_a_fresh_fit(data, params):
             continue
         assert a == b, step
         assert_same_arrays(fast, slow, step)
+        if fast._table is not None:  # also after cheap forgets: the removed point's column is gone
+            assert_table_is_fresh(fast, step)
         if step % 20 == 0:
             assert bounds_are_fresh(fast)
     keep = sorted(present)
