@@ -28,7 +28,7 @@ from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import MultisetHash, _mix_int, id_hashes, row_hash_ints, row_hashes, splitmix64
-from .score_table import ScoreTable, argmin_rows
+from .score_table import ScoreTable, Scratch, argmin_rows
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
@@ -769,6 +769,7 @@ class QuantizedKMeans:
         old_C, old_S, old_N = self._C.copy(), self._S.copy(), self._N.copy()
         old_final = self._final_col
         changed = np.zeros(n, dtype=bool)
+        scratch = Scratch(n)
         kept = None  # the previous run's last column, once this run overwrites it and goes on
         col = t + 1
         done = self._close_iteration(t)
@@ -783,14 +784,14 @@ class QuantizedKMeans:
             column = table.values[col, :, :n]
             if col != r:
                 column[...] = ref_scores
-            table.move_centroids(column, coords, old_C[r], self._C[col])
-            labels = argmin_rows(column)
+            table.move_centroids(column, coords, old_C[r], self._C[col], scratch)
+            labels = argmin_rows(column, scratch)
             movers = np.flatnonzero(labels != ref_labels)
             changed[movers] = True
             if col < T:
                 S, N = old_S[r].copy(), old_N[r].copy()
                 if len(movers):
-                    dS, dN = self._moved_sums(coords[movers], labels[movers], ref_labels[movers])
+                    dS, dN = self._moved_sums(np.take(coords, movers, axis=0), labels.take(movers), ref_labels.take(movers))
                     S += dS
                     N += dN
             self._labels[:n, col] = labels
@@ -826,7 +827,7 @@ class QuantizedKMeans:
                 self._set_elements(slots)
                 self._points_hash.add_lanes(self._elem[slots, 1:])
         else:
-            self._set_elements(np.arange(self._n))
+            self._set_elements(slice(0, self._n))
             self._points_hash = MultisetHash()
             self._points_hash.add_lanes(self._elem[: self._n, 1:])
         self._refresh_bounds()
@@ -888,16 +889,19 @@ class QuantizedKMeans:
         return first
 
     # ------------------------------------------------------------------ digest & representatives
-    def _set_elements(self, slots: np.ndarray) -> None:
-        """Record the multiset-hash elements of ``slots`` and their lane terms."""
+    def _set_elements(self, slots: np.ndarray | slice) -> None:
+        """Record the multiset-hash elements of ``slots`` (indices, or a slice: no gather of
+        every row when all are recomputed) and their lane terms."""
         elem = np.asarray(self._element_hashes(slots), dtype=np.uint64)
         self._elem[slots, 0] = elem
         self._elem[slots, 1:] = MultisetHash.lanes_each(elem)
 
-    def _element_hashes(self, slots: np.ndarray) -> np.ndarray | list[int]:
+    def _element_hashes(self, slots: np.ndarray | slice) -> np.ndarray | list[int]:
         """The multiset-hash elements (id, vector, labels) of ``slots`` (a list of ints for a few)."""
-        slots = np.asarray(slots, dtype=np.int64)
         ncols = self._ncols()
+        if isinstance(slots, slice):
+            return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, :ncols]))
+        slots = np.asarray(slots, dtype=np.int64)
         if len(slots) <= 8:  # a deletion or insertion of a few points: plain integers are faster
             rows = self._labels[slots, :ncols].tolist()
             return [_mix_int(int(r) ^ h) for r, h in zip(self._row_hash[slots].tolist(), row_hash_ints(rows))]

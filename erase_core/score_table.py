@@ -39,16 +39,31 @@ def scores(coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def argmin_rows(values: np.ndarray) -> np.ndarray:
+class Scratch:
+    """Work arrays for one recompute over n points, allocated once per recompute: a fresh
+    multi-MB temporary per array operation costs page faults on every call."""
+
+    def __init__(self, n: int):
+        self.wide = np.empty(n, dtype=np.int64)
+        self.flags = np.empty(n, dtype=bool)
+        self.small = np.empty(n, dtype=np.int16)
+
+
+def argmin_rows(values: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
     """Per column of the (k, n) ``values``, the index of the smallest, ties to the lowest index
     (``np.argmin(axis=0)``): the minimum, then from the last cluster down, branch-free
     arithmetic where a cluster attains it (a masked assignment, or argmin itself, is 5-6x
     slower on random masks)."""
-    best = values.min(axis=0)
-    k = values.shape[0]
-    labels = np.full(values.shape[1], k - 1, dtype=np.int16)
+    k, n = values.shape
+    scratch = scratch or Scratch(n)
+    best, flags, step = scratch.wide, scratch.flags, scratch.small
+    np.minimum.reduce(values, axis=0, out=best)
+    labels = np.full(n, k - 1, dtype=np.int16)
     for j in range(k - 2, -1, -1):
-        labels -= (values[j] == best) * (labels - j)
+        np.equal(values[j], best, out=flags)
+        np.subtract(labels, j, out=step)
+        np.multiply(step, flags, out=step)
+        labels -= step
     return labels
 
 
@@ -95,11 +110,13 @@ class ScoreTable:
         self.norms[lo:hi] = self.squared_norms(coords)
         self.columns[:, lo:hi] = coords.T
 
-    def move_centroids(self, column: np.ndarray, coords: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+    def move_centroids(self, column: np.ndarray, coords: np.ndarray, old: np.ndarray, new: np.ndarray,
+                       scratch: Scratch | None = None) -> None:
         """Update ``column`` (k, n int64, in place) from centroids ``old`` to ``new`` (k, m),
         exactly: only the moved clusters, over their changed coordinates (``coords``: the
         row-major float64 coordinates of the same n points, read when most coordinates moved)."""
         n = coords.shape[0]
+        term = (scratch or Scratch(n)).wide
         delta = (new - old).astype(np.int64)
         for j in np.flatnonzero(delta.any(axis=1)):
             row = column[j]
@@ -107,7 +124,8 @@ class ScoreTable:
             supp = np.flatnonzero(delta[j])
             if 4 * len(supp) <= coords.shape[1]:
                 for i in supp:  # exact int64
-                    row += self.columns[i, :n] * np.int64(-2 * delta[j, i])
+                    np.multiply(self.columns[i, :n], np.int64(-2 * delta[j, i]), out=term)
+                    row += term
             else:
                 row += (coords @ (-2.0 * delta[j])).astype(np.int64)
 
