@@ -142,3 +142,20 @@ def test_argmin_rows_is_numpy_argmin_with_ties_to_the_lowest_index():
     rng = np.random.default_rng(0)
     values = rng.integers(-3, 3, size=(7, 5000))  # many ties
     assert np.array_equal(argmin_rows(values), np.argmin(values, axis=0))
+
+
+def test_the_table_engages_at_the_defaults():
+    """At the library defaults (d = 384 projected to 32, k = 4, n_iter = 10) the first recompute
+    builds the table and later ones use it (a table that never engaged would pass every
+    equality test above silently)."""
+    X = clustered(800, d=384, seed=8)
+    ids = [f"v{i}" for i in range(800)]
+    model = QuantizedKMeans(4, epsilon=0.03).fit(X, ids)
+    recomputes = 0
+    for i in range(400):
+        recomputes += model.remove([ids[i]]).recompute_from not in (None, -1)
+        if recomputes >= 2:
+            break
+    assert recomputes >= 2 and model._table is not None
+    assert_table_is_fresh(model, "defaults")
+    assert_same_state(model, QuantizedKMeans(4, epsilon=0.03).fit(X[i + 1 :], ids[i + 1 :]))
