@@ -133,15 +133,34 @@ def _row_weights(width: int) -> np.ndarray:
 def row_hashes(matrix: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row of an integer-valued matrix (vectorised, exact).
 
-    A random linear form mod 2^64 followed by a mixer: one integer matrix-vector product.
+    A random linear form mod 2^64 (:func:`row_forms`) followed by a mixer
+    (:func:`finish_row_hashes`): one integer matrix-vector product.
     """
     m = np.asarray(matrix)
     if m.ndim == 1:
         m = m[:, None]
-    weights = _row_weights(m.shape[1])
+    return finish_row_hashes(row_forms(m), m.shape[1])
+
+
+def row_forms(matrix: np.ndarray) -> np.ndarray:
+    """The linear part of :func:`row_hashes`: per row, sum over columns c of m[:, c] * w_c mod 2^64.
+
+    w_c depends on c alone, so a row's form changes by (new - old) * w_c when its entry in column
+    c changes, and by m[:, c] * w_c when column c is appended: a kept form is updated without
+    reading the other columns."""
+    m = np.asarray(matrix)
     with np.errstate(over="ignore"):
-        linear = m.astype(np.int64).view(np.uint64) @ weights
-    return splitmix64(linear ^ np.uint64(m.shape[1]))
+        return m.astype(np.int64).view(np.uint64) @ _row_weights(m.shape[1])
+
+
+def column_weight(c: int) -> np.uint64:
+    """w_c of :func:`row_forms`."""
+    return _row_weights(c + 1)[c]
+
+
+def finish_row_hashes(forms: np.ndarray, width: int) -> np.ndarray:
+    """:func:`row_hashes` of rows of ``width`` columns, from their :func:`row_forms`."""
+    return splitmix64(np.asarray(forms, dtype=np.uint64) ^ np.uint64(width))
 
 
 @functools.lru_cache(maxsize=64)
@@ -149,12 +168,16 @@ def _row_weight_ints(width: int) -> tuple[int, ...]:
     return tuple(int(w) for w in _row_weights(width))
 
 
-def row_hash_ints(rows: list[list[int]]) -> list[int]:
-    """:func:`row_hashes` of a few rows of non-negative integers, in plain Python integers
-    (bit-identical; for the one-row-per-deletion case, where numpy's call overhead dominates)."""
+def row_form_ints(rows: list[list[int]]) -> list[int]:
+    """:func:`row_forms` of a few rows of non-negative integers, in plain Python integers
+    (bit-identical; for one or a few rows, where numpy's call overhead dominates)."""
     out = []
     for row in rows:
         weights = _row_weight_ints(len(row))
-        linear = sum(v * w for v, w in zip(row, weights)) & _MASK64
-        out.append(_mix_int(linear ^ len(row)))
+        out.append(sum(v * w for v, w in zip(row, weights)) & _MASK64)
     return out
+
+
+def row_hash_ints(rows: list[list[int]]) -> list[int]:
+    """:func:`row_hashes` of a few rows of non-negative integers, in plain Python integers."""
+    return [_mix_int(form ^ len(row)) for form, row in zip(row_form_ints(rows), rows)]

@@ -27,7 +27,8 @@ from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a
 
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
-from .hashing import MultisetHash, _mix_int, id_hashes, row_hash_ints, row_hashes, splitmix64
+from .hashing import (MultisetHash, _mix_int, column_weight, finish_row_hashes, id_hashes, row_form_ints, row_forms,
+                      row_hashes, splitmix64)
 from .score_table import ScoreTable, Scratch, argmin_rows
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
@@ -353,6 +354,7 @@ class QuantizedKMeans:
         self._append_rows(coords, ids, hashes)
         self._labels[start : self._n] = labels
         new_slots = np.arange(start, self._n)
+        self._label_form[new_slots] = row_forms(labels[:, :ncols])
         if self._table is not None:
             self._table.set_rows(start, self._n, coords, scores)
         if changed_at is not None:
@@ -509,7 +511,7 @@ class QuantizedKMeans:
         cap = max(16, capacity)
         self._coords = np.zeros((cap, dim), dtype=np.float64)
         self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16)  # n_clusters <= MAX_CLUSTERS < 2^15
-        self._set_point_hashes(np.zeros((cap, 5), dtype=np.uint64))
+        self._set_point_hashes(np.zeros((cap, 6), dtype=np.uint64))
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._n = 0
@@ -517,12 +519,14 @@ class QuantizedKMeans:
 
     def _set_point_hashes(self, table: np.ndarray) -> None:
         """Per point, in one row (one swap when a point is deleted): its id hash, the hash of
-        its id and coordinates, its multiset-hash element (with its labels) and that
-        element's two lane terms (:meth:`~.hashing.MultisetHash.lanes_each`)."""
+        its id and coordinates, its multiset-hash element (with its labels), that element's two
+        lane terms (:meth:`~.hashing.MultisetHash.lanes_each`) and the linear form of its labels
+        (:func:`~.hashing.row_forms`: updated by the labels that change, not recomputed)."""
         self._point_hashes = table
         self._hashes = table[:, 0]
         self._row_hash = table[:, 1]
         self._elem = table[:, 2:5]
+        self._label_form = table[:, 5]
 
     def _append_rows(self, coords: np.ndarray, ids: list[str], hashes: np.ndarray | None = None) -> None:
         need = self._n + len(ids)
@@ -547,6 +551,7 @@ class QuantizedKMeans:
             self._row_hash[b:e] = splitmix64(row_hashes(self._coords[b:e]) ^ self._hashes[b:e])
         self._labels[lo:need] = 0
         self._elem[lo:need] = 0  # set by _finish or insert, once the labels are known
+        self._label_form[lo:need] = 0
         for offset, i in enumerate(ids):
             self._slot_of[i] = lo + offset
         self._ids.extend(ids)
@@ -788,6 +793,10 @@ class QuantizedKMeans:
             labels = argmin_rows(column, scratch)
             movers = np.flatnonzero(labels != ref_labels)
             changed[movers] = True
+            if col <= old_final and len(movers):  # the label forms follow the changed labels
+                step = labels.take(movers).astype(np.int64) - ref_labels.take(movers)
+                with np.errstate(over="ignore"):
+                    self._label_form[movers] += step.view(np.uint64) * column_weight(col)
             if col < T:
                 S, N = old_S[r].copy(), old_N[r].copy()
                 if len(movers):
@@ -812,6 +821,13 @@ class QuantizedKMeans:
         multiset-hash elements (and those of the ``fresh`` slots) are recomputed."""
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         ncols = self._ncols()
+        if changed is not None and ncols != old_ncols:  # columns added or dropped: forms follow
+            n = self._n
+            with np.errstate(over="ignore"):
+                for c in range(old_ncols, ncols):
+                    self._label_form[:n] += self._labels[:n, c].astype(np.uint64) * column_weight(c)
+                for c in range(ncols, old_ncols):
+                    self._label_form[:n] -= self._labels[:n, c].astype(np.uint64) * column_weight(c)
         self._labels[: self._n, ncols:] = 0
         if self._table is not None:  # columns past the previous run's were never written
             self._table.values[ncols : max(ncols, old_ncols), :, : self._n] = 0
@@ -824,10 +840,10 @@ class QuantizedKMeans:
                 self._points_hash.remove_lanes(self._elem[stale, 1:])
             slots = stale if fresh is None else np.union1d(stale, fresh)
             if len(slots):
-                self._set_elements(slots)
+                self._set_elements(slots, forms_current=True)
                 self._points_hash.add_lanes(self._elem[slots, 1:])
         else:
-            self._set_elements(slice(0, self._n))
+            self._set_elements(slice(0, self._n), forms_current=changed is not None)
             self._points_hash = MultisetHash()
             self._points_hash.add_lanes(self._elem[: self._n, 1:])
         self._refresh_bounds()
@@ -889,23 +905,29 @@ class QuantizedKMeans:
         return first
 
     # ------------------------------------------------------------------ digest & representatives
-    def _set_elements(self, slots: np.ndarray | slice) -> None:
-        """Record the multiset-hash elements of ``slots`` (indices, or a slice: no gather of
-        every row when all are recomputed) and their lane terms."""
-        elem = np.asarray(self._element_hashes(slots), dtype=np.uint64)
+    def _set_elements(self, slots: np.ndarray | slice, forms_current: bool = False) -> None:
+        """Record the multiset-hash elements (id, vector, labels) of ``slots`` (indices, or a
+        slice: no gather of every row when all are recomputed) and their lane terms.
+
+        An element is ``splitmix64(row_hash ^ row_hashes(labels))``, the labels' row hash taken
+        from their linear form; ``forms_current``: the kept forms are up to date (a recompute
+        through the score table updates them), else they are computed from the labels."""
+        ncols = self._ncols()
+        if not isinstance(slots, slice) and len(slots) <= 8:  # a few points: plain integers are faster
+            slots = np.asarray(slots, dtype=np.int64)
+            if forms_current:
+                forms = self._label_form[slots].tolist()
+            else:
+                forms = row_form_ints(self._labels[slots, :ncols].tolist())
+                self._label_form[slots] = np.array(forms, dtype=np.uint64)
+            elem = np.array([_mix_int(r ^ _mix_int(f ^ ncols)) for r, f in zip(self._row_hash[slots].tolist(), forms)],
+                            dtype=np.uint64)
+        else:
+            if not forms_current:
+                self._label_form[slots] = row_forms(self._labels[slots, :ncols])
+            elem = splitmix64(self._row_hash[slots] ^ finish_row_hashes(self._label_form[slots], ncols))
         self._elem[slots, 0] = elem
         self._elem[slots, 1:] = MultisetHash.lanes_each(elem)
-
-    def _element_hashes(self, slots: np.ndarray | slice) -> np.ndarray | list[int]:
-        """The multiset-hash elements (id, vector, labels) of ``slots`` (a list of ints for a few)."""
-        ncols = self._ncols()
-        if isinstance(slots, slice):
-            return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, :ncols]))
-        slots = np.asarray(slots, dtype=np.int64)
-        if len(slots) <= 8:  # a deletion or insertion of a few points: plain integers are faster
-            rows = self._labels[slots, :ncols].tolist()
-            return [_mix_int(int(r) ^ h) for r, h in zip(self._row_hash[slots].tolist(), row_hash_ints(rows))]
-        return splitmix64(self._row_hash[slots] ^ row_hashes(self._labels[slots, :ncols]))
 
     def _choose_all_representatives(self) -> None:
         """Per cluster, the member nearest the final centroid (ties: smallest id). One pass."""

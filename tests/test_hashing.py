@@ -69,3 +69,23 @@ def test_lane_terms_add_and_remove_like_the_elements():
     whole.remove(h[7:8])
     by_lanes.remove_lanes(lanes[7])
     assert by_lanes.hexdigest() == whole.hexdigest()
+
+
+def test_row_forms_update_column_by_column():
+    """A kept linear form follows a changed entry or an appended column without the other
+    columns, and finishes to the same row hash (the engine's recompute relies on it)."""
+    from erase_core.hashing import column_weight, finish_row_hashes, row_form_ints, row_forms, row_hashes
+
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 9, size=(50, 7))
+    forms = row_forms(m[:, :5])
+    assert np.array_equal(finish_row_hashes(forms, 5), row_hashes(m[:, :5]))
+    assert row_form_ints(m[:, :5].tolist()) == [int(f) for f in forms]
+    with np.errstate(over="ignore"):
+        grown = forms + m[:, 5].astype(np.uint64) * column_weight(5) + m[:, 6].astype(np.uint64) * column_weight(6)
+    assert np.array_equal(grown, row_forms(m))
+    changed = m.copy()
+    changed[:, 2] = (changed[:, 2] + 4) % 9
+    step = (changed[:, 2] - m[:, 2]).astype(np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(row_forms(m) + step * column_weight(2), row_forms(changed))

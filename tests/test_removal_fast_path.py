@@ -124,7 +124,10 @@ def test_fast_removal_shreds_the_point_and_its_hashes():
         pytest.fail("no cheap removal")
     n = len(model)
     assert not (model._coords == coords).all(axis=1).any()
-    for value in hashes.tolist():
+    # every hash that names the point (id, id + vector, element, lane terms) is gone; the last
+    # column, the linear form of its label row, is a function of the labels alone and is shared
+    # by every point that took the same clusters
+    for value in hashes[:5].tolist():
         assert value not in model._point_hashes.ravel().tolist()
     assert not model._coords[n:].any() and not model._point_hashes[n:].any()
 
