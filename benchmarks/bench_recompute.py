@@ -35,13 +35,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_core import make_embeddings  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 from erase_core import ExampleIndex, QuantizedKMeans  # noqa: E402
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    def tqdm(it=None, **_):
-        return it
 
 
 _TABLE_READY = QuantizedKMeans._table_ready

@@ -360,7 +360,7 @@ class QuantizedKMeans:
         if changed_at is not None:
             self._resume_after(changed_at, fresh=new_slots)
             return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
-        self._set_elements(new_slots)
+        self._set_elements(new_slots, forms_current=True)
         self._points_hash.add_lanes(self._elem[new_slots, 1:])
         for s in new_slots:
             self._offer_representative(int(s))
@@ -603,37 +603,26 @@ class QuantizedKMeans:
         """Per-cluster integer sums and counts of all points under ``labels``."""
         return self._cluster_sums(self._coords[: self._n], labels)
 
-    def _cluster_sums(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster integer sums and counts of ``coords`` under ``labels``: blocked one-hot
-        products (exact: integer partial sums stay below 2^53). Runs under one BLAS thread (see
-        :func:`_one_blas_thread`); a weighted ``bincount`` gives the same integers but was
-        1.2-3x slower on a quiet machine."""
-        k, n, m = self.n_clusters, coords.shape[0], coords.shape[1]
-        sums = np.zeros((k, m), dtype=np.float64)
-        step = _block_rows(max(m, k))
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            onehot = np.zeros((k, hi - lo), dtype=np.float64)
-            onehot[labels[lo:hi], np.arange(hi - lo)] = 1.0
-            sums += onehot @ coords[lo:hi]
-        counts = np.bincount(labels[:n], minlength=k).astype(np.int64)
-        return sums.astype(np.int64), counts
-
-    def _moved_sums(self, coords: np.ndarray, to: np.ndarray, frm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The change in per-cluster integer sums and counts when points ``coords`` move from
-        clusters ``frm`` to ``to``: one signed one-hot product per block (exact, as in
-        :meth:`_cluster_sums`)."""
+    def _cluster_sums(self, coords: np.ndarray, labels: np.ndarray, left: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cluster integer sums and counts of ``coords`` under ``labels``; with ``left``, the
+        change when those points move from clusters ``left`` to ``labels`` (left != labels).
+        Blocked one-hot (or signed one-hot) products: exact, as integer partial sums stay below
+        2^53. Runs under one BLAS thread (see :func:`_one_blas_thread`); a weighted ``bincount``
+        gives the same integers but was 1.2-3x slower on a quiet machine."""
         k, n, m = self.n_clusters, coords.shape[0], coords.shape[1]
         sums = np.zeros((k, m), dtype=np.float64)
         step = _block_rows(max(m, k))
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             cols = np.arange(hi - lo)
-            signed = np.zeros((k, hi - lo), dtype=np.float64)
-            signed[to[lo:hi], cols] = 1.0
-            signed[frm[lo:hi], cols] = -1.0  # to != frm for a mover
-            sums += signed @ coords[lo:hi]
-        counts = np.bincount(to, minlength=k).astype(np.int64) - np.bincount(frm, minlength=k)
+            onehot = np.zeros((k, hi - lo), dtype=np.float64)
+            onehot[labels[lo:hi], cols] = 1.0
+            if left is not None:
+                onehot[left[lo:hi], cols] = -1.0
+            sums += onehot @ coords[lo:hi]
+        counts = np.bincount(labels[:n], minlength=k).astype(np.int64)
+        if left is not None:
+            counts -= np.bincount(left, minlength=k)
         return sums.astype(np.int64), counts
 
     def _quantize(self, sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rows=slice(None)) -> np.ndarray:
@@ -800,7 +789,7 @@ class QuantizedKMeans:
             if col < T:
                 S, N = old_S[r].copy(), old_N[r].copy()
                 if len(movers):
-                    dS, dN = self._moved_sums(np.take(coords, movers, axis=0), labels.take(movers), ref_labels.take(movers))
+                    dS, dN = self._cluster_sums(np.take(coords, movers, axis=0), labels.take(movers), ref_labels.take(movers))
                     S += dS
                     N += dN
             self._labels[:n, col] = labels
