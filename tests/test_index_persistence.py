@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from erase_core import ERASEError, ExampleIndex
 from erase_core.storage import CorruptStoreError, keys_path
 from conftest import REPO_ROOT, clustered
 from residue import all_file_bytes, decryptable_ids, sealed_rows, surviving
+from killing import kill_after
 from test_store import assert_keys_match_rows, key_slots, owned_slots
 
 
@@ -239,7 +238,7 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
     index.close()
     scratch = tmp_path / "after.sqlite"
     _copy_store(template, scratch)
-    child = subprocess.run(
+    subprocess.run(
         [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(scratch), victims=victims, op=op)],
         capture_output=True, text=True, check=True,
     )
@@ -264,14 +263,7 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
             # so the child opens from it and the kill lands on a store that has one
             image_key = keys_path(path).read_bytes()[64:96]
             assert any(image_key) and (work / "pool.sqlite.image").is_file()
-            child = subprocess.Popen(
-                [sys.executable, "-c", _CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op)],
-                stdout=subprocess.PIPE, text=True,
-            )
-            assert child.stdout.readline().strip() == "ready"
-            time.sleep(delay)
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+            kill_after(_CHILD.format(repo=str(REPO_ROOT), path=str(path), victims=victims, op=op), delay)
             reopened = ExampleIndex.open(path)
             digest = reopened.digest()
             assert digest in (before, after), f"trial {trial}: torn state"
@@ -306,7 +298,8 @@ _ONE_BY_ONE = textwrap.dedent(
     index = ExampleIndex.open({path!r})
     print("ready", flush=True)
     for victim in {victims!r}:
-        index.forget([victim])  # one id per transaction: the engine's one-point fast path
+        if index.forget([victim]).recomputed:  # one id per transaction: mostly the one-point fast path
+            print("table" if index._model._table is not None else "full", flush=True)
     print("done", flush=True)
     """
 )
@@ -328,7 +321,7 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
     before = index.digest()
     index.close()
     sealed = sealed_rows(template)
-    forgotten_counts = set()
+    forgotten_counts, recomputes = set(), []
     for trial, delay in enumerate([0.1, 0.4, 1.0, 2.0]):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
@@ -336,14 +329,8 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
         _copy_store(template, path)
         stop = work / "stop"
         with _reader_process(path, stop) as reader:
-            child = subprocess.Popen(
-                [sys.executable, "-c", _ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims)],
-                stdout=subprocess.PIPE, text=True,
-            )
-            assert child.stdout.readline().strip() == "ready"
-            time.sleep(delay)
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+            child = kill_after(_ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims), delay)
+            recomputes.append(child.stdout.read().split().count("table"))
             with ExampleIndex.open(path) as reopened:
                 digest = reopened.digest()
                 assert reopened.verify()
@@ -370,5 +357,6 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
             report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
             assert reader.returncode == 0 and report["reads"] > 0
             assert report["digest"] == digest and report["verify"]
-    print("single forgets before the kill:", sorted(forgotten_counts))
+    print("single forgets before the kill:", sorted(forgotten_counts), "recomputes through the score table:", recomputes)
     assert len(forgotten_counts) > 1, forgotten_counts  # the kills landed at different points
+    assert max(recomputes) >= 2, recomputes  # and after recomputes through the writer's score table

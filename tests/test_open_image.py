@@ -322,12 +322,8 @@ def test_kill_during_an_open_that_writes_the_image(tmp_path):
     """SIGKILL at random moments of a long open (which writes the image: temporary file, rename,
     key): the store always reopens to the same digest, and any image it then reads is whole."""
     import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from erase_core.storage import keys_path
+    from killing import kill_after
 
     repo = str(Path(__file__).resolve().parents[1])
     template = tmp_path / "template.db"
@@ -343,12 +339,7 @@ def test_kill_during_an_open_that_writes_the_image(tmp_path):
         path = work / "s.db"
         shutil.copy(template, path)
         shutil.copy(keys_path(template), keys_path(path))
-        child = subprocess.Popen([sys.executable, "-c", _OPENER.format(repo=repo, path=str(path))],
-                                 stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        kill_after(_OPENER.format(repo=repo, path=str(path)), delay)
         with ExampleStore.open(path) as store:
             img = store.read_image()
             outcomes.append(img is not None)

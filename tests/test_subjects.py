@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 
 from erase_core import ERASEError, ExampleIndex
 from conftest import REPO_ROOT, clustered
+from killing import kill_after
 from residue import all_file_bytes, surviving
 
 N = 60
@@ -249,14 +248,7 @@ def test_kill_during_forget_subject_keeps_the_log_and_the_pool_in_step(tmp_path)
     for trial, delay in enumerate([0.0, 0.05, 0.15, 0.3]):
         path = tmp_path / f"k{trial}.sqlite"
         _copy_store(template, path)
-        child = subprocess.Popen(
-            [sys.executable, "-c", _KILL_CHILD.format(repo=str(REPO_ROOT), path=str(path), subjects=sorted(set(subjects)))],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        kill_after(_KILL_CHILD.format(repo=str(REPO_ROOT), path=str(path), subjects=sorted(set(subjects))), delay)
         with ExampleIndex.open(path) as reopened:
             assert reopened.verify() and reopened.check_audit().ok
             log = reopened.audit()
