@@ -29,7 +29,7 @@ from ._validation import ERASEError, check_ids, check_known_ids, check_positive_
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import (MultisetHash, _mix_int, column_weight, finish_row_hashes, id_hashes, row_form_ints, row_forms,
                       row_hashes, splitmix64)
-from .score_table import ScoreTable, Scratch, argmin_rows
+from .score_table import ScoreTable, Scratch, argmin_rows, scores
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
@@ -590,13 +590,10 @@ class QuantizedKMeans:
     # ------------------------------------------------------------------ Lloyd
     def _assign(self, coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         """Nearest centroid per row, exact integer distances, ties to the lowest index."""
-        cc = np.einsum("ij,ij->i", centroids, centroids)
         out = np.empty(coords.shape[0], dtype=np.int64)
         step = _block_rows(max(coords.shape[1], centroids.shape[0]))
         for lo in range(0, coords.shape[0], step):
-            block = coords[lo : lo + step]
-            d2 = cc[None, :] - 2.0 * (block @ centroids.T)
-            out[lo : lo + step] = np.argmin(d2, axis=1)
+            out[lo : lo + step] = np.argmin(scores(coords[lo : lo + step], centroids), axis=1)
         return out
 
     def _statistics(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -854,8 +851,7 @@ class QuantizedKMeans:
         """Labels of a few new points against the centroids of every recorded iteration at once,
         and their scores (rows, ncols, k) for the :class:`~.score_table.ScoreTable`."""
         C = self._C[:ncols]  # (R, k, m)
-        flat = C.reshape(-1, C.shape[2])
-        d2 = (np.einsum("ij,ij->i", flat, flat)[None, :] - 2.0 * (coords @ flat.T)).reshape(len(coords), ncols, -1)
+        d2 = scores(coords, C.reshape(-1, C.shape[2])).reshape(len(coords), ncols, -1)
         return np.argmin(d2, axis=2), d2
 
     def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> int | None:
