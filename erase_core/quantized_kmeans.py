@@ -27,7 +27,7 @@ from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a
 
 from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
-from .hashing import (MultisetHash, _mix_int, column_weight, finish_row_hashes, id_hashes, row_form_ints, row_forms,
+from .hashing import (MultisetHash, _mix_int, column_weight, id_hashes, row_form_ints, row_forms,
                       row_hashes, splitmix64)
 from .score_table import ScoreTable, Scratch, argmin_rows, scores
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
@@ -293,13 +293,13 @@ class QuantizedKMeans:
             self._delete_slots(slots)
             self._refit()
             return UpdateReport(len(ids), -1, reps_before != self._rep_ids())
-        changed_at = self._apply_delta(coords, labels, sign=-1)
+        changed = self._apply_delta(coords, labels, sign=-1)
         self._points_hash.remove_lanes(self._elem[slots, 1:])
         removed_reps = set(ids) & set(reps_before)
         self._delete_slots(slots)
-        if changed_at is not None:
-            self._resume_after(changed_at)
-            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
+        if changed is not None:
+            self._resume_after(*changed)
+            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids())
         if removed_reps:
             row_of = {i: r for r, i in enumerate(ids)}
             for j in {int(labels[row_of[rep], self._final_col]) for rep in removed_reps}:
@@ -349,7 +349,7 @@ class QuantizedKMeans:
         labels = np.zeros((len(ids), self._labels.shape[1]), dtype=self._labels.dtype)
         ncols = self._ncols()
         labels[:, :ncols], scores = self._assign_all_iterations(coords, ncols)
-        changed_at = self._apply_delta(coords, labels, sign=+1)
+        changed = self._apply_delta(coords, labels, sign=+1)
         start = self._n
         self._append_rows(coords, ids, hashes)
         self._labels[start : self._n] = labels
@@ -357,9 +357,9 @@ class QuantizedKMeans:
         self._label_form[new_slots] = row_forms(labels[:, :ncols])
         if self._table is not None:
             self._table.set_rows(start, self._n, coords, scores)
-        if changed_at is not None:
-            self._resume_after(changed_at, fresh=new_slots)
-            return UpdateReport(len(ids), changed_at + 1, reps_before != self._rep_ids())
+        if changed is not None:
+            self._resume_after(*changed, fresh=new_slots)
+            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids())
         self._set_elements(new_slots, forms_current=True)
         self._points_hash.add_lanes(self._elem[new_slots, 1:])
         for s in new_slots:
@@ -510,7 +510,9 @@ class QuantizedKMeans:
     def _alloc(self, capacity: int, dim: int) -> None:
         cap = max(16, capacity)
         self._coords = np.zeros((cap, dim), dtype=np.float64)
-        self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16)  # n_clusters <= MAX_CLUSTERS < 2^15
+        # n_clusters <= MAX_CLUSTERS < 2^15; column-major: a recompute reads and writes whole
+        # iterations (one contiguous pass each), a forget moves one point's few entries
+        self._labels = np.zeros((cap, self.n_iter + 1), dtype=np.int16, order="F")
         self._set_point_hashes(np.zeros((cap, 6), dtype=np.uint64))
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
@@ -534,7 +536,7 @@ class QuantizedKMeans:
             cap = max(need, 2 * self._coords.shape[0])
             for name in ("_coords", "_labels", "_point_hashes"):
                 old = getattr(self, name)
-                new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype)
+                new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype, order="F" if old.ndim > 1 and old.flags.f_contiguous else "C")
                 new[: self._n] = old[: self._n]
                 setattr(self, name, new)
             self._set_point_hashes(self._point_hashes)
@@ -711,12 +713,14 @@ class QuantizedKMeans:
         self._n_rec = t + 1
         return self._converged
 
-    def _resume_after(self, t: int, fresh: np.ndarray | None = None) -> None:
+    def _resume_after(self, t: int, last: int, fresh: np.ndarray | None = None) -> None:
         """Statistics of iteration t are current but C_{t+1} may have changed: recompute from
-        there. ``fresh``: slots of just inserted points (labelled, no multiset-hash element yet)."""
+        there. ``last``: the last iteration whose next centroids the update itself changed
+        (:meth:`_apply_delta`). ``fresh``: slots of just inserted points (labelled, no
+        multiset-hash element yet)."""
         with _one_blas_thread():
             if self._table_ready():
-                self._resume_with_table(t, fresh)
+                self._resume_with_table(t, last, fresh)
             else:
                 self._resume_now(t)
 
@@ -745,7 +749,7 @@ class QuantizedKMeans:
         self._table = table
         return True
 
-    def _resume_with_table(self, t: int, fresh: np.ndarray | None) -> None:
+    def _resume_with_table(self, t: int, last: int, fresh: np.ndarray | None) -> None:
         """:meth:`_resume_now`, exactly, touching only what moves: each later iteration's scores
         are the previous run's scores of that iteration updated for the centroids that moved
         (:meth:`~.score_table.ScoreTable.move_centroids`), its labels their argmin, and its
@@ -754,18 +758,30 @@ class QuantizedKMeans:
         The previous run's iteration ``c`` is the reference for the new iteration ``c``; past the
         previous run's convergence its repeated last iteration is. Its labels, statistics and
         (via the table) scores are those of the current points: removals and insertions updated
-        them in every iteration before calling this."""
+        them in every iteration before calling this.
+
+        When a new iteration's centroids equal the previous run's and the update changed no later
+        iteration's next centroids directly (past ``last``), the run has rejoined the previous
+        one: that iteration's labels, statistics and every later iteration are the previous
+        run's, so the recompute stops there (most recomputes move one centroid coordinate for an
+        iteration or two and rejoin)."""
         n, T, table = self._n, self.n_iter, self._table
         coords = self._coords[:n]
         old_C, old_S, old_N = self._C.copy(), self._S.copy(), self._N.copy()
-        old_final = self._final_col
+        old_final, old_n_rec, old_converged = self._final_col, self._n_rec, self._converged
         changed = np.zeros(n, dtype=bool)
         scratch = Scratch(n)
         kept = None  # the previous run's last column, once this run overwrites it and goes on
+        own = None  # each point's score for its label in the last column computed, if it is the final one
         col = t + 1
         done = self._close_iteration(t)
         while not done:
             r = min(col, old_final)
+            idle = np.array_equal(self._C[col], old_C[r])  # no centroid moved against the reference
+            if idle and col == r and col > last:  # rejoined the previous run
+                self._n_rec, self._converged = old_n_rec, old_converged
+                self._finish(changed=changed, old_ncols=old_final + 1, fresh=fresh, rejoined=True)
+                return
             if kept is not None and col > old_final:
                 ref_labels, ref_scores = kept
             else:
@@ -775,9 +791,13 @@ class QuantizedKMeans:
             column = table.values[col, :, :n]
             if col != r:
                 column[...] = ref_scores
-            table.move_centroids(column, coords, old_C[r], self._C[col], scratch)
-            labels = argmin_rows(column, scratch)
-            movers = np.flatnonzero(labels != ref_labels)
+            if idle:  # the reference's scores, labels and statistics hold as they are
+                labels, movers, own = ref_labels, np.empty(0, dtype=np.int64), None
+            else:
+                table.move_centroids(column, coords, old_C[r], self._C[col], scratch)
+                labels = argmin_rows(column, scratch)
+                movers = np.flatnonzero(labels != ref_labels)
+                own = scratch.wide  # argmin_rows leaves each point's minimum there
             changed[movers] = True
             if col <= old_final and len(movers):  # the label forms follow the changed labels
                 step = labels.take(movers).astype(np.int64) - ref_labels.take(movers)
@@ -789,22 +809,27 @@ class QuantizedKMeans:
                     dS, dN = self._cluster_sums(np.take(coords, movers, axis=0), labels.take(movers), ref_labels.take(movers))
                     S += dS
                     N += dN
-            self._labels[:n, col] = labels
+            if col != r or not idle:
+                self._labels[:n, col] = labels
             if col == T:
                 break
             self._S[col], self._N[col] = S, N
             done = self._close_iteration(col)
             col += 1
-        self._finish(changed=changed, old_ncols=old_final + 1, fresh=fresh)
+        self._finish(changed=changed, old_ncols=old_final + 1, fresh=fresh, own=own)
 
-    def _finish(self, changed: np.ndarray | None = None, old_ncols: int = -1, fresh: np.ndarray | None = None) -> None:
+    def _finish(self, changed: np.ndarray | None = None, old_ncols: int = -1, fresh: np.ndarray | None = None,
+                own: np.ndarray | None = None, rejoined: bool = False) -> None:
         """Refresh derived state after a (partial) recompute: unused records, hashes, representatives.
 
         Records of iterations past the new ``n_rec`` may still hold statistics of forgotten
         points; they are zeroed, so every array is exactly what a fresh fit leaves.
         ``changed`` (with ``old_ncols``, ``fresh``; from :meth:`_resume_with_table`): the slots
         whose labels changed; when the number of label columns is unchanged only their
-        multiset-hash elements (and those of the ``fresh`` slots) are recomputed."""
+        multiset-hash elements (and those of the ``fresh`` slots) are recomputed. ``own``: each
+        point's score for its final label, when the recompute computed the final column.
+        ``rejoined``: the final column and centroids are the previous run's, so representatives
+        are chosen again only where one was forgotten or a ``fresh`` point may be nearer."""
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         ncols = self._ncols()
         if changed is not None and ncols != old_ncols:  # columns added or dropped: forms follow
@@ -838,7 +863,14 @@ class QuantizedKMeans:
         centroid_hash = hashlib.sha256()
         centroid_hash.update(self._C[: self._n_rec + 1].tobytes())
         self._centroid_digest = centroid_hash.hexdigest()
-        self._choose_all_representatives()
+        if rejoined and (fresh is None or len(fresh) <= 64):
+            self._digest_parts = None
+            for j in np.flatnonzero(self._rep_slot < 0).tolist():
+                self._choose_representative(j)
+            for s in [] if fresh is None else fresh.tolist():
+                self._offer_representative(s)
+        else:
+            self._choose_all_representatives(own)
 
     def _ncols(self) -> int:
         return self._final_col + 1
@@ -854,12 +886,12 @@ class QuantizedKMeans:
         d2 = scores(coords, C.reshape(-1, C.shape[2])).reshape(len(coords), ncols, -1)
         return np.argmin(d2, axis=2), d2
 
-    def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> int | None:
+    def _apply_delta(self, coords: np.ndarray, labels: np.ndarray, *, sign: int) -> tuple[int, int] | None:
         """Add (sign=+1) or subtract (-1) points from every iteration's statistics.
 
         All iterations are checked at once: for each touched (iteration t, cluster j) the
-        centroid C_{t+1}[j] is re-quantized from the updated statistics. Returns the first
-        iteration whose next centroids change, or None when nothing changes. Statistics are
+        centroid C_{t+1}[j] is re-quantized from the updated statistics. Returns the first and
+        the last iteration whose next centroids change, or None when nothing changes. Statistics are
         applied to every recorded iteration either way: a recompute from the first change then
         updates later iterations' statistics by the points whose labels move
         (:meth:`_resume_with_table`), or recomputes them.
@@ -882,12 +914,13 @@ class QuantizedKMeans:
         new_N = self._N[tt, jj] + dN
         new_C = self._quantize(new_S, new_N, self._C[tt, jj], jj)
         changed = (new_C != self._C[tt + 1, jj]).any(axis=1)
-        first = int(tt[changed].min()) if changed.any() else None
+        moved = tt[changed]
+        span = (int(moved.min()), int(moved.max())) if len(moved) else None
         self._S[tt, jj] = new_S
         self._N[tt, jj] = new_N
-        if first is None:  # else a recompute follows and refreshes every bound
+        if span is None:  # else a recompute follows and refreshes every bound
             self._refresh_bounds(tt * self.n_clusters + jj)
-        return first
+        return span
 
     # ------------------------------------------------------------------ digest & representatives
     def _set_elements(self, slots: np.ndarray | slice, forms_current: bool = False) -> None:
@@ -907,20 +940,29 @@ class QuantizedKMeans:
                 self._label_form[slots] = np.array(forms, dtype=np.uint64)
             elem = np.array([_mix_int(r ^ _mix_int(f ^ ncols)) for r, f in zip(self._row_hash[slots].tolist(), forms)],
                             dtype=np.uint64)
+            self._elem[slots, 0] = elem
+            self._elem[slots, 1:] = MultisetHash.lanes_each(elem)
+            return
+        if not forms_current:
+            self._label_form[slots] = row_forms(self._labels[slots, :ncols])
+        if isinstance(slots, slice):  # written in place
+            MultisetHash.elements_into(self._elem[slots], self._row_hash[slots], self._label_form[slots], ncols)
         else:
-            if not forms_current:
-                self._label_form[slots] = row_forms(self._labels[slots, :ncols])
-            elem = splitmix64(self._row_hash[slots] ^ finish_row_hashes(self._label_form[slots], ncols))
-        self._elem[slots, 0] = elem
-        self._elem[slots, 1:] = MultisetHash.lanes_each(elem)
+            out = np.empty((len(slots), 3), dtype=np.uint64)
+            MultisetHash.elements_into(out, self._row_hash[slots], self._label_form[slots], ncols)
+            self._elem[slots] = out
 
-    def _choose_all_representatives(self) -> None:
-        """Per cluster, the member nearest the final centroid (ties: smallest id). One pass."""
+    def _choose_all_representatives(self, own: np.ndarray | None = None) -> None:
+        """Per cluster, the member nearest the final centroid (ties: smallest id). One pass.
+        ``own``: each point's score for its final label, when the caller has it (a work array:
+        it is overwritten)."""
         k, n = self.n_clusters, self._n
         labels = self._labels[:n, self._final_col].astype(np.int64)
         if self._table is not None:  # ||x - c||^2 = ||x||^2 + score: the same integers
-            own = np.take_along_axis(self._table.values[self._final_col, :, :n], labels[None, :], axis=0)[0]
-            d2 = (own + self._table.norms[:n]).astype(np.float64)
+            if own is None:
+                own = np.take_along_axis(self._table.values[self._final_col, :, :n], labels[None, :], axis=0)[0]
+            own += self._table.norms[:n]
+            d2 = own.astype(np.float64)
         else:
             centroids = self._final_centroids()
             d2 = np.empty(n)

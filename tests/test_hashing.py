@@ -89,3 +89,21 @@ def test_row_forms_update_column_by_column():
     step = (changed[:, 2] - m[:, 2]).astype(np.int64).view(np.uint64)
     with np.errstate(over="ignore"):
         assert np.array_equal(row_forms(m) + step * column_weight(2), row_forms(changed))
+
+
+def test_elements_into_equals_the_whole_array_expressions():
+    """The blocked in-place elements and lane terms are bit-identical to the plain expressions,
+    for sizes below, at and across the block size, and into a strided output."""
+    from erase_core.hashing import finish_row_hashes
+
+    rng = np.random.default_rng(5)
+    for n, block in ((0, 8), (5, 8), (8, 8), (1001, 64), (3000, 32768)):
+        row_hash = rng.integers(0, 2**64, n, dtype=np.uint64)
+        forms = rng.integers(0, 2**64, n, dtype=np.uint64)
+        width = int(rng.integers(1, 12))
+        elem = splitmix64(row_hash ^ finish_row_hashes(forms, width))
+        table = np.zeros((n, 6), dtype=np.uint64)  # strided, as the model's point hashes
+        MultisetHash.elements_into(table[:, 2:5], row_hash, forms, width, block=block)
+        assert np.array_equal(table[:, 2], elem), n
+        assert np.array_equal(table[:, 3:5], MultisetHash.lanes_each(elem)), n
+        assert not table[:, [0, 1, 5]].any()

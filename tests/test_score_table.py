@@ -64,12 +64,23 @@ def test_table_recompute_equals_the_full_one_and_a_fresh_fit(data, params):
     slow = without_table(QuantizedKMeans(**params).fit(X[:n0], ids[:n0]))
     present, pending = list(range(n0)), list(range(n0, n0 + extra))
     rng = np.random.default_rng(seed)
-    seen = {"table": 0, "same_cols": 0, "other_cols": 0, "past_old_end": 0}
-    original = fast._resume_with_table
+    seen = {"table": 0, "same_cols": 0, "other_cols": 0, "past_old_end": 0, "rejoined": 0, "later_direct": 0}
+    original, finish, delta = fast._resume_with_table, fast._finish, fast._apply_delta
 
-    def spy(t, fresh):
+    def count_rejoins(*args, rejoined=False, **kwargs):
+        seen["rejoined"] += rejoined
+        finish(*args, rejoined=rejoined, **kwargs)
+
+    def count_spans(*args, **kwargs):  # an update that itself moves centroids of several iterations
+        span = delta(*args, **kwargs)
+        seen["later_direct"] += span is not None and span[1] > span[0]
+        return span
+
+    fast._finish, fast._apply_delta = count_rejoins, count_spans
+
+    def spy(t, last, fresh):
         before = fast._ncols()
-        original(t, fresh)
+        original(t, last, fresh)
         seen["table"] += 1
         after = fast._ncols()
         seen["same_cols" if after == before else "other_cols"] += 1
@@ -100,10 +111,12 @@ def test_table_recompute_equals_the_full_one_and_a_fresh_fit(data, params):
             assert bounds_are_fresh(fast)
     keep = sorted(present)
     assert_same_state(fast, QuantizedKMeans(**params).fit(X[keep], [ids[i] for i in keep]))
-    # the table path ran; on clustered data trajectories both kept and changed their length
+    # the table path ran; on clustered data trajectories both kept and changed their length,
+    # rejoined the previous run, and updates moved centroids of several iterations at once
     assert seen["table"] >= 5 and seen["other_cols"] >= 1, seen
     if data == "clustered":
         assert seen["same_cols"] >= 10 and seen["past_old_end"] >= 1, seen
+        assert seen["rejoined"] >= 3 and seen["later_direct"] >= 1, seen
 
 
 def test_the_table_reaches_past_the_previous_convergence():
