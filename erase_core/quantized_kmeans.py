@@ -29,7 +29,7 @@ from ._validation import ERASEError, check_ids, check_known_ids, check_positive_
 from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
 from .hashing import (MultisetHash, _mix_int, column_weight, id_hashes, row_form_ints, row_forms,
                       row_hashes, splitmix64)
-from .score_table import ScoreTable, Scratch, argmin_rows, scores
+from .score_table import ScoreTable, scores
 from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 
 #: Rows per block so that a block's float64 temporaries stay near 4 MB (fresh multi-100 MB
@@ -752,7 +752,7 @@ class QuantizedKMeans:
     def _resume_with_table(self, t: int, last: int, fresh: np.ndarray | None) -> None:
         """:meth:`_resume_now`, exactly, touching only what moves: each later iteration's scores
         are the previous run's scores of that iteration updated for the centroids that moved
-        (:meth:`~.score_table.ScoreTable.move_centroids`), its labels their argmin, and its
+        (:meth:`~.score_table.ScoreTable.relabel`, which also takes their argmin), and its
         statistics the previous run's plus the points whose label changed.
 
         The previous run's iteration ``c`` is the reference for the new iteration ``c``; past the
@@ -770,7 +770,7 @@ class QuantizedKMeans:
         old_C, old_S, old_N = self._C.copy(), self._S.copy(), self._N.copy()
         old_final, old_n_rec, old_converged = self._final_col, self._n_rec, self._converged
         changed = np.zeros(n, dtype=bool)
-        scratch = Scratch(n)
+        minima = np.empty(n, dtype=np.int64)  # each point's score for its label in the column last relabelled
         kept = None  # the previous run's last column, once this run overwrites it and goes on
         own = None  # each point's score for its label in the last column computed, if it is the final one
         col = t + 1
@@ -789,24 +789,32 @@ class QuantizedKMeans:
                 if col == old_final < T:
                     kept = ref_labels.copy(), ref_scores.copy()
             column = table.values[col, :, :n]
-            if col != r:
-                column[...] = ref_scores
+            source = None if col == r else ref_scores
             if idle:  # the reference's scores, labels and statistics hold as they are
+                if source is not None:
+                    column[...] = source
                 labels, movers, own = ref_labels, np.empty(0, dtype=np.int64), None
             else:
-                table.move_centroids(column, coords, old_C[r], self._C[col], scratch)
-                labels = argmin_rows(column, scratch)
+                labels = table.relabel(column, coords, old_C[r], self._C[col], source, best=minima)
                 movers = np.flatnonzero(labels != ref_labels)
-                own = scratch.wide  # argmin_rows leaves each point's minimum there
+                own = minima
             changed[movers] = True
             if col <= old_final and len(movers):  # the label forms follow the changed labels
                 step = labels.take(movers).astype(np.int64) - ref_labels.take(movers)
                 with np.errstate(over="ignore"):
                     self._label_form[movers] += step.view(np.uint64) * column_weight(col)
-            if col < T:
-                S, N = old_S[r].copy(), old_N[r].copy()
-                if len(movers):
-                    dS, dN = self._cluster_sums(np.take(coords, movers, axis=0), labels.take(movers), ref_labels.take(movers))
+            if col < T:  # statistics: a reference's plus the points whose label differs from it
+                base = old_S[r], old_N[r], ref_labels, movers
+                if 64 * len(movers) > n:  # the new previous iteration may be nearer (a converging run)
+                    prev = self._labels[:n, col - 1]
+                    since = np.flatnonzero(labels != prev)
+                    if len(since) < len(movers):
+                        base = self._S[col - 1], self._N[col - 1], prev, since
+                base_S, base_N, base_labels, base_movers = base
+                S, N = base_S.copy(), base_N.copy()
+                if len(base_movers):
+                    dS, dN = self._cluster_sums(np.take(coords, base_movers, axis=0), labels.take(base_movers),
+                                                base_labels.take(base_movers))
                     S += dS
                     N += dN
             if col != r or not idle:

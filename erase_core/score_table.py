@@ -49,16 +49,25 @@ class Scratch:
         self.small = np.empty(n, dtype=np.int16)
 
 
-def argmin_rows(values: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+#: Points per block of :meth:`ScoreTable.relabel`: a block's k score rows (4 x 256 KiB at the
+#: defaults) stay in cache from their update to their argmin.
+BLOCK = 32768
+
+
+def argmin_rows(values: np.ndarray, scratch: Scratch | None = None, out: np.ndarray | None = None,
+                best: np.ndarray | None = None) -> np.ndarray:
     """Per column of the (k, n) ``values``, the index of the smallest, ties to the lowest index
     (``np.argmin(axis=0)``): the minimum, then from the last cluster down, branch-free
     arithmetic where a cluster attains it (a masked assignment, or argmin itself, is 5-6x
-    slower on random masks)."""
+    slower on random masks). ``out``: int16 labels to fill; ``best``: where the minima go
+    (else the scratch's wide array)."""
     k, n = values.shape
     scratch = scratch or Scratch(n)
-    best, flags, step = scratch.wide, scratch.flags, scratch.small
+    flags, step = scratch.flags[:n], scratch.small[:n]
+    best = scratch.wide[:n] if best is None else best
     np.minimum.reduce(values, axis=0, out=best)
-    labels = np.full(n, k - 1, dtype=np.int16)
+    labels = np.empty(n, dtype=np.int16) if out is None else out
+    labels.fill(k - 1)
     for j in range(k - 2, -1, -1):
         np.equal(values[j], best, out=flags)
         np.subtract(labels, j, out=step)
@@ -110,24 +119,43 @@ class ScoreTable:
         self.norms[lo:hi] = self.squared_norms(coords)
         self.columns[:, lo:hi] = coords.T
 
-    def move_centroids(self, column: np.ndarray, coords: np.ndarray, old: np.ndarray, new: np.ndarray,
-                       scratch: Scratch | None = None) -> None:
-        """Update ``column`` (k, n int64, in place) from centroids ``old`` to ``new`` (k, m),
-        exactly: only the moved clusters, over their changed coordinates (``coords``: the
-        row-major float64 coordinates of the same n points, read when most coordinates moved)."""
-        n = coords.shape[0]
-        term = (scratch or Scratch(n)).wide
+    def relabel(self, column: np.ndarray, coords: np.ndarray, old: np.ndarray, new: np.ndarray,
+                source: np.ndarray | None = None, best: np.ndarray | None = None, block: int = BLOCK) -> np.ndarray:
+        """Update ``column`` (k, n int64, in place; from ``source`` when given) from centroids
+        ``old`` to ``new`` (k, m), exactly, and return its argmin labels (int16), block by block
+        so a block's scores are read from memory once for both. Only the moved clusters are
+        updated, over their changed coordinates (``coords``: the row-major float64 coordinates
+        of the same n points, read when most coordinates moved). ``best``: each point's minimum
+        score is written there."""
+        k, n = column.shape
         delta = (new - old).astype(np.int64)
-        for j in np.flatnonzero(delta.any(axis=1)):
-            row = column[j]
-            row += int(new[j] @ new[j] - old[j] @ old[j])  # exact: integers below 2^53
-            supp = np.flatnonzero(delta[j])
+        moves = []  # per moved cluster: (row, constant, sparse [(coordinate, coefficient)] or dense vector)
+        for j in np.flatnonzero(delta.any(axis=1)).tolist():
+            supp = np.flatnonzero(delta[j]).tolist()
+            shift = int(new[j] @ new[j] - old[j] @ old[j])  # exact: integers below 2^53
             if 4 * len(supp) <= coords.shape[1]:
-                for i in supp:  # exact int64
-                    np.multiply(self.columns[i, :n], np.int64(-2 * delta[j, i]), out=term)
-                    row += term
+                moves.append((j, shift, [(i, np.int64(-2 * delta[j, i])) for i in supp], None))
             else:
-                row += (coords @ (-2.0 * delta[j])).astype(np.int64)
+                moves.append((j, shift, None, -2.0 * delta[j]))
+        labels = np.empty(n, dtype=np.int16)
+        work = Scratch(min(n, block))
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            part = column[:, lo:hi]
+            if source is not None:
+                part[...] = source[:, lo:hi]
+            term = work.wide[: hi - lo]
+            for j, shift, sparse, dense in moves:
+                row = part[j]
+                row += shift
+                if dense is not None:
+                    row += (coords[lo:hi] @ dense).astype(np.int64)
+                    continue
+                for i, coefficient in sparse:  # exact int64, one contiguous coordinate column
+                    np.multiply(self.columns[i, lo:hi], coefficient, out=term)
+                    row += term
+            argmin_rows(part, work, out=labels[lo:hi], best=None if best is None else best[lo:hi])
+        return labels
 
     def swap_remove(self, s: int, last: int) -> None:
         data = self.data

@@ -157,6 +157,40 @@ def test_argmin_rows_is_numpy_argmin_with_ties_to_the_lowest_index():
     assert np.array_equal(argmin_rows(values), np.argmin(values, axis=0))
 
 
+@pytest.mark.parametrize("block", [1, 7, 64, 10_000])
+@pytest.mark.parametrize("from_source", [False, True])
+def test_relabel_equals_fresh_scores_and_their_argmin(block, from_source):
+    """``ScoreTable.relabel`` block by block (blocks of 1, a ragged last block, one block): the
+    updated column equals scores computed afresh against the new centroids, its labels and
+    minima equal numpy's, for sparse moves (a few coordinates) and dense ones (most of them),
+    in place or from another column; clusters that did not move keep their scores."""
+    rng = np.random.default_rng(block)
+    n, k, m = 300, 5, 12
+    coords = rng.integers(-40, 40, size=(n, m)).astype(np.float64)
+    old = rng.integers(-40, 40, size=(k, m)).astype(np.float64)
+    new = old.copy()
+    new[1, [2, 7]] += [3, -5]  # sparse
+    new[3] += rng.integers(-4, 5, size=m)  # dense
+    new[3, 0] = old[3, 0] + 1  # (surely moved)
+    table = ScoreTable(2, n + 9, k, coords)  # spare rows stay untouched
+    table.set_column(0, n, coords, old, 64)
+    if from_source:
+        column, source = table.values[1, :, :n], table.values[0, :, :n]
+    else:
+        column, source = table.values[0, :, :n], None
+    before = column.copy() if source is None else source.copy()
+    best = np.empty(n, dtype=np.int64)
+    labels = table.relabel(column, coords, old, new, source, best=best, block=block)
+    fresh = scores(coords, new).T.astype(np.int64)
+    assert np.array_equal(column, fresh)
+    assert np.array_equal(labels, np.argmin(fresh, axis=0)) and labels.dtype == np.int16
+    assert np.array_equal(best, fresh.min(axis=0))
+    assert np.array_equal(column[[0, 2, 4]], before[[0, 2, 4]])
+    assert not table.values[:, :, n:].any()
+    if from_source:
+        assert np.array_equal(table.values[0, :, :n], before)  # the source is not written
+
+
 def test_the_table_engages_at_the_defaults():
     """At the library defaults (d = 384 projected to 32, k = 4, n_iter = 10) the first recompute
     builds the table and later ones use it (a table that never engaged would pass every
