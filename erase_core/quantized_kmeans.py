@@ -872,7 +872,6 @@ class QuantizedKMeans:
         centroid_hash.update(self._C[: self._n_rec + 1].tobytes())
         self._centroid_digest = centroid_hash.hexdigest()
         if rejoined and (fresh is None or len(fresh) <= 64):
-            self._digest_parts = None
             for j in np.flatnonzero(self._rep_slot < 0).tolist():
                 self._choose_representative(j)
             for s in [] if fresh is None else fresh.tolist():
