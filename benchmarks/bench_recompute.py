@@ -27,10 +27,12 @@ Writes ``benchmarks/results/recompute.json`` (or ``--out``) and a plot beside it
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -62,6 +64,7 @@ def load_before(rev: str):
     archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "erase_core"], check=True,
                              capture_output=True).stdout
     where = Path(tempfile.mkdtemp(prefix="erase_before_"))
+    atexit.register(shutil.rmtree, where, True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(where, filter="data")
     (where / "erase_core").rename(where / "erase_core_before")
