@@ -44,6 +44,18 @@ def _splitmix64_inplace(z: np.ndarray, tmp: np.ndarray) -> np.ndarray:
     return z
 
 
+def _lanes_into(out: np.ndarray, z: np.ndarray, a: np.ndarray, tmp: np.ndarray) -> None:
+    """The two lane terms of the elements ``z`` into ``out`` (rows, 2): ``splitmix64(z ^ 0x1234567)``
+    and ``splitmix64(splitmix64(z) ^ 0x7654321)``, in place (``z`` is consumed; ``a``, ``tmp``:
+    work arrays of its size). The one definition :meth:`MultisetHash.lanes_each` and
+    :meth:`MultisetHash.elements_into` share."""
+    np.bitwise_xor(z, np.uint64(0x1234567), out=a)
+    out[:, 0] = _splitmix64_inplace(a, tmp)
+    _splitmix64_inplace(z, tmp)
+    z ^= np.uint64(0x7654321)
+    out[:, 1] = _splitmix64_inplace(z, tmp)
+
+
 def id_hash(identifier: str) -> int:
     """A stable 64-bit key for a string id (independent of PYTHONHASHSEED)."""
     return int.from_bytes(hashlib.blake2b(identifier.encode("utf-8"), digest_size=8).digest(), "little")
@@ -106,8 +118,10 @@ class MultisetHash:
     def lanes_each(element_hashes: np.ndarray) -> np.ndarray:
         """Each element's two lane terms, (n, 2) uint64: what the lanes sum. A caller that
         keeps them per element adds and removes elements without mixing them again."""
-        h = np.asarray(element_hashes, dtype=np.uint64).ravel()
-        return np.stack([splitmix64(h ^ np.uint64(0x1234567)), splitmix64(splitmix64(h) ^ np.uint64(0x7654321))], axis=1)
+        z = np.array(element_hashes, dtype=np.uint64).ravel()  # a copy: consumed below
+        out = np.empty((len(z), 2), dtype=np.uint64)
+        _lanes_into(out, z, np.empty_like(z), np.empty_like(z))
+        return out
 
     @staticmethod
     def _sums(lanes: np.ndarray) -> tuple[int, int]:
@@ -151,11 +165,7 @@ class MultisetHash:
                 _splitmix64_inplace(zz, tt)  # the row hash of the labels
                 zz ^= row_hash[lo:hi]
                 out[lo:hi, 0] = _splitmix64_inplace(zz, tt)
-                np.bitwise_xor(zz, np.uint64(0x1234567), out=aa)
-                out[lo:hi, 1] = _splitmix64_inplace(aa, tt)
-                _splitmix64_inplace(zz, tt)
-                zz ^= np.uint64(0x7654321)
-                out[lo:hi, 2] = _splitmix64_inplace(zz, tt)
+                _lanes_into(out[lo:hi, 1:], zz, aa, tt)
 
     def hexdigest(self) -> str:
         return f"{self.lane_a:016x}{self.lane_b:016x}"

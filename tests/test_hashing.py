@@ -106,4 +106,7 @@ def test_elements_into_equals_the_whole_array_expressions():
         MultisetHash.elements_into(table[:, 2:5], row_hash, forms, width, block=block)
         assert np.array_equal(table[:, 2], elem), n
         assert np.array_equal(table[:, 3:5], MultisetHash.lanes_each(elem)), n
+        # both share one lane definition: check it against the plain expressions too
+        plain = np.stack([splitmix64(elem ^ np.uint64(0x1234567)), splitmix64(splitmix64(elem) ^ np.uint64(0x7654321))], axis=1)
+        assert np.array_equal(table[:, 3:5], plain), n
         assert not table[:, [0, 1, 5]].any()
