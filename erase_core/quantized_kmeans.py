@@ -803,20 +803,8 @@ class QuantizedKMeans:
                 step = labels.take(movers).astype(np.int64) - ref_labels.take(movers)
                 with np.errstate(over="ignore"):
                     self._label_form[movers] += step.view(np.uint64) * column_weight(col)
-            if col < T:  # statistics: a reference's plus the points whose label differs from it
-                base = old_S[r], old_N[r], ref_labels, movers
-                if 64 * len(movers) > n:  # the new previous iteration may be nearer (a converging run)
-                    prev = self._labels[:n, col - 1]
-                    since = np.flatnonzero(labels != prev)
-                    if len(since) < len(movers):
-                        base = self._S[col - 1], self._N[col - 1], prev, since
-                base_S, base_N, base_labels, base_movers = base
-                S, N = base_S.copy(), base_N.copy()
-                if len(base_movers):
-                    dS, dN = self._cluster_sums(np.take(coords, base_movers, axis=0), labels.take(base_movers),
-                                                base_labels.take(base_movers))
-                    S += dS
-                    N += dN
+            if col < T:  # before the labels are written: the reference may be this very column
+                S, N = self._moved_statistics(col, labels, (old_S[r], old_N[r], ref_labels, movers))
             if col != r or not idle:
                 self._labels[:n, col] = labels
             if col == T:
@@ -825,6 +813,26 @@ class QuantizedKMeans:
             done = self._close_iteration(col)
             col += 1
         self._finish(changed=changed, old_ncols=old_final + 1, fresh=fresh, own=own)
+
+    def _moved_statistics(self, col: int, labels: np.ndarray, reference: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Sums and counts of iteration ``col`` under ``labels``: a reference's plus the points
+        whose label differs from it. ``reference`` is the previous run's (sums, counts, labels,
+        movers); the new run's iteration ``col - 1`` (already written) is used instead when
+        fewer labels differ from it, as in the late iterations of a converging run."""
+        S, N, ref_labels, movers = reference
+        n = len(labels)
+        if 64 * len(movers) > n:  # worth a second comparison
+            prev = self._labels[:n, col - 1]
+            since = np.flatnonzero(labels != prev)
+            if len(since) < len(movers):
+                S, N, ref_labels, movers = self._S[col - 1], self._N[col - 1], prev, since
+        S, N = S.copy(), N.copy()
+        if len(movers):
+            dS, dN = self._cluster_sums(np.take(self._coords[:n], movers, axis=0), labels.take(movers),
+                                        ref_labels.take(movers))
+            S += dS
+            N += dN
+        return S, N
 
     def _finish(self, changed: np.ndarray | None = None, old_ncols: int = -1, fresh: np.ndarray | None = None,
                 own: np.ndarray | None = None, rejoined: bool = False) -> None:
