@@ -294,12 +294,19 @@ _ONE_BY_ONE = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    from erase_core import ExampleIndex
+    from erase_core import ExampleIndex, QuantizedKMeans
+    finish, rejoins = QuantizedKMeans._finish, []
+    def spy(self, *args, rejoined=False, **kwargs):  # which recomputes stopped where they rejoined the last run
+        rejoins.append(rejoined)
+        return finish(self, *args, rejoined=rejoined, **kwargs)
+    QuantizedKMeans._finish = spy
     index = ExampleIndex.open({path!r})
     print("ready", flush=True)
     for victim in {victims!r}:
+        rejoins.clear()
         if index.forget([victim]).recomputed:  # one id per transaction: mostly the one-point fast path
-            print("table" if index._model._table is not None else "full", flush=True)
+            kind = "table" if index._model._table is not None else "full"
+            print(kind + (" rejoined" if any(rejoins) else ""), flush=True)
     print("done", flush=True)
     """
 )
@@ -309,7 +316,9 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
     """A writer process forgets one id per transaction (the removal fast path) while a reader
     process selects; SIGKILL lands somewhere in that sequence. On reopen the store equals a
     fresh build on whatever remains (so does the digest the last committed forget logged),
-    every forgotten example's key is gone and no forgotten payload or vector is in any file."""
+    every forgotten example's key is gone and no forgotten payload or vector is in any file.
+    The writer reports its recomputes: kills must land after recomputes through its score table,
+    some of which stopped where they rejoined the previous run."""
     n = 1500
     X = clustered(n, d=16, blobs=6, seed=5)
     ids = [f"s{i:05d}" for i in range(n)]
@@ -321,7 +330,7 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
     before = index.digest()
     index.close()
     sealed = sealed_rows(template)
-    forgotten_counts, recomputes = set(), []
+    forgotten_counts, recomputes, rejoined = set(), [], []
     for trial, delay in enumerate([0.1, 0.4, 1.0, 2.0]):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
@@ -330,7 +339,9 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
         stop = work / "stop"
         with _reader_process(path, stop) as reader:
             child = kill_after(_ONE_BY_ONE.format(repo=str(REPO_ROOT), path=str(path), victims=victims), delay)
-            recomputes.append(child.stdout.read().split().count("table"))
+            printed = child.stdout.read().split()
+            recomputes.append(printed.count("table"))
+            rejoined.append(printed.count("rejoined"))
             with ExampleIndex.open(path) as reopened:
                 digest = reopened.digest()
                 assert reopened.verify()
@@ -357,6 +368,8 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
             report = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
             assert reader.returncode == 0 and report["reads"] > 0
             assert report["digest"] == digest and report["verify"]
-    print("single forgets before the kill:", sorted(forgotten_counts), "recomputes through the score table:", recomputes)
+    print("single forgets before the kill:", sorted(forgotten_counts), "recomputes through the score table:", recomputes,
+          "of which rejoined the previous run:", rejoined)
     assert len(forgotten_counts) > 1, forgotten_counts  # the kills landed at different points
     assert max(recomputes) >= 2, recomputes  # and after recomputes through the writer's score table
+    assert max(rejoined) >= 1, rejoined  # some of which stopped where they rejoined the previous run
