@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo bench paper unlearn venv clean
+.PHONY: test typecheck demo bench paper unlearn venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ venv: $(STAMP)
 ## Run the whole test suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## Type-check the three packages (settings in pyproject.toml's [tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy erase_core erase_langchain erase_llamaindex
 
 # BIG-bench tasks: $ERASE_BIGBENCH_DIR when set, else ../shared/data/bigbench when it is there,
 # else the bigbench==1.0.0 sdist from PyPI (fetched once into ~/.cache/erase/bigbench).

@@ -4,6 +4,7 @@ Framework-free: nothing here imports LangChain or LlamaIndex.
 """
 
 from ._validation import DuplicateIdError, ERASEError, UnknownIdError
+from ._version import __version__
 from .example_index import ExampleIndex, ForgetReceipt
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
 from .selection import SelectedExample
@@ -23,4 +24,5 @@ __all__ = [
     "StoreError",
     "UnknownIdError",
     "UpdateReport",
+    "__version__",
 ]

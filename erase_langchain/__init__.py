@@ -11,6 +11,8 @@
 See docs/langchain.md.
 """
 
+from erase_core import __version__
+
 from .cache import ForgettingCache
 from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector
@@ -18,4 +20,4 @@ from .llms import LocalLLM
 from .retriever import ERASERetriever
 from .vectorstore import ERASEVectorStore
 
-__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM"]
+__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM", "__version__"]

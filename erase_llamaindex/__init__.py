@@ -18,7 +18,7 @@
 torch and transformers are imported only when a model is first used. See docs/llamaindex.md.
 """
 
-from erase_core import ERASEError, ForgetReceipt
+from erase_core import ERASEError, ForgetReceipt, __version__
 
 from .embeddings import HFEmbedding
 from .few_shot import few_shot_function, few_shot_prompt, format_example, format_examples
@@ -39,4 +39,5 @@ __all__ = [
     "few_shot_prompt",
     "format_example",
     "format_examples",
+    "__version__",
 ]
