@@ -227,3 +227,104 @@ def test_rewriting_the_report_keeps_other_commands_sections(tmp_path):
     md = (out / "results.md").read_text()
     assert "PREFACE-THREE" in md and "PREFACE-TWO" not in md
     assert md.count(SECTION_BEGIN) == 1 and md.count("## Exact versus approximate unlearning\nbody") == 1
+
+
+# ----------------------------------------------------------------------------- task handling
+
+
+def _mc_task(tmp_path, **meta):
+    from erase_core.evaluation.bigbench import load_task
+
+    examples = [{"input": f"Pick the animal number {i}.", "target_scores": {"cat": 1, "car": 0, "cup": 0}} for i in range(6)]
+    path = tmp_path / "mc" / "task.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"examples": examples, **meta}))
+    return load_task("mc", data_dir=tmp_path)
+
+
+def test_append_choices_to_input_follows_bigbench(tmp_path):
+    default = TaskFormat.of(_mc_task(tmp_path / "a"))  # absent: BIG-bench's default is true
+    assert default.append_choices and default.choice_prefix == "\n  choice: "
+    task = _mc_task(tmp_path / "b", append_choices_to_input=True, choice_prefix=" option: ", example_input_prefix="Q: ")
+    fmt = TaskFormat.of(task)
+    ex = task.examples[0]
+    shown = fmt.input_text(ex)
+    head, *choices = shown.split(" option: ")
+    assert head == ex["input"] and sorted(choices) == ["car", "cat", "cup"]
+    assert fmt.input_text(ex) == shown  # the same example always reads the same
+    orders = {tuple(fmt.input_text(e).split(" option: ")[1:]) for e in task.examples}
+    assert len(orders) > 1  # permuted per example, not the file order every time
+    assert fmt.question(ex) == "Q: " + shown + "\nA:"
+    assert fmt.shot(ex) == "Q: " + shown + "\nA: cat"
+    assert fmt.prompt([ex], task.examples[1]).endswith("Q: " + fmt.input_text(task.examples[1]) + "\nA:")
+    # off: the input alone, as before; a plain string is never changed
+    off = TaskFormat.of(_mc_task(tmp_path / "c", append_choices_to_input=False))
+    assert off.question(ex) == ex["input"] + "\nA:" and not off.append_choices
+    assert fmt.question("raw text") == "Q: raw text\nA:"
+    # generative examples have no choices to append
+    assert fmt.input_text({"input": "2+2", "target": "4"}) == "2+2"
+
+
+def test_shared_tasks_append_choices_as_their_files_say():
+    from erase_core.evaluation.bigbench import load_task
+
+    if not (BIGBENCH / "movie_recommendation" / "task.json").is_file():
+        pytest.skip("BIG-bench data not found")
+    movie = load_task("movie_recommendation", BIGBENCH)
+    fmt = TaskFormat.of(movie)
+    assert fmt.append_choices
+    ex = movie.examples[0]
+    assert all(f"\n  choice: {c}" in fmt.question(ex) for c in ex["choices"])
+    intent = load_task("intent_recognition", BIGBENCH)
+    assert not TaskFormat.of(intent).append_choices
+    assert TaskFormat.of(intent).question(intent.examples[0]).count("choice:") == 0
+
+
+def test_erase_stratified_refused_on_generative_tasks(tmp_path):
+    from erase_core.evaluation.bench import refusal, refuse_method
+    from erase_core.evaluation.bigbench import load_task
+
+    gen_path = tmp_path / "gen" / "task.json"
+    gen_path.parent.mkdir(parents=True)
+    gen_path.write_text(json.dumps({"examples": [{"input": str(i), "target": str(i + 1)} for i in range(10)]}))
+    gen = load_task("gen", data_dir=tmp_path)
+    with pytest.raises(ERASEError, match="erase-stratified needs a multiple-choice task.*'gen' is generative"):
+        refuse_method("erase-stratified", gen)
+    assert refusal("erase", gen) is None
+    assert refusal("erase-stratified", _mc_task(tmp_path / "m")) is None
+
+
+def _task_data(tmp_path, config, n=60):
+    """A TaskData built without the models (random unit vectors), for the stages that need no LM."""
+    from erase_core.evaluation.bench import TaskData, split_key
+    from erase_core.evaluation.bigbench import load_task
+
+    path = tmp_path / "t" / "task.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"examples": [{"input": f"item {i}?", "target_scores": {"a": i % 2, "b": 1 - i % 2}}
+                                             for i in range(n)]}))
+    task = load_task("t", data_dir=tmp_path)
+    fmt = TaskFormat.of(task)
+    pool, test = task.split(config.n_pool, config.n_test, seed=config.split_seed, group_by=config.group_by)
+    vectors = np.random.default_rng(0).normal(size=(len(pool) + len(test), 8)).astype(np.float32)
+    return TaskData(task, fmt, pool, test, [f"t-{e['idx']}" for e in pool], vectors[: len(pool)], vectors[len(pool) :],
+                    [e["correct_choice"] for e in pool], split_key(task, fmt, pool, test, config))
+
+
+def test_cache_keys_cover_the_configuration(tmp_path):
+    """Pool size, test size, split seed, grouping and task content each change the data key; the
+    unlearning cost is cached by the method list and the pool too (it was not: issue 29)."""
+    from erase_core.evaluation.bench import Bench
+
+    base = dict(n_pool=30, n_test=10, split_seed=0, group_by="context", cache_dir=str(tmp_path / "cache"))
+    key = _task_data(tmp_path / "0", BenchConfig(**base)).key
+    for change in ({"n_pool": 31}, {"n_test": 11}, {"split_seed": 1}, {"group_by": "none"}):
+        assert _task_data(tmp_path / "0", BenchConfig(**(base | change))).key != key, change
+    assert _task_data(tmp_path / "1", BenchConfig(**base), n=61).key != key  # other content
+
+    data = _task_data(tmp_path / "0", BenchConfig(**base))
+    two = Bench(BenchConfig(**base, methods=["erase", "knn"], ks=[2]), progress=False).unlearning_cost(data)
+    three = Bench(BenchConfig(**base, methods=["erase", "knn", "random"], ks=[2]), progress=False).unlearning_cost(data)
+    assert set(two) == {"erase", "knn"} and set(three) == {"erase", "knn", "random"}
+    strat = Bench(BenchConfig(**base, methods=["erase-stratified"], ks=[2]), progress=False).unlearning_cost(data)
+    assert set(strat) == {"erase-stratified"}  # multiple choice: not refused

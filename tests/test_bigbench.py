@@ -335,3 +335,77 @@ def test_fetch_tasks_one_download_for_many(tmp_path, monkeypatch):
     assert len(calls) == 1 and all(p.is_file() for p in paths.values())
     assert sorted(p.parent.name for p in (tmp_path / "c").rglob("task.json")) == ["bar", "foo"]
     assert load_task("bar", data_dir=tmp_path / "c").examples[0]["target"] == "u"
+
+
+# ----------------------------------------------------------------------------- group-aware split
+
+
+def _plain_permutation_split(n, n_pool, n_test, seed):
+    """The split before grouping: the first n_pool of a seeded permutation, then the next n_test."""
+    import numpy as np
+
+    perm = np.random.default_rng(seed).permutation(n)
+    return [int(i) for i in perm[:n_pool]], [int(i) for i in perm[n_pool : n_pool + n_test]]
+
+
+def test_group_split_is_the_plain_split_without_shared_contexts(tmp_path):
+    write_task(tmp_path, "t", {"examples": [{"input": f"Question {i}: what is {i} plus one?", "target": str(i + 1)}
+                                            for i in range(50)]})
+    task = load_task("t", data_dir=tmp_path)
+    assert bigbench.example_groups(task.examples) == list(range(50))
+    for seed in (0, 3):
+        pool, test = task.split(30, 12, seed=seed)
+        assert ([e["idx"] for e in pool], [e["idx"] for e in test]) == _plain_permutation_split(50, 30, 12, seed)
+        assert task.split(30, 12, seed=seed, group_by="none") == (pool, test)
+
+
+def test_group_split_keeps_shared_contexts_on_one_side(tmp_path):
+    # 12 stories with 3 questions each (a shared schema, as in winowhy) and 4 duplicated inputs
+    examples = [{"input": f"Story {s}: Ann met Bo on day {s}.\nQuestion {q}: who met whom?", "target": f"{s}-{q}"}
+                for s in range(12) for q in range(3)]
+    examples += [{"input": "Same question twice?", "target": "yes"}] * 2 + [{"input": "Other?", "target": "no"}] * 2
+    write_task(tmp_path, "schema", {"examples": examples})
+    task = load_task("schema", data_dir=tmp_path)
+    groups = bigbench.example_groups(task.examples)
+    assert len(set(groups)) == 12 + 2
+    assert groups[0] == groups[1] == groups[2] != groups[3]
+    assert groups[36] == groups[37] and groups[38] == groups[39]
+    for seed in range(8):
+        pool, test = task.split(25, 10, seed=seed)
+        pool_groups = {groups[e["idx"]] for e in pool}
+        test_groups = {groups[e["idx"]] for e in test}
+        assert not pool_groups & test_groups
+        assert len(pool) <= 25 and len(test) <= 10 and len(pool) >= 23  # whole groups: at most 2 short
+        assert not {e["idx"] for e in pool} & {e["idx"] for e in test}
+    # without grouping the same split does straddle
+    straddles = 0
+    for seed in range(8):
+        pool, test = task.split(25, 10, seed=seed, group_by="none")
+        straddles += bool({groups[e["idx"]] for e in pool} & {groups[e["idx"]] for e in test})
+    assert straddles > 0
+    with pytest.raises(ERASEError, match="group_by"):
+        task.split(25, 10, group_by="sentence")
+
+
+def test_context_of_inputs():
+    assert bigbench.input_context("Story.\nMore story.\nQuestion?") == "Story.\nMore story."
+    assert bigbench.input_context("A sentence. The reason is that x.") == "A sentence."
+    assert bigbench.input_context("One sentence only") == "One sentence only"
+
+
+def test_task_wide_preamble_is_not_a_group():
+    """A preamble shared by most inputs is boilerplate: those examples group by their whole input."""
+    examples = [{"input": f"Is the argument valid? Argument number {i} goes here.", "target": "x"} for i in range(40)]
+    assert bigbench.example_groups(examples) == list(range(40))
+    assert bigbench.example_groups(examples, "input") == list(range(40))
+
+
+def test_shared_operators_task_never_straddles(shared_bigbench):
+    task = load_task("operators", data_dir=shared_bigbench)
+    groups = bigbench.example_groups(task.examples)
+    assert len(set(groups)) < len(task)  # operator definitions are shared by several questions
+    pool, test = task.split(150, 40, seed=0)
+    assert not {groups[e["idx"]] for e in pool} & {groups[e["idx"]] for e in test}
+    for name in ("intent_recognition", "object_counting", "word_sorting"):
+        other = load_task(name, data_dir=shared_bigbench)
+        assert bigbench.example_groups(other.examples) == list(range(len(other))), name

@@ -78,7 +78,7 @@ class Answerer:
     # ------------------------------------------------------------------ internals
     def _key(self, prefix: str, example: Mapping[str, Any]) -> str:
         h = hashlib.sha256()
-        for part in (prefix, self.fmt.question(example["input"]), *example.get("choices", [])):
+        for part in (prefix, self.fmt.question(example), *example.get("choices", [])):
             h.update(part.encode())
             h.update(b"\x00")
         return h.hexdigest()
@@ -92,7 +92,7 @@ class Answerer:
             before = self.scorer.stats.tokens_processed
             options = [" " + c for c in ex["choices"]]
             key = hashlib.sha256(prefix.encode()).hexdigest() if prefix else None
-            choice = ex["choices"][int(np.argmax(self.scorer.score(self.fmt.question(ex["input"]), options,
+            choice = ex["choices"][int(np.argmax(self.scorer.score(self.fmt.question(ex), options,
                                                                    prefix=prefix, prefix_key=key)))]
             out.append(Answer(choice, is_correct(choice, ex), self.scorer.stats.tokens_processed - before))
         return out
@@ -104,7 +104,7 @@ class Answerer:
         for q, (prefix, ex) in enumerate(zip(prefixes, examples)):
             if prefix not in prefix_ids:
                 prefix_ids[prefix] = self._ids(prefix)
-            context = prefix_ids[prefix] + self._ids(self.fmt.question(ex["input"]))
+            context = prefix_ids[prefix] + self._ids(self.fmt.question(ex))
             if not context:
                 raise ERASEError("prefix and prompt are both empty: there is nothing to condition on")
             for o, choice in enumerate(ex["choices"]):
@@ -152,7 +152,7 @@ class Answerer:
     def _generate_cached(self, prefixes, examples) -> list[Answer]:
         out = []
         for prefix, ex in zip(prefixes, examples):
-            prompt = prefix + self.fmt.question(ex["input"])
+            prompt = prefix + self.fmt.question(ex)
             text = self._cut(self.lm.generate(prompt, max_new_tokens=self.max_new_tokens, stop=self.fmt.stop_strings()))
             out.append(Answer(text, is_correct(text, ex), len(self._ids(prompt))))
         return out
@@ -160,7 +160,7 @@ class Answerer:
     def _generate_batched(self, prefixes, examples) -> list[Answer]:
         torch = self.lm._torch
         tok = self.lm.tokenizer
-        prompts = [self._ids(p) + self._ids(self.fmt.question(ex["input"])) for p, ex in zip(prefixes, examples)]
+        prompts = [self._ids(p) + self._ids(self.fmt.question(ex)) for p, ex in zip(prefixes, examples)]
         texts = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         pad = tok.pad_token_id

@@ -1,9 +1,14 @@
 """``erase bench``: the ERASE paper's comparison on BIG-bench, plus accuracy under deletion.
 
 Stages, each cached as JSON (or .npy for embeddings) under ``--cache-dir`` so that an
-interrupted run resumes where it stopped:
+interrupted run resumes where it stopped. Every cached result is keyed by all that decides it:
+the model file and answering back end, the task's content, the split (pool and test sizes,
+split seed, grouping), the prompt format, and the method, k and seed (the unlearning cost also
+by the method list and k), so a run can be split across sessions and machines and a changed
+configuration never reads another's results:
 
-1. split each task into an example pool and test questions (seeded, one split per task);
+1. split each task into an example pool and test questions (seeded, one split per task;
+   examples sharing a context stay on one side, see :func:`~.bigbench.example_groups`);
 2. embed pool and test inputs (all-MiniLM-L6-v2);
 3. accuracy cells: (task, method, k, seed) → accuracy, BIG-bench normalized score, prompt
    tokens and seconds per query;
@@ -31,7 +36,7 @@ import numpy as np
 
 from .._validation import ERASEError
 from .answering import Answerer, normalized_score, random_baseline
-from .bigbench import BigBenchTask, load_task
+from .bigbench import GROUP_BY, BigBenchTask, load_task
 from .lazy_models import LazyModels
 from .methods import METHODS, SEEDED, make_method
 from .prompts import TaskFormat
@@ -54,6 +59,7 @@ class BenchConfig:
     n_test: int | None = 60
     n_pool: int | None = None
     split_seed: int = 0
+    group_by: str = "context"
     deletion_methods: list[str] = field(default_factory=lambda: list(DELETION_METHODS))
     deletion_k: int = 4
     deletion_m: list[float] = field(default_factory=lambda: [1, 5, 0.1])
@@ -84,6 +90,8 @@ class BenchConfig:
                 raise ERASEError(f"{name} must be non-empty non-negative integers, got {values!r}")
         if any(k < 1 for k in self.ks):
             raise ERASEError(f"ks must be >= 1, got {self.ks}")
+        if self.group_by not in GROUP_BY:
+            raise ERASEError(f"group_by must be one of {GROUP_BY}; got {self.group_by!r}")
         return self
 
     def model_key(self, *, answers: bool = True) -> str:
@@ -155,6 +163,7 @@ class TaskData:
     pool_vectors: np.ndarray
     test_vectors: np.ndarray
     labels: list[str]
+    key: str = ""  # names the task's content, split and format in every cache key
 
     @property
     def low(self) -> float:
@@ -193,9 +202,10 @@ class Bench(LazyModels):
         n = len(task)
         n_test = min(self.config.n_test or n // 2, n // 2)
         n_pool = min(self.config.n_pool or n - n_test, n - n_test)
-        pool, test = task.split(n_pool, n_test, seed=self.config.split_seed)
+        pool, test = task.split(n_pool, n_test, seed=self.config.split_seed, group_by=self.config.group_by)
         ids = [f"{name}-{ex['idx']}" for ex in pool]
-        key = hashlib.sha256(json.dumps([name, n_pool, n_test, self.config.split_seed, len(task)]).encode()).hexdigest()[:12]
+        fmt = TaskFormat.of(task)
+        key = split_key(task, fmt, pool, test, self.config)
         emb_path = self.cache.path("embeddings", f"{name.replace('/', '__')}-{key}", suffix=".npy")
         if emb_path.exists():
             vectors = np.load(emb_path, allow_pickle=False)
@@ -205,7 +215,8 @@ class Bench(LazyModels):
             np.save(tmp, vectors, allow_pickle=False)
             os.replace(tmp, emb_path)
         labels = [ex.get("correct_choice") or ex["target"] for ex in pool]
-        return TaskData(task, TaskFormat.of(task), pool, test, ids, vectors[:n_pool], vectors[n_pool:], labels)
+        n_pool = len(pool)  # whole groups: may be a few short of the requested size
+        return TaskData(task, fmt, pool, test, ids, vectors[:n_pool], vectors[n_pool:], labels, key)
 
     # ------------------------------------------------------------------ stage 3
     def evaluate(self, data: TaskData, method) -> dict:
@@ -228,7 +239,9 @@ class Bench(LazyModels):
         }
 
     def cell(self, data: TaskData, method_name: str, k: int, seed: int) -> dict:
-        key = (self.config.model_key(), data.task.name.replace("/", "__"), f"{method_name}-k{k}-s{seed}-n{len(data.test)}")
+        refuse_method(method_name, data.task)
+        key = (self.config.model_key(), data.task.name.replace("/", "__"), data.key,
+               f"{method_name}-k{k}-s{seed}-n{len(data.test)}")
         hit = self.cache.get("cells", *key)
         if hit is not None:
             return hit
@@ -249,6 +262,8 @@ class Bench(LazyModels):
                     continue
                 if method == "erase+knn" and k < 2:
                     continue
+                if refusal(method, data.task):
+                    continue
                 for seed in (cfg.seeds if method in SEEDED else cfg.seeds[:1]):
                     jobs.append((method, k, seed))
         return [self.cell(data, *job) for job in self._bar(jobs, desc=f"{data.task.name} cells", unit="cell")]
@@ -257,7 +272,7 @@ class Bench(LazyModels):
     def deletion(self, data: TaskData, method_name: str, seed: int, m_spec: float, draw: int) -> dict:
         m = int(m_spec) if m_spec >= 1 else max(1, round(m_spec * len(data.pool)))
         k = self.config.deletion_k
-        key = (self.config.model_key(), data.task.name.replace("/", "__"),
+        key = (self.config.model_key(), data.task.name.replace("/", "__"), data.key,
                f"{method_name}-k{k}-s{seed}-m{m}-d{draw}-n{len(data.test)}")
         hit = self.cache.get("deletion", *key)
         if hit is not None:
@@ -289,14 +304,17 @@ class Bench(LazyModels):
 
     def unlearning_cost(self, data: TaskData) -> dict:
         """Median wall time to forget one example, per method (k = deletion_k), one forget at a time."""
-        key = (data.task.name.replace("/", "__"), f"unlearn-k{self.config.deletion_k}-f{self.config.cost_forgets}")
+        names = sorted(m for m in set(self.config.methods) - {"zero-shot"} if not refusal(m, data.task))
+        methods_key = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:8]
+        key = (data.task.name.replace("/", "__"), data.key,
+               f"unlearn-k{self.config.deletion_k}-f{self.config.cost_forgets}-p{len(data.pool)}-m{methods_key}")
         hit = self.cache.get("cost", *key)
         if hit is not None:
             return hit
         out = {}
         rng = random.Random(f"cost/{data.task.name}")
         victims = rng.sample(sorted(data.pool_ids), min(self.config.cost_forgets, len(data.pool_ids) - self.config.deletion_k))
-        for name in self._bar(sorted(set(self.config.methods) - {"zero-shot"}), desc="unlearning cost", unit="method"):
+        for name in self._bar(names, desc="unlearning cost", unit="method"):
             method = make_method(name, self.config.deletion_k if name != "erase+knn" else max(2, self.config.deletion_k), 0)
             method.fit(data.pool_ids, data.pool_vectors, data.labels)
             times, changed = [], 0
@@ -314,7 +332,7 @@ class Bench(LazyModels):
         """SISA on 1, 2, 4 shards (each cached on its own, so an interrupted run keeps what it
         finished) and the one-shard accuracy against the number of examples seen."""
         cfg = self.config
-        base = (self.config.model_key(answers=False), data.task.name.replace("/", "__"))
+        base = (self.config.model_key(answers=False), data.task.name.replace("/", "__"), data.key)
         pool = [dict(ex, id=i) for ex, i in zip(data.pool, data.pool_ids)][: cfg.sisa_pool]
         rows = []
         for shards in self._bar(cfg.sisa_shards, desc=f"{data.task.name} SISA", unit="config"):
@@ -371,7 +389,9 @@ class Bench(LazyModels):
                 continue
             data = self.load(name)
             entry: dict[str, Any] = {"pool": len(data.pool), "test": len(data.test), "low": data.low,
-                                     "multiple_choice": data.task.is_multiple_choice,
+                                     "multiple_choice": data.task.is_multiple_choice, "split_key": data.key,
+                                     "refused": {m: refusal(m, data.task) for m in self.config.methods
+                                                 if refusal(m, data.task)},
                                      "cells": self.run_cells(data), "unlearning_cost": self.unlearning_cost(data)}
             if with_deletion:
                 entry["deletion"] = self.run_deletion(data)
@@ -379,6 +399,35 @@ class Bench(LazyModels):
                 entry["sisa"] = self.sisa(data)
             results["tasks"][name] = entry
         return results
+
+
+def split_key(task: BigBenchTask, fmt: TaskFormat, pool: Sequence[dict], test: Sequence[dict],
+              config: BenchConfig) -> str:
+    """Names one task's data in the cache: its content, prompt format, the split's settings and
+    the examples it drew. Anything that changes what a cell is computed from changes the key."""
+    return hashlib.sha256(json.dumps([
+        task.name, task.examples, asdict(fmt), config.n_pool, config.n_test, config.split_seed, config.group_by,
+        [ex["idx"] for ex in pool], [ex["idx"] for ex in test],
+    ], sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def refusal(method_name: str, task: BigBenchTask) -> str | None:
+    """Why ``method_name`` is not run on ``task`` (None when it is).
+
+    ``erase-stratified`` shares the shots out over the pool's labels; on a generative task the
+    labels are the targets, nearly all distinct, so every label gets no quota but the largest
+    remainders, which tie: the shots would be chosen by label order, not by clustering."""
+    if method_name == "erase-stratified" and not task.is_multiple_choice:
+        return ("erase-stratified needs a multiple-choice task (its strata are the correct choices); "
+                f"task {task.name!r} is generative, where nearly every target is its own label")
+    return None
+
+
+def refuse_method(method_name: str, task: BigBenchTask) -> None:
+    """Raise :class:`ERASEError` when :func:`refusal` refuses ``method_name`` on ``task``."""
+    reason = refusal(method_name, task)
+    if reason:
+        raise ERASEError(reason)
 
 
 def summarize_cells(cells: Sequence[dict]) -> dict[tuple[str, int], dict]:

@@ -42,11 +42,14 @@ __all__ = [
     "BigBenchError",
     "BigBenchTask",
     "ENV_VAR",
+    "GROUP_BY",
     "MalformedTaskError",
     "TaskDownloadError",
     "TaskNotFoundError",
     "default_cache_dir",
+    "example_groups",
     "fetch_tasks",
+    "input_context",
     "load_task",
     "load_task_file",
     "parse_task",
@@ -106,11 +109,18 @@ class BigBenchTask:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def split(self, n_pool: int, n_test: int | None = None, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Disjoint, seeded ``(pool, test)`` samples of the examples (copies).
+    def split(self, n_pool: int, n_test: int | None = None, seed: int = 0,
+              group_by: str = "context") -> tuple[list[dict], list[dict]]:
+        """Disjoint, seeded ``(pool, test)`` samples of the examples (copies), whole groups at a time.
 
-        A permutation drawn from ``numpy.random.default_rng(seed)``: the first ``n_pool``
-        examples form the pool, the next ``n_test`` (all the rest when ``None``) the test set.
+        Examples are grouped by :func:`example_groups` (``group_by``), so that examples sharing
+        a context (a story, a definition, identical inputs) never straddle pool and test. The
+        groups are ordered by their first example in a permutation drawn from
+        ``numpy.random.default_rng(seed)``; each group goes to the pool while it fits in
+        ``n_pool``, else to the test set while it fits in ``n_test`` (all the rest when
+        ``None``), else is left out. With only single-example groups this is the plain
+        permutation split: the first ``n_pool`` examples, then the next ``n_test``. With larger
+        groups the pool or test set may come out a few examples short.
         """
         n = len(self.examples)
         for label, value in (("n_pool", n_pool), ("n_test", n_test), ("seed", seed)):
@@ -124,10 +134,64 @@ class BigBenchTask:
             raise ERASEError(
                 f"task {self.name!r} has {n} examples; cannot take n_pool={n_pool} + n_test={n_test}"
             )
+        group_of = example_groups(self.examples, group_by)
         perm = np.random.default_rng(int(seed)).permutation(n)
-        pool = [copy.deepcopy(self.examples[i]) for i in perm[:n_pool]]
-        test = [copy.deepcopy(self.examples[i]) for i in perm[n_pool : n_pool + n_test]]
+        members: dict[int, list[int]] = {}
+        for i in perm:
+            members.setdefault(group_of[int(i)], []).append(int(i))
+        pool_rows: list[int] = []
+        test_rows: list[int] = []
+        for rows in members.values():
+            if len(pool_rows) + len(rows) <= n_pool:
+                pool_rows += rows
+            elif len(test_rows) + len(rows) <= n_test:
+                test_rows += rows
+        pool = [copy.deepcopy(self.examples[i]) for i in pool_rows]
+        test = [copy.deepcopy(self.examples[i]) for i in test_rows]
         return pool, test
+
+
+#: How :meth:`BigBenchTask.split` may group examples.
+GROUP_BY = ("context", "input", "none")
+
+
+def input_context(text: str) -> str:
+    """The part of an input that states its context: everything before its last non-empty line,
+    or, for a one-line input, everything before its last sentence (the whole input when it is a
+    single sentence). Questions about one story or one definition share it."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if len(lines) > 1:
+        return "\n".join(lines[:-1]).strip()
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    return " ".join(sentences[:-1]).strip() if len(sentences) > 1 else text.strip()
+
+
+def example_groups(examples: list[dict[str, Any]], group_by: str = "context") -> list[int]:
+    """A group number per example; a split keeps each group on one side.
+
+    - ``"none"``: every example is its own group;
+    - ``"input"``: examples with identical inputs share a group;
+    - ``"context"`` (default): examples whose :func:`input_context` is the same share a group
+      (a schema sentence with several questions about it, an operator's definition, a
+      duplicated input), except that a context shared by more than ``sqrt(n)`` of the ``n``
+      examples is taken as task-wide boilerplate (a fixed preamble, not a shared schema) and
+      those examples fall back to grouping by identical input.
+    """
+    if group_by not in GROUP_BY:
+        raise ERASEError(f"group_by must be one of {GROUP_BY}; got {group_by!r}")
+    if group_by == "none":
+        return list(range(len(examples)))
+    inputs = [ex["input"].strip() for ex in examples]
+    keys = inputs
+    if group_by == "context":
+        contexts = [input_context(t) for t in inputs]
+        sizes: dict[str, int] = {}
+        for c in contexts:
+            sizes[c] = sizes.get(c, 0) + 1
+        limit = math.sqrt(len(examples))
+        keys = [("c", c) if sizes[c] <= limit else ("i", t) for c, t in zip(contexts, inputs)]  # type: ignore[misc]
+    number: dict[Any, int] = {}
+    return [number.setdefault(key, len(number)) for key in keys]
 
 
 def _parse_example(i: int, ex: Any, where: str) -> dict[str, Any]:

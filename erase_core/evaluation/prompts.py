@@ -4,26 +4,39 @@ A k-shot prompt is ``prefix + question``: the *prefix* (the task prefix and the 
 each ``input_prefix + input + output_prefix + target``, joined by the task's separator) is
 the part that in-context unlearning must keep exact, and the part a KV cache can reuse when
 the shots do not depend on the query; the *question* is ``input_prefix + input + answer
-cue``. Answers are scored (multiple choice) or generated after the cue, with a leading
+cue``. For multiple-choice tasks whose task.json leaves ``append_choices_to_input`` true (its
+BIG-bench default), the input shown, in shots and question alike, is followed by the choices,
+each after ``choice_prefix`` (default ``"\n  choice: "``), in a permutation of the sorted
+choices, as BIG-bench's ``json_task`` formats it (there the permutation comes from the task's
+running generator; here from a generator seeded by the input, so an example always reads the same
+whichever split or prompt it lands in). Answers are scored (multiple choice) or generated after the cue, with a leading
 space, as in BIG-bench's own JSON tasks.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from .bigbench import BigBenchTask
 
 
 @dataclass(frozen=True)
 class TaskFormat:
-    """How BIG-bench formats a task's prompts (from its task.json, with BIG-bench's defaults)."""
+    """How BIG-bench formats a task's prompts (from its task.json, with BIG-bench's defaults).
+
+    ``append_choices`` is False unless set: :meth:`of` sets it from the task's
+    ``append_choices_to_input``, which BIG-bench takes as true when absent."""
 
     task_prefix: str = ""
     input_prefix: str = ""
     output_prefix: str = "\nA: "
     separator: str = "\n\n"
+    append_choices: bool = False
+    choice_prefix: str = "\n  choice: "
 
     @classmethod
     def of(cls, task: BigBenchTask) -> "TaskFormat":
@@ -33,6 +46,8 @@ class TaskFormat:
             input_prefix=m.get("example_input_prefix", ""),
             output_prefix=m.get("example_output_prefix", "\nA: "),
             separator=m.get("few_shot_example_separator", "\n\n"),
+            append_choices=bool(m.get("append_choices_to_input", True)),
+            choice_prefix=m.get("choice_prefix", "\n  choice: "),
         )
 
     @property
@@ -40,9 +55,22 @@ class TaskFormat:
         """The output prefix without its trailing space (the space goes with the answer)."""
         return self.output_prefix.rstrip(" ")
 
+    def input_text(self, example: Mapping[str, Any] | str) -> str:
+        """The input as the model reads it: with the choices appended when ``append_choices``
+        is set and the example has choices (a plain string is returned unchanged)."""
+        if isinstance(example, str):
+            return example
+        text = example["input"]
+        choices = example.get("choices")
+        if not (self.append_choices and choices):
+            return text
+        rng = np.random.RandomState(zlib.crc32(text.encode("utf-8")))
+        shown = [str(c) for c in rng.permutation(sorted(choices))]
+        return text + self.choice_prefix + self.choice_prefix.join(shown)
+
     def shot(self, example: Mapping[str, Any]) -> str:
         """One solved example: input and its answer text."""
-        return self.input_prefix + example["input"] + self.output_prefix + answer_text(example)
+        return self.input_prefix + self.input_text(example) + self.output_prefix + answer_text(example)
 
     def prefix(self, shots: Sequence[Mapping[str, Any]]) -> str:
         """Task prefix and shots, ending with the separator ('' for zero-shot without a task prefix)."""
@@ -50,11 +78,12 @@ class TaskFormat:
         parts = ([head] if head else []) + [self.shot(s) for s in shots]
         return self.separator.join(parts) + self.separator if parts else ""
 
-    def question(self, input_text: str) -> str:
-        return self.input_prefix + input_text + self.answer_cue
+    def question(self, example: Mapping[str, Any] | str) -> str:
+        """The question after the shots: an example (its :meth:`input_text`) or an input string."""
+        return self.input_prefix + self.input_text(example) + self.answer_cue
 
-    def prompt(self, shots: Sequence[Mapping[str, Any]], input_text: str) -> str:
-        return self.prefix(shots) + self.question(input_text)
+    def prompt(self, shots: Sequence[Mapping[str, Any]], example: Mapping[str, Any] | str) -> str:
+        return self.prefix(shots) + self.question(example)
 
     def stop_strings(self) -> list[str]:
         """Where a generated answer ends: the separator's first line break, or a line break."""

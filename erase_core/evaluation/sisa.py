@@ -388,7 +388,7 @@ class SISAEnsemble:
         predictions = self._predict_many(test_examples)
         correct = [bool(is_correct(p, ex)) for p, ex in zip(predictions, test_examples)]
         tok, prefix = self._view.tokenizer, self._prefix()
-        prompts = [prefix + self.fmt.question(ex["input"]) for ex in test_examples]
+        prompts = [prefix + self.fmt.question(ex) for ex in test_examples]
         tokens = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
         return {
             "accuracy": float(np.mean(correct)),
@@ -532,7 +532,7 @@ class SISAEnsemble:
 
     def _encode(self, ex: Mapping[str, Any]) -> _Encoded:
         """Prompt tokens (masked) + answer tokens + the stop string that ends an answer."""
-        return encode_answer(self._view.tokenizer, self.fmt.question(ex["input"]), answer_text(ex),
+        return encode_answer(self._view.tokenizer, self.fmt.question(ex), answer_text(ex),
                              self.fmt.stop_strings()[0], self.config.max_length)
 
     def _batches(self, encoded: Sequence[_Encoded]):
@@ -636,7 +636,7 @@ class SISAEnsemble:
             self._load_weights(self._read(self._checkpoints[(shard, self.config.n_slices - 1)]))
             scorer = MultipleChoiceScorer(self._view)  # fresh per shard: no stale prefix cache
             for k, ex in enumerate(examples):
-                question = self.fmt.question(ex["input"])
+                question = self.fmt.question(ex)
                 if "choices" in ex:
                     scores = scorer.score(question, [" " + c for c in ex["choices"]], prefix=prefix)
                     votes[k].append((ex["choices"][int(np.argmax(scores))], scores))

@@ -146,7 +146,7 @@ class _Trainer(SISAEnsemble):
 
     def _encode(self, ex: Mapping[str, Any]) -> _Encoded:
         fmt = self.fmt_of(ex)
-        return encode_answer(self._view.tokenizer, fmt.question(ex["input"]), answer_text(ex), fmt.stop_strings()[0],
+        return encode_answer(self._view.tokenizer, fmt.question(ex), answer_text(ex), fmt.stop_strings()[0],
                       self.config.max_length)
 
     def view(self) -> _ModelView:
@@ -225,7 +225,7 @@ class System:
         return self.formats.get(ex.get("task"), self.formats[self.main])
 
     def prompt(self, ex: Mapping[str, Any]) -> str:
-        return self.prefix + self.fmt_of(ex).question(ex["input"])
+        return self.prefix + self.fmt_of(ex).question(ex)
 
     def answer_rows(self, examples: Sequence[Mapping]) -> list[_Encoded]:
         tok = self.view.tokenizer
@@ -301,7 +301,7 @@ def test_accuracy(system: System, test: Sequence[Mapping], max_new_tokens: int =
     fmt = system.formats[system.main]
     correct = []
     for ex in test:
-        question = fmt.question(ex["input"])
+        question = fmt.question(ex)
         if "choices" in ex:
             scores = scorer.score(question, [" " + c for c in ex["choices"]], prefix=system.answer_prefix)
             answer = ex["choices"][int(np.argmax(scores))]

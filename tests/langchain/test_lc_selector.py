@@ -20,6 +20,7 @@ from erase_core import ERASEError, ExampleIndex, UnknownIdError  # noqa: E402
 from erase_core.storage import keys_path  # noqa: E402
 from erase_langchain import ERASEExampleSelector  # noqa: E402
 from lc_helpers import EXAMPLES, IDS, QUERIES, NGramEmbeddings, with_ids  # noqa: E402
+from loop_probe import LoopWitness, Rendezvous  # noqa: E402
 from residue import assert_sealed, plaintext_needles, sealed_rows  # noqa: E402
 
 PARAMS = dict(epsilon=0.05, seed=3)
@@ -297,28 +298,36 @@ async def test_async_twins(emb):
     assert set(receipt.ids) == {"new", "ex00"}
 
 
+class ProbedEmbeddings(NGramEmbeddings):
+    """NGramEmbeddings whose every (blocking) call runs ``probe()`` first."""
+
+    def __init__(self, probe):
+        super().__init__()
+        self.probe = probe
+
+    def embed_documents(self, texts):
+        self.probe()
+        return super().embed_documents(texts)
+
+    def embed_query(self, text):
+        self.probe()
+        return super().embed_query(text)
+
+
 async def test_async_does_not_block_the_event_loop():
-    slow = NGramEmbeddings(delay=0.2)
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def heartbeat():
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    beat = asyncio.create_task(heartbeat())
-    start = time.perf_counter()
+    # every embedding call blocks until the event loop has run meanwhile (it never would if the
+    # call blocked the loop); the three selects must also be in flight at the same time
+    witness, meet = LoopWitness(), Rendezvous(3)
+    witness.attach()
+    slow = ProbedEmbeddings(witness)
     s = await ERASEExampleSelector.afrom_examples(EXAMPLES, slow, k=3, strategy="similarity", ids=IDS)
-    await asyncio.gather(*(s.aselect_examples({"input": q}) for q in QUERIES[:3]))
+    slow.probe = lambda: (witness(), meet())
+    picked = await asyncio.gather(*(s.aselect_examples({"input": q}) for q in QUERIES[:3]))
+    slow.probe = witness
     await s.aadd_example({"input": "x y", "output": "z"})
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await beat
-    # five blocking 0.2 s embedding calls (the three selects overlap); the loop kept ticking
-    # (blocked, it would tick about once per call)
-    assert elapsed > 0.55 and ticks >= 0.3 * elapsed / 0.01
+    assert witness.calls == 5  # one embedding of the pool, three queries, one added example
+    sync = build(NGramEmbeddings(), k=3, strategy="similarity")
+    assert picked == [sync.select_examples({"input": q}) for q in QUERIES[:3]]
 
 
 def test_threads_add_forget_select(emb):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from typing import List
+
+from llama_index.core.bridge.pydantic import PrivateAttr
 
 from erase_llamaindex import ERASERetriever
+from loop_probe import LoopWitness, Rendezvous
 
 from .helpers import HashingEmbedding, example_nodes, results
 
@@ -25,50 +28,48 @@ def test_aretrieve_equals_retrieve():
         assert [results(x) for x in asyncio.run(main())] == [results(r.retrieve(q)) for q in queries]
 
 
-async def _ticks_during(coro, period=0.01):
-    """Run ``coro`` while a ticker counts how often the event loop got to run it."""
-    ticks = 0
-    done = asyncio.Event()
+class ProbedEmbedding(HashingEmbedding):
+    """HashingEmbedding whose query embeddings call ``probe()`` first (a blocking wait)."""
 
-    async def ticker():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(period)
+    _probe: object = PrivateAttr(default=None)
 
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    start = time.perf_counter()
-    result = await coro
-    elapsed = time.perf_counter() - start
-    done.set()
-    await task
-    return result, ticks, elapsed
+    def _get_query_embedding(self, query: str) -> List[float]:
+        if self._probe is not None:
+            self._probe()
+        return super()._get_query_embedding(query)
 
 
 def test_aretrieve_does_not_block_the_event_loop():
-    # The embedding blocks for 0.3 s in every call, including its "async" methods (as many
-    # LlamaIndex integrations do); the event loop must keep running meanwhile.
-    embed = HashingEmbedding()
+    # The embedding blocks in every call, including its "async" methods (as many LlamaIndex
+    # integrations do): it waits until the event loop has run, which it never does if the
+    # retrieval blocks the loop.
+    embed = ProbedEmbedding()
     r = build(embed)
-    embed.delay = 0.3
-    result, ticks, elapsed = asyncio.run(_ticks_during(r.aretrieve("wonderful hotel")))
-    assert elapsed >= 0.3 and ticks >= 10
-    embed.delay = 0.0
+    embed._probe = witness = LoopWitness()
+
+    async def main():
+        witness.attach()
+        return await r.aretrieve("wonderful hotel")
+
+    result = asyncio.run(main())
+    assert witness.calls == 1
+    embed._probe = None
     assert results(result) == results(r.retrieve("wonderful hotel"))
 
 
 def test_concurrent_aretrieves_overlap():
-    embed = HashingEmbedding()
+    # every embedding waits until all four are in flight: retrievals that wait on each other
+    # (a lock held across the embedding, or one after another) break the rendezvous
+    embed = ProbedEmbedding()
     r = build(embed)
-    embed.delay = 0.25
+    embed._probe = meet = Rendezvous(4)
 
     async def main():
-        start = time.perf_counter()
-        await asyncio.gather(*(r.aretrieve(f"query {i}") for i in range(4)))
-        return time.perf_counter() - start
+        return await asyncio.gather(*(r.aretrieve(f"query {i}") for i in range(4)))
 
-    assert asyncio.run(main()) < 0.9  # 4 x 0.25 s run side by side, not one after another
+    answers = asyncio.run(main())
+    meet.armed = False
+    assert [results(a) for a in answers] == [results(r.retrieve(f"query {i}")) for i in range(4)]
 
 
 def test_aforget_and_ainsert(tmp_path):
@@ -77,7 +78,7 @@ def test_aforget_and_ainsert(tmp_path):
     nodes = example_nodes(45)
 
     async def main():
-        receipt, ticks, _ = await _ticks_during(r.aforget(["node-001", "node-002"]), period=0.001)
+        receipt = await r.aforget(["node-001", "node-002"])
         await r.ainsert_nodes(nodes[40:])
         ref = await r.adelete_ref_doc("no-such-doc")
         return receipt, ref
