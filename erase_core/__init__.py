@@ -3,7 +3,7 @@
 Framework-free: nothing here imports LangChain or LlamaIndex.
 """
 
-from ._validation import DuplicateIdError, ERASEError, UnknownIdError
+from ._validation import DuplicateIdError, ERASEError, InvalidIdError, UnknownArgumentError, UnknownIdError
 from ._version import __version__
 from .example_index import ExampleIndex, ForgetReceipt
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
@@ -19,9 +19,11 @@ __all__ = [
     "ExampleIndex",
     "ExampleStore",
     "ForgetReceipt",
+    "InvalidIdError",
     "QuantizedKMeans",
     "SelectedExample",
     "StoreError",
+    "UnknownArgumentError",
     "UnknownIdError",
     "UpdateReport",
     "__version__",

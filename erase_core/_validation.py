@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import numbers
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +22,49 @@ class UnknownIdError(ERASEError, KeyError):
 
 class DuplicateIdError(ERASEError):
     """An id was given twice, or is already present."""
+
+
+class UnknownArgumentError(ERASEError, TypeError):
+    """A keyword argument the callee does not take. Also a ``TypeError``, what Python raises
+    for an unexpected keyword: a misspelt option (``stratgy=``) is never silently ignored."""
+
+
+class InvalidIdError(ERASEError, TypeError):
+    """An id that is not a non-empty ``str`` (see :func:`check_id`)."""
+
+
+#: The one rule for ids, everywhere (add, upsert, get, delete, forget; core and adapters).
+ID_RULE = "ids are non-empty strings (str); no other type is converted"
+
+
+def reject_unknown_kwargs(where: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Raise :class:`UnknownArgumentError` when ``kwargs`` is not empty: it names each unknown
+    keyword (with the closest accepted one, when there is one) and lists the accepted ones.
+
+    ``where`` names the callee as the user wrote it (``"ERASEExampleSelector.from_examples"``)."""
+    if not kwargs:
+        return
+    accepted = sorted(set(accepted))
+    parts = []
+    for name in sorted(kwargs):
+        close = difflib.get_close_matches(name, accepted, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(parts) > 1 else ""
+    raise UnknownArgumentError(
+        f"{where}() got unexpected keyword argument{plural} {', '.join(parts)}; "
+        f"accepted: {', '.join(accepted) if accepted else '(none)'}"
+    )
+
+
+def check_id(value: Any, name: str = "id") -> str:
+    """``value`` when it is a valid id: a non-empty ``str``. Anything else (an int, bytes,
+    None, ``""``) raises :class:`InvalidIdError` naming it; nothing is converted, so ``7`` and
+    ``"7"`` can never be confused between an add and a later forget."""
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{name} must be a non-empty string, got {type(value).__name__} {value!r}: {ID_RULE}")
+    if not value:
+        raise InvalidIdError(f"{name} must be a non-empty string, got '': {ID_RULE}")
+    return value
 
 
 def check_vectors(X, *, dim: int | None = None, name: str = "X", keep_float32: bool = False) -> np.ndarray:
@@ -63,11 +107,8 @@ def check_ids(ids: Iterable | None, n: int, *, existing=None, name: str = "ids")
     out = list(ids)
     if len(out) != n:
         raise ERASEError(f"got {len(out)} {name} for {n} vectors")
-    for i in out:
-        if not isinstance(i, str):
-            raise ERASEError(f"{name} must be strings; got {type(i).__name__} {i!r}")
-        if i == "":
-            raise ERASEError(f"{name} must be non-empty strings")
+    for j, i in enumerate(out):
+        check_id(i, f"{name}[{j}]")
     if len(set(out)) != len(out):
         seen: set[str] = set()
         dup = next(i for i in out if i in seen or seen.add(i))
@@ -88,8 +129,7 @@ def check_known_ids(ids: Iterable, known, *, missing: str = "raise") -> list[str
     out: list[str] = []
     seen: set[str] = set()
     for i in ids:
-        if not isinstance(i, str):
-            raise ERASEError(f"ids must be strings; got {type(i).__name__} {i!r}")
+        check_id(i)
         if i in seen:
             if missing == "raise":
                 raise DuplicateIdError(f"id {i!r} given twice")
