@@ -26,8 +26,9 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy erase_core erase_langchain erase_llamaindex
 
-# BIG-bench tasks: $ERASE_BIGBENCH_DIR when set, else ../shared/data/bigbench when it is there,
-# else the bigbench==1.0.0 sdist from PyPI (fetched once into ~/.cache/erase/bigbench).
+# BIG-bench tasks: $ERASE_BIGBENCH_DIR when set, else ../shared/data/bigbench when it is there
+# (all its tasks, for `erase bench --full`), else the tasks bundled with the package, which are
+# all that `make demo` and the default `erase bench` need: nothing is downloaded.
 SHARED_BIGBENCH := $(wildcard ../shared/data/bigbench)
 ifneq ($(SHARED_BIGBENCH),)
 export ERASE_BIGBENCH_DIR ?= $(abspath $(SHARED_BIGBENCH))

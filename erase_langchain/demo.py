@@ -1,6 +1,6 @@
 """`erase demo`: the product end to end on a real BIG-bench task with local models.
 
-1. load the task (``--data-dir``, ``ERASE_BIGBENCH_DIR`` or the PyPI sdist cache);
+1. load the task (``--data-dir``, ``ERASE_BIGBENCH_DIR`` or the tasks bundled with erase_core);
 2. split it into an example pool and test questions (seeded);
 3. build an ``ERASEExampleSelector`` and a LangChain few-shot chain with the local LLM and
    answer the test questions: ERASE k-shot beside zero-shot, random k-shot and similarity
@@ -124,7 +124,7 @@ def _evaluate(condition: Condition, test: list[dict]) -> None:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="erase demo", description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=DEFAULT_TASK, help=f"BIG-bench task (default {DEFAULT_TASK})")
-    parser.add_argument("--data-dir", default=None, help="folder of <task>/task.json (default: $ERASE_BIGBENCH_DIR or the PyPI cache)")
+    parser.add_argument("--data-dir", default=None, help="folder of <task>/task.json (default: $ERASE_BIGBENCH_DIR, else the bundled tasks)")
     parser.add_argument("--k", type=int, default=4, help="shots per prompt (default 4)")
     parser.add_argument("--n-test", type=int, default=150, help="test questions (default 150)")
     parser.add_argument("--n-pool", type=int, default=None, help="pool size (default: the rest of the task)")

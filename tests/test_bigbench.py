@@ -1,21 +1,25 @@
-"""BIG-bench loader: real task files, malformed files, seeded splits, the PyPI cache path (faked)."""
+"""BIG-bench loader: the bundled task files, where tasks are looked for, malformed files, seeded splits."""
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
-import tarfile
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from erase_core.evaluation import bigbench
 from erase_core._validation import ERASEError
+from erase_core.evaluation import bigbench
 from erase_core.evaluation.bigbench import (
+    BUNDLED_DIR,
+    BUNDLED_TASKS,
     ENV_VAR,
     BigBenchTask,
     MalformedTaskError,
     TaskNotFoundError,
+    available_tasks,
     default_cache_dir,
     load_task,
     load_task_file,
@@ -35,14 +39,9 @@ def shared_bigbench() -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
-    """No test sees the user's env var or cache, and none may run pip."""
+    """No test sees the user's env var or cache."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-    def no_network(workdir):
-        raise AssertionError("a test tried to download BIG-bench")
-
-    monkeypatch.setattr(bigbench, "_download_sdist", no_network)
 
 
 def write_task(root: Path, name: str, content) -> Path:
@@ -110,14 +109,19 @@ def test_free_form_task_has_no_choices(shared_bigbench):
     assert all("choices" not in ex for ex in task.examples)
 
 
-def test_missing_task_in_named_dir_is_not_downloaded(tmp_path, monkeypatch):
+def test_a_named_dir_is_the_only_place_looked_at(tmp_path, monkeypatch):
+    """A task missing from a directory the user named is an error, even a bundled one: no silent
+    fall-back to other data."""
     with pytest.raises(TaskNotFoundError, match="not found"):
-        load_task("foo", data_dir=tmp_path)
+        load_task("intent_recognition", data_dir=tmp_path)
     monkeypatch.setenv(ENV_VAR, str(tmp_path))
-    with pytest.raises(TaskNotFoundError):
-        load_task("foo")
+    with pytest.raises(TaskNotFoundError, match=re.escape(f"${ENV_VAR}")):
+        load_task("intent_recognition")
     with pytest.raises(TaskNotFoundError, match="does not exist"):
         load_task("foo", data_dir=tmp_path / "absent")
+    write_task(default_cache_dir(), "foo", {"examples": [{"input": "i", "target": "t"}]})
+    with pytest.raises(TaskNotFoundError):
+        load_task("foo")  # $ERASE_BIGBENCH_DIR still names the only place
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -242,65 +246,74 @@ def test_split_rest_and_bounds(tmp_path):
             task.split(bad, 1)
 
 
-# ----------------------------------------------------------------------------- PyPI cache path
+# ----------------------------------------------------------------------------- bundled tasks and cache
 
 
-def fake_sdist(path: Path, tasks: dict[str, object]) -> Path:
-    """A tar.gz laid out like bigbench-1.0.0.tar.gz, holding the given task.json contents."""
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(f"bigbench-1.0.0/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-        add("setup.py", b"# not run\n")
-        add("bigbench/benchmark_tasks/README.md", b"tasks\n")
-        for name, content in tasks.items():
-            add(f"bigbench/benchmark_tasks/{name}/task.json", json.dumps(content).encode())
-            add(f"bigbench/benchmark_tasks/{name}/README.md", b"readme\n")
-    return path
+def notice_checksums() -> dict[str, str]:
+    """``{task: sha256}`` as stated in the bundled NOTICE."""
+    text = (BUNDLED_DIR / "NOTICE").read_text(encoding="utf-8")
+    return dict(re.findall(r"^\s*([a-z_]+)/task\.json\s+sha256 ([0-9a-f]{64})\s*$", text, flags=re.M))
 
 
-def test_cache_is_filled_from_sdist_and_tarball_removed(tmp_path, monkeypatch):
-    task_json = {"description": "fake", "examples": [{"input": "hi", "target_scores": {"a": 1, "b": 0}}]}
-    tarball = fake_sdist(tmp_path / "bigbench-1.0.0.tar.gz", {
-        "foo": task_json,
-        "bar": {"examples": [{"input": "x", "target": "y"}]},
-    })  # fmt: skip
-    calls = []
+def test_bundled_tasks_load_with_nothing_set(monkeypatch):
+    """No data_dir, no $ERASE_BIGBENCH_DIR, an empty cache: the bundled files are read."""
+    assert not default_cache_dir().exists()
+    task = load_task("intent_recognition")
+    check_intent_recognition(task)
+    assert task.source == BUNDLED_DIR / "intent_recognition" / "task.json"
+    for name in BUNDLED_TASKS:
+        task = load_task(name)
+        assert task.source == BUNDLED_DIR / name / "task.json" and len(task) >= 600
+        assert task.is_multiple_choice == (name != "object_counting")
+    assert not default_cache_dir().exists()  # nothing is written
+    monkeypatch.setenv(ENV_VAR, "")  # an empty variable counts as unset
+    assert load_task("object_counting").source == BUNDLED_DIR / "object_counting" / "task.json"
 
-    def fake_download(workdir: Path) -> Path:
-        calls.append(workdir)
-        assert workdir.is_dir()
-        return tarball
 
-    monkeypatch.setattr(bigbench, "_download_sdist", fake_download)
+@pytest.fixture
+def shared_bigbench_optional() -> Path | None:
+    path = (REPO_ROOT / ".." / "shared" / "data" / "bigbench").resolve()
+    return path if path.is_dir() else None
+
+
+def test_bundled_files_are_the_unmodified_ones_named_in_notice(shared_bigbench_optional):
+    folders = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir())
+    assert folders == sorted(BUNDLED_TASKS)
+    assert sorted(notice_checksums()) == sorted(BUNDLED_TASKS)
+    for name, digest in notice_checksums().items():
+        data = (BUNDLED_DIR / name / "task.json").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+        assert b"canary GUID" in data  # BIG-bench's training-data canary is kept
+        if shared_bigbench_optional is not None:
+            assert data == (shared_bigbench_optional / name / "task.json").read_bytes(), name
+    license_text = (BUNDLED_DIR / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text  # the whole text, not a pointer
+    assert "https://github.com/google/BIG-bench" in (BUNDLED_DIR / "NOTICE").read_text(encoding="utf-8")
+
+
+def test_bundled_tasks_cover_every_default():
+    """What `erase demo`, `erase bench` (and --quick) and `erase unlearn` use by default is bundled."""
+    from erase_core.evaluation.bench import CPU_TASKS
+    from erase_core.evaluation.command import build_parser, config_from_args
+    from erase_core.evaluation.unlearning import UnlearnConfig
+    from erase_langchain.demo import DEFAULT_TASK
+
+    quick = config_from_args(build_parser().parse_args(["--quick"]))
+    default = config_from_args(build_parser().parse_args([]))
+    unlearn = UnlearnConfig()
+    needed = {DEFAULT_TASK, *CPU_TASKS, *quick.tasks, *default.tasks, unlearn.task, unlearn.ood_task}
+    assert needed <= set(BUNDLED_TASKS)
+
+
+def test_user_cache_comes_after_the_bundled_tasks():
     cache = default_cache_dir()
-    assert cache == tmp_path / "xdg-cache" / "erase" / "bigbench"
-
+    assert cache == Path(os.environ["XDG_CACHE_HOME"]) / "erase" / "bigbench"
+    write_task(cache, "foo", {"description": "mine", "examples": [{"input": "i", "target": "t"}]})
+    write_task(cache, "intent_recognition", {"examples": [{"input": "i", "target": "t"}]})
     task = load_task("foo")
-    assert len(calls) == 1
-    assert task.description == "fake" and task.examples[0]["target"] == "a"
-    assert task.source == cache / "foo" / "task.json"
-    assert json.loads((cache / "foo" / "task.json").read_text()) == task_json
-    # only the requested task's task.json was kept; the tarball and the work dir are gone
-    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["foo", "foo/task.json"]
-    assert not tarball.exists()
-    assert not calls[0].exists()
-
-    # a second load is served from the cache
-    assert load_task("foo").examples == task.examples
-    assert len(calls) == 1
-
-
-def test_cache_download_from_unpacked_tree(tmp_path, monkeypatch):
-    """The fallback when pip leaves an unpacked source tree instead of the tarball."""
-    tree = tmp_path / "src" / "bigbench-1.0.0"
-    write_task(tree / "bigbench" / "benchmark_tasks", "foo", {"examples": [{"input": "i", "target": "t"}]})
-    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: tree)
-    assert load_task("foo").examples[0]["target"] == "t"
-    cache = default_cache_dir()
-    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["foo", "foo/task.json"]
+    assert task.description == "mine" and task.source == cache / "foo" / "task.json"
+    check_intent_recognition(load_task("intent_recognition"))  # the bundled copy wins
 
 
 def test_cache_falls_back_to_home(monkeypatch, tmp_path):
@@ -309,32 +322,38 @@ def test_cache_falls_back_to_home(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / ".cache" / "erase" / "bigbench"
 
 
-def test_task_absent_from_sdist(tmp_path, monkeypatch):
-    tarball = fake_sdist(tmp_path / "b.tar.gz", {"foo": {"examples": [{"input": "i", "target": "t"}]}})
-    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: tarball)
-    with pytest.raises(TaskNotFoundError, match="nope"):
-        load_task("nope")
-    assert not tarball.exists()
-    assert not any(default_cache_dir().rglob("task.json"))
+@pytest.mark.parametrize("where", ["nowhere", "data_dir", "env"])
+def test_missing_task_says_what_to_do(tmp_path, monkeypatch, where):
+    if where == "data_dir":
+        call = lambda: load_task("navigate", data_dir=tmp_path)  # noqa: E731
+    else:
+        if where == "env":
+            monkeypatch.setenv(ENV_VAR, str(tmp_path))
+        call = lambda: load_task("navigate")  # noqa: E731
+    with pytest.raises(TaskNotFoundError) as info:
+        call()
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "'navigate'" in message
+    for needle in (*BUNDLED_TASKS, "--data-dir", ENV_VAR, "<dir>/<task>/task.json",
+                   "bigbench/benchmark_tasks", "https://github.com/google/BIG-bench", str(default_cache_dir())):
+        assert needle in message, needle
 
 
-def test_download_false_does_not_fetch(tmp_path):
-    with pytest.raises(TaskNotFoundError, match="download=False"):
-        load_task("foo", download=False)
+def test_no_download_path_is_left():
+    for gone in ("fetch_tasks", "TaskDownloadError", "BIGBENCH_REQUIREMENT", "_download_sdist"):
+        assert not hasattr(bigbench, gone), gone
+    assert "import subprocess" not in Path(bigbench.__file__).read_text(encoding="utf-8")
 
 
-def test_fetch_tasks_one_download_for_many(tmp_path, monkeypatch):
-    tarball = fake_sdist(tmp_path / "b.tar.gz", {
-        "foo": {"examples": [{"input": "i", "target": "t"}]},
-        "bar": {"examples": [{"input": "j", "target": "u"}]},
-        "baz": {"examples": [{"input": "k", "target": "v"}]},
-    })  # fmt: skip
-    calls = []
-    monkeypatch.setattr(bigbench, "_download_sdist", lambda workdir: calls.append(1) or tarball)
-    paths = bigbench.fetch_tasks(["foo", "bar"], cache_dir=tmp_path / "c")
-    assert len(calls) == 1 and all(p.is_file() for p in paths.values())
-    assert sorted(p.parent.name for p in (tmp_path / "c").rglob("task.json")) == ["bar", "foo"]
-    assert load_task("bar", data_dir=tmp_path / "c").examples[0]["target"] == "u"
+def test_available_tasks(tmp_path, monkeypatch):
+    write_task(default_cache_dir(), "foo", {"examples": [{"input": "i", "target": "t"}]})
+    assert available_tasks() == sorted([*BUNDLED_TASKS, "foo"])
+    write_task(tmp_path / "d", "bar", {"examples": [{"input": "i", "target": "t"}]})
+    (tmp_path / "d" / "not_a_task").mkdir()
+    assert available_tasks(tmp_path / "d") == ["bar"]
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "d"))
+    assert available_tasks() == ["bar"]
+    assert available_tasks(tmp_path / "absent") == []
 
 
 # ----------------------------------------------------------------------------- group-aware split

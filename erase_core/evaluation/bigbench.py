@@ -1,17 +1,19 @@
 """BIG-bench task loader (JSON tasks: ``<data_dir>/<task>/task.json``).
 
-Where the files come from, in order:
+Where a task is read from, the first that applies:
 
-1. ``load_task(name, data_dir=...)``;
+1. ``load_task(name, data_dir=...)`` (``--data-dir`` on the command line);
 2. the environment variable ``ERASE_BIGBENCH_DIR``;
-3. a user cache, ``$XDG_CACHE_HOME/erase/bigbench`` (default ``~/.cache/erase/bigbench``).
-   Only this cache is ever filled automatically: when a task is missing there, the
-   ``bigbench==1.0.0`` source distribution is fetched from PyPI with the ordinary client
-   (``python -m pip download --no-deps --no-binary :all:``), only the requested
-   ``bigbench/benchmark_tasks/<task>/task.json`` files are copied into the cache, and the
-   download (358 MB) is deleted.
+3. the tasks bundled with the package (:data:`BUNDLED_TASKS`, under :data:`BUNDLED_DIR`: the
+   demo's and ``erase bench``'s CPU tasks, unmodified, with BIG-bench's Apache-2.0 license and a
+   NOTICE beside them);
+4. a user cache, ``$XDG_CACHE_HOME/erase/bigbench`` (default ``~/.cache/erase/bigbench``), for
+   task folders the user copies there.
 
-A directory named by the caller (1 or 2) is only read, never written.
+A directory named in 1 or 2 is the only place looked at (a task missing there is an error, not
+a silent fall-back to other data). Nothing is ever downloaded or written: other tasks come from
+a directory of BIG-bench task folders, e.g. ``bigbench/benchmark_tasks`` of a clone of
+https://github.com/google/BIG-bench.
 
 Task names are BIG-bench folder names (``intent_recognition``); a subtask of a task with
 subtasks is named ``task/subtask`` (``abstract_narrative_understanding/4_distractors``).
@@ -24,31 +26,26 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .._validation import ERASEError
 
 __all__ = [
-    "BIGBENCH_REQUIREMENT",
+    "BUNDLED_DIR",
+    "BUNDLED_TASKS",
     "BigBenchError",
     "BigBenchTask",
     "ENV_VAR",
     "GROUP_BY",
     "MalformedTaskError",
-    "TaskDownloadError",
     "TaskNotFoundError",
+    "available_tasks",
     "default_cache_dir",
     "example_groups",
-    "fetch_tasks",
     "input_context",
     "load_task",
     "load_task_file",
@@ -57,8 +54,10 @@ __all__ = [
 ]
 
 ENV_VAR = "ERASE_BIGBENCH_DIR"
-BIGBENCH_REQUIREMENT = "bigbench==1.0.0"
-TASKS_PREFIX = "bigbench/benchmark_tasks/"
+#: The BIG-bench task files shipped inside the package (``<BUNDLED_DIR>/<task>/task.json``).
+BUNDLED_DIR = Path(__file__).resolve().with_name("bigbench_data")
+#: The bundled tasks: ``erase demo``'s and ``erase bench``'s (and ``erase unlearn``'s) defaults.
+BUNDLED_TASKS = ("intent_recognition", "sports_understanding", "object_counting")
 
 _NAME_PART = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
 _TASK_NAME = re.compile(rf"^{_NAME_PART}(?:/{_NAME_PART})?$")
@@ -73,11 +72,7 @@ class MalformedTaskError(BigBenchError):
 
 
 class TaskNotFoundError(BigBenchError, FileNotFoundError):
-    """The task is not in the data directory (or not in the BIG-bench distribution)."""
-
-
-class TaskDownloadError(BigBenchError):
-    """The BIG-bench source distribution could not be obtained from PyPI."""
+    """The task is in none of the places looked at; the message says how to provide it."""
 
 
 # ----------------------------------------------------------------------------- task model
@@ -308,147 +303,59 @@ def _task_file(root: Path, name: str) -> Path:
     return root.joinpath(*name.split("/"), "task.json")
 
 
-def load_task(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> BigBenchTask:
-    """Load BIG-bench task ``name``.
-
-    ``data_dir`` (or ``$ERASE_BIGBENCH_DIR``) names a directory laid out as
-    ``<dir>/<task>/task.json``, which is only read. Without either, the user cache is used and,
-    when ``download`` is true, filled from the ``bigbench==1.0.0`` sdist on PyPI.
-    """
-    validate_task_name(name)
-    if data_dir is None:
-        env = os.environ.get(ENV_VAR)
-        if env:
-            data_dir, origin = env, f"${ENV_VAR}"
-        else:
-            origin = None
-    else:
-        origin = "data_dir"
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        if not root.is_dir():
-            raise TaskNotFoundError(f"BIG-bench data directory {root} ({origin}) does not exist")
-        path = _task_file(root, name)
-        if not path.is_file():
-            raise TaskNotFoundError(f"task {name!r} not found: {path} does not exist ({origin}={root})")
-        return load_task_file(path, name)
-
-    cache = default_cache_dir()
-    path = _task_file(cache, name)
-    if not path.is_file():
-        if not download:
-            raise TaskNotFoundError(f"task {name!r} is not in the cache {cache} (and download=False)")
-        fetch_tasks([name], cache_dir=cache)
-    return load_task_file(path, name)
-
-
-# ----------------------------------------------------------------------------- download
-
-
-def fetch_tasks(names: Iterable[str], cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Put the task.json of each of ``names`` into the cache (one download for all missing ones).
-
-    Returns ``{name: path}``. Tasks already cached are not downloaded again.
-    """
-    names = [validate_task_name(n) for n in dict.fromkeys(names)]
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    wanted = {n: _task_file(cache, n) for n in names}
-    missing = [n for n, p in wanted.items() if not p.is_file()]
-    if missing:
-        cache.mkdir(parents=True, exist_ok=True)
-        # Work next to the cache (same filesystem; the sdist is 358 MB) and always clean up.
-        workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
-        try:
-            source = _download_sdist(workdir)
-            try:
-                _extract_tasks(source, missing, cache)
-            finally:
-                if source.is_file():
-                    source.unlink()
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        absent = [n for n in missing if not wanted[n].is_file()]
-        if absent:
-            raise TaskNotFoundError(
-                f"task(s) {absent} not found in {BIGBENCH_REQUIREMENT} (as {TASKS_PREFIX}<task>/task.json); "
-                "note that programmatic tasks (task.py) have no task.json"
-            )
-    return wanted
-
-
-def _download_sdist(workdir: Path) -> Path:
-    """Fetch the bigbench sdist with pip into ``workdir``; return the tarball or its unpacked tree.
-
-    ``pip download`` of this sdist downloads it, then prepares its metadata, which recent pip
-    rejects ("Distributions from PyPI cannot declare direct URL dependencies": bigbench 1.0.0
-    declares ``bleurt @ file://...``) before saving the file. So pip runs with ``--no-clean``
-    and its temporary directory inside ``workdir``: if no tarball was saved, the unpacked
-    source tree pip left behind is returned instead (it holds the same task files).
-    """
-    dest = workdir / "dist"
-    tmp = workdir / "tmp"
-    dest.mkdir()
-    tmp.mkdir()
-    env = dict(os.environ, TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp), PIP_NO_INPUT="1")
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-clean",
-        "--disable-pip-version-check", BIGBENCH_REQUIREMENT, "-d", str(dest),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    except OSError as exc:
-        raise TaskDownloadError(f"could not run pip to fetch {BIGBENCH_REQUIREMENT}: {exc}") from None
-    tarballs = sorted(dest.glob("bigbench-*.tar.gz"))
-    if tarballs:
-        return tarballs[0]
-    trees = sorted(p.parent.parent for p in tmp.glob("*/*/" + TASKS_PREFIX.rstrip("/")) if p.is_dir())
-    if trees:
-        return trees[0]
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-    raise TaskDownloadError(
-        f"could not obtain the {BIGBENCH_REQUIREMENT} source distribution from PyPI "
-        f"(pip exited with {proc.returncode}). Download the BIG-bench task files yourself and "
-        f"point {ENV_VAR} (or data_dir=) at a folder laid out as <dir>/<task>/task.json.\n{tail}"
+def _how_to_provide() -> str:
+    return (
+        f"The package bundles {', '.join(BUNDLED_TASKS)}. For other tasks, point --data-dir (or "
+        f"data_dir=, or the environment variable {ENV_VAR}) at a directory of BIG-bench task folders "
+        "laid out as <dir>/<task>/task.json, e.g. the bigbench/benchmark_tasks folder of a clone of "
+        f"https://github.com/google/BIG-bench, or copy the task's folder into "
+        f"{default_cache_dir()}. Programmatic BIG-bench tasks (task.py, no task.json) cannot be loaded."
     )
 
 
-def _write_atomic(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".task-", suffix=".json", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def load_task(name: str, data_dir: str | os.PathLike | None = None) -> BigBenchTask:
+    """Load BIG-bench task ``name``.
 
-
-def _extract_tasks(source: Path, names: list[str], cache: Path) -> None:
-    """Copy ``<prefix><name>/task.json`` for each name from a tarball or unpacked tree into ``cache``.
-
-    Destinations are computed from the validated names, never from archive member paths.
+    From ``data_dir`` when given, else from ``$ERASE_BIGBENCH_DIR`` when set (either laid out as
+    ``<dir>/<task>/task.json``, only read, the only place looked at), else from the tasks bundled
+    with the package, else from the user cache (:func:`default_cache_dir`). Raises
+    :class:`TaskNotFoundError` saying how to provide a task found nowhere.
     """
-    wanted = {f"{TASKS_PREFIX}{n}/task.json": n for n in names}
-    if source.is_dir():
-        for rel, name in wanted.items():
-            src = source / rel
-            if src.is_file() and not src.is_symlink():
-                _write_atomic(_task_file(cache, name), src.read_bytes())
-        return
-    try:
-        with tarfile.open(source, "r:*") as tar:
-            remaining = dict(wanted)
-            for member in tar:
-                if not remaining:
-                    break
-                # sdist members are "<project>-<version>/bigbench/benchmark_tasks/<task>/task.json"
-                _, _, rel = member.name.partition("/")
-                name = remaining.pop(rel, None)
-                if name is None or not member.isfile():
-                    continue
-                fh = tar.extractfile(member)
-                if fh is not None:
-                    _write_atomic(_task_file(cache, name), fh.read())
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise TaskDownloadError(f"could not read the BIG-bench source distribution {source}: {exc}") from None
+    validate_task_name(name)
+    origin = "data_dir"
+    if data_dir is None and os.environ.get(ENV_VAR):
+        data_dir, origin = os.environ[ENV_VAR], f"${ENV_VAR}"
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise TaskNotFoundError(
+                f"BIG-bench data directory {root} ({origin}) does not exist. {_how_to_provide()}"
+            )
+        path = _task_file(root, name)
+        if not path.is_file():
+            raise TaskNotFoundError(
+                f"task {name!r} not found: {path} does not exist ({origin}={root}). {_how_to_provide()}"
+            )
+        return load_task_file(path, name)
+    for root in (BUNDLED_DIR, default_cache_dir()):
+        path = _task_file(root, name)
+        if path.is_file():
+            return load_task_file(path, name)
+    raise TaskNotFoundError(
+        f"task {name!r} is not bundled with the package and not in the user cache "
+        f"{default_cache_dir()}, and neither data_dir nor ${ENV_VAR} is set. {_how_to_provide()}"
+    )
+
+
+def available_tasks(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """The task names :func:`load_task` finds with this ``data_dir``, sorted (top-level folders
+    holding a task.json: those of ``data_dir`` or ``$ERASE_BIGBENCH_DIR`` when either is given,
+    else the bundled tasks and those in the user cache)."""
+    if data_dir is None and os.environ.get(ENV_VAR):
+        data_dir = os.environ[ENV_VAR]
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else [BUNDLED_DIR, default_cache_dir()]
+    names: set[str] = set()
+    for root in roots:
+        if root.is_dir():
+            names.update(p.parent.name for p in root.glob("*/task.json") if _TASK_NAME.match(p.parent.name))
+    return sorted(names)

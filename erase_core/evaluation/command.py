@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .bench import CPU_TASKS, EXTRA_METHODS, PAPER_METHODS, Bench, BenchConfig
-from .bigbench import ENV_VAR
+from .bigbench import ENV_VAR, available_tasks
 
 
 def _ints(text: str) -> list[int]:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_ints, default=None, help="shots, comma-separated (default 2,3,4; --full 2,3,4,8)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per seeded method (default 5; --full 10)")
     p.add_argument("--n-test", type=int, default=None, help="test questions per task (default 60; --full: half the task)")
-    p.add_argument("--data-dir", default=None, help=f"folder of <task>/task.json (default ${ENV_VAR} or the PyPI cache)")
+    p.add_argument("--data-dir", default=None, help=f"folder of <task>/task.json (default ${ENV_VAR}, else the bundled tasks)")
     p.add_argument("--cache-dir", default=None, help="where stage results are cached (default ~/.cache/erase/bench)")
     p.add_argument("--out", default="docs", help="folder for results.md, results.json and img/ (default docs)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -63,8 +63,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg = BenchConfig(data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device, model=args.model,
                       gguf_file=args.gguf_file, backend=args.backend)
     if args.full:
-        root = Path(args.data_dir or os.environ.get(ENV_VAR, ""))
-        cfg.tasks = sorted(d.name for d in root.iterdir() if (d / "task.json").is_file()) if root.is_dir() else list(CPU_TASKS)
+        cfg.tasks = available_tasks(args.data_dir) or list(CPU_TASKS)
         cfg.ks, cfg.seeds, cfg.n_test = [2, 3, 4, 8], list(range(10)), None
         cfg.sisa_pool, cfg.sisa_seen, cfg.sisa_epochs, cfg.deletion_draws = 400, [20, 40, 80, 160, 320], 3, 5
     if args.quick:

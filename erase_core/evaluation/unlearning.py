@@ -757,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="samples per forget prompt for (c): 1 = greedy (default), more = seeded sampling")
     p.add_argument("--seed", type=int, default=None, help="seed of training, forget draw and ERASE (default 0)")
     p.add_argument("--quick", action="store_true", help="a tiny run (runs in the test suite)")
-    p.add_argument("--data-dir", default=None, help=f"folder of <task>/task.json (default ${ENV_VAR} or the PyPI cache)")
+    p.add_argument("--data-dir", default=None, help=f"folder of <task>/task.json (default ${ENV_VAR}, else the bundled tasks)")
     p.add_argument("--cache-dir", default=None, help="where results are cached (default ~/.cache/erase/unlearn)")
     p.add_argument("--out", default="docs", help="folder for unlearning.json, unlearning.md and img/ (default docs)")
     p.add_argument("--results-md", default=None, help="markdown file whose 'erase unlearn' section is replaced or "
