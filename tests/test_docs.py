@@ -23,7 +23,9 @@ Files whose blocks load MiniLM or SmolLM2 are marked ``slow``.
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
+import types
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +104,27 @@ def test_blocks_run_as_written(path: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     ran = 0
-    for block in blocks(path):
-        code = block.compiled()
-        if block.fragment:
-            continue
-        try:
-            exec(code, namespace)  # noqa: S102
-        except BaseException as exc:  # noqa: BLE001 - the failure names the file and line
-            pytest.fail(f"{path.relative_to(ROOT)}:{block.line}: {exc!r}\n{traceback.format_exc()}", pytrace=False)
-        ran += 1
+    try:
+        for block in blocks(path):
+            code = block.compiled()
+            if block.fragment:
+                continue
+            try:
+                exec(code, namespace)  # noqa: S102
+            except BaseException as exc:  # noqa: BLE001 - the failure names the file and line
+                pytest.fail(f"{path.relative_to(ROOT)}:{block.line}: {exc!r}\n{traceback.format_exc()}", pytrace=False)
+            ran += 1
+    finally:
+        # a block may set LangChain's process-wide LLM cache (set_llm_cache): later tests must not see it
+        if "langchain_core.globals" in sys.modules:
+            sys.modules["langchain_core.globals"].set_llm_cache(None)
+        for value in namespace.values():  # close what the blocks opened (stores, retrievers)
+            close = getattr(value, "close", None)
+            if callable(close) and not isinstance(value, (type, types.ModuleType)):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001, S110 - best effort; the test's outcome is decided above
+                    pass
     assert ran, f"{path.name}: every block is a fragment"
 
 
