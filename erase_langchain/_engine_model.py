@@ -82,6 +82,14 @@ class EngineModel(BaseModel):
     def _check_search(self) -> None:
         """Validate search defaults (filters) against the engine's strategy (subclasses)."""
 
+    @property
+    def _engine(self) -> ExampleIndex:
+        """``index``, which validation always sets; ``None`` only on an object made without it
+        (``model_construct``), which cannot work."""
+        if self.index is None:
+            raise ERASEError(f"this {type(self).__name__} has no example index: it was built without validation")
+        return self.index
+
     # ------------------------------------------------------------------ listeners (caches)
     def _add_listener(self, listener: Any) -> None:
         if listener not in self._listeners:
@@ -112,12 +120,12 @@ class EngineModel(BaseModel):
 
         ``missing`` applies to ids: unknown ids raise ``UnknownIdError`` (nothing changes)
         unless ``"ignore"``. A subject with no items gives an empty receipt (still logged)."""
-        if (ids is None) == (subject is None):
-            raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
-        if subject is not None:
-            receipt = self.index.forget_subject(as_subject(subject))
+        if ids is None and subject is not None:
+            receipt = self._engine.forget_subject(as_subject(subject))
+        elif ids is not None and subject is None:
+            receipt = self._engine.forget(as_id_list(ids), missing=missing)
         else:
-            receipt = self.index.forget(as_id_list(ids), missing=missing)
+            raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
         self._notify_forgot(receipt)
         return receipt
 
@@ -130,7 +138,7 @@ class EngineModel(BaseModel):
     def forget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
         """Exactly unlearn every item whose metadata matches ``filter`` (equality,
         ``{"$eq": v}``, ``{"$in": [...]}``; all conditions must hold), in one transaction."""
-        receipt = self.index.forget_where(filter)
+        receipt = self._engine.forget_where(filter)
         self._notify_forgot(receipt)
         return receipt
 
@@ -140,27 +148,27 @@ class EngineModel(BaseModel):
 
     def ids_of_subject(self, subject: str | int) -> list[str]:
         """The ids of ``subject``'s items, sorted (what ``forget(subject=...)`` would forget)."""
-        return self.index.ids_of_subject(as_subject(subject))
+        return self._engine.ids_of_subject(as_subject(subject))
 
     def attributes(self, item_id: str) -> dict:
         """``{"subject": ..., "metadata": {...}}`` stored with an item."""
-        return self.index.attributes(item_id)
+        return self._engine.attributes(item_id)
 
     # ------------------------------------------------------------------ inspection and lifetime
     @property
     def ids(self) -> list[str]:
         """Ids of all items (sorted)."""
-        return self.index.ids
+        return self._engine.ids
 
     def digest(self) -> str:
         """The engine's digest: equal for two objects exactly when their items (ids, payloads,
         embeddings), parameters and clustering are equal."""
-        return self.index.digest()
+        return self._engine.digest()
 
     def verify(self) -> bool:
         """Rebuild the index from scratch and compare digests (see ``ExampleIndex.verify``)."""
-        return self.index.verify()
+        return self._engine.verify()
 
     def close(self) -> None:
         """Close the SQLite store (if any)."""
-        self.index.close()
+        self._engine.close()

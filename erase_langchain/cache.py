@@ -92,10 +92,14 @@ class _NeedleIndex:
             return
         del self._owners[needle]
         n, anchor, full = needle
-        group, table, member = (self._short[n], self._short, n) if anchor is None else (self._by_anchor[anchor], self._by_anchor, anchor)
-        group.discard(full if anchor is None else needle)
-        if not group:
-            del table[member]
+        if anchor is None:
+            self._short[n].discard(full)
+            if not self._short[n]:
+                del self._short[n]
+        else:
+            self._by_anchor[anchor].discard(needle)
+            if not self._by_anchor[anchor]:
+                del self._by_anchor[anchor]
 
     def find(self, prompt: str) -> tuple[set[Needle], set]:
         """The needles ``prompt`` contains, and their owners."""

@@ -128,27 +128,27 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
 
     # ------------------------------------------------------------------ selection
     def _needs_query(self) -> bool:
-        return self.index.strategy != "erase" or self.n_nearest > 0
+        return self._engine.strategy != "erase" or self.n_nearest > 0
 
     def _check_search(self) -> None:
-        check_search_filter(self.index, self.filter)
+        check_search_filter(self._engine, self.filter)
         if isinstance(self.n_nearest, bool) or not isinstance(self.n_nearest, int) or self.n_nearest < 0:
             raise ERASEError(f"n_nearest must be a non-negative integer, got {self.n_nearest!r}")
-        if self.n_nearest and self.index.strategy != "erase":
-            raise ERASEError(f"n_nearest extends the fixed 'erase' set; strategy {self.index.strategy!r} already ranks by the input")
+        if self.n_nearest and self._engine.strategy != "erase":
+            raise ERASEError(f"n_nearest extends the fixed 'erase' set; strategy {self._engine.strategy!r} already ranks by the input")
 
     def _filter_for(self, filter: Any) -> dict | None:  # noqa: A002
         where = self.filter if filter is _FILTER_FIELD else filter
-        return check_search_filter(self.index, where)
+        return check_search_filter(self._engine, where)
 
     def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
         # the fixed part and the nearest others come from one pool; the fixed set alone is not
         # held up by a forget in another thread (select_available)
-        with self.index.lock if self.n_nearest else contextlib.nullcontext():
-            selected = select_available(self.index, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+        with self._engine.lock if self.n_nearest else contextlib.nullcontext():
+            selected = select_available(self._engine, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
             if self.n_nearest and selected:
                 fixed = {s.id for s in selected}
-                ranked = self.index.search(query, len(selected) + self.n_nearest)
+                ranked = self._engine.search(query, len(selected) + self.n_nearest)
                 selected = selected + [s for s in ranked if s.id not in fixed][: self.n_nearest][::-1]
         self._notify_selected(selected)
         return selected
@@ -165,7 +165,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         query = None
         if self._needs_query():
             if input_variables is None:
-                raise ERASEError(f"strategy {self.index.strategy!r} needs input_variables to rank examples by")
+                raise ERASEError(f"strategy {self._engine.strategy!r} needs input_variables to rank examples by")
             query = self.embeddings.embed_query(self._example_to_text(input_variables))
         return self._select_now(query, where)
 
@@ -176,7 +176,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         query = None
         if self._needs_query():
             if input_variables is None:
-                raise ERASEError(f"strategy {self.index.strategy!r} needs input_variables to rank examples by")
+                raise ERASEError(f"strategy {self._engine.strategy!r} needs input_variables to rank examples by")
             query = await self.embeddings.aembed_query(self._example_to_text(input_variables))
         return await run_in_executor(None, self._select_now, query, where)
 
@@ -193,7 +193,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     def with_filter(self, filter: dict | None) -> "ERASEExampleSelector":  # noqa: A002
         """A copy whose ``filter`` field is ``filter`` (e.g. one per tenant), sharing this
         selector's engine and the caches watching it: a forget through either is a forget in both."""
-        check_search_filter(self.index, filter)
+        check_search_filter(self._engine, filter)
         return self.model_copy(update={"filter": filter})
 
     @property
@@ -201,9 +201,9 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         """Hash of the ordered selected set (``erase`` only): it changes exactly when the
         examples a prompt gets change, so it can key a prompt or KV cache. With ``n_nearest``
         it is the hash of the fixed prefix."""
-        if self.index.strategy != "erase":
-            raise ERASEError(f"strategy {self.index.strategy!r} selects per input: there is no fixed set to fingerprint")
-        return selection_fingerprint(select_available(self.index, None, self.k))  # with n_nearest: the fixed prefix
+        if self._engine.strategy != "erase":
+            raise ERASEError(f"strategy {self._engine.strategy!r} selects per input: there is no fixed set to fingerprint")
+        return selection_fingerprint(select_available(self._engine, None, self.k))  # with n_nearest: the fixed prefix
 
     # ------------------------------------------------------------------ mutations
     def _ids_for(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None) -> list[str] | None:
@@ -221,9 +221,9 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         example), else the ``subject_key`` field / the ``metadata_keys`` fields."""
         n = len(examples)
         if subjects is None:
-            subjects = [subject_from(ex, self.subject_key, f"examples[{j}]") for j, ex in enumerate(examples)]
+            subject_list = [subject_from(ex, self.subject_key, f"examples[{j}]") for j, ex in enumerate(examples)]
         else:
-            subjects = subjects_given(subjects, n, "example")
+            subject_list = subjects_given(subjects, n, "example")
         if metadata is None:
             keys = self.metadata_keys or ()
             metadata = [{key: ex[key] for key in keys if key in ex} for ex in examples]
@@ -233,13 +233,12 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
             metadata = list(metadata)
             if len(metadata) != n:
                 raise ERASEError(f"got {len(metadata)} metadata for {n} examples")
-        metadata = [check_metadata(m, f"metadata of examples[{j}]") for j, m in enumerate(metadata)]
-        return subjects, metadata
+        return subject_list, [check_metadata(m, f"metadata of examples[{j}]") for j, m in enumerate(metadata)]
 
     def _add_vectors(self, vectors, examples: list[dict[str, Any]], ids: list[str] | None,
                      attrs: tuple[list, list] | None = None) -> list[str]:
         subjects, metadata = attrs if attrs is not None else (None, None)
-        return self.index.add(to_float_rows(vectors, len(examples)), examples, ids=ids, subjects=subjects,
+        return self._engine.add(to_float_rows(vectors, len(examples)), examples, ids=ids, subjects=subjects,
                               metadata=metadata)
 
     def add_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None, *,
@@ -288,10 +287,10 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     # ------------------------------------------------------------------ inspection
     def get(self, example_id: str) -> dict[str, Any]:
         """The example stored under ``example_id`` (a copy)."""
-        return dict(self.index.get(example_id))
+        return dict(self._engine.get(example_id))
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._engine)
 
     def __bool__(self) -> bool:  # an empty selector is still a selector (``if prompt.example_selector:``)
         return True
@@ -528,7 +527,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         examples' subjects and metadata are). ``k``/``strategy`` come from the store."""
         index = ExampleIndex.open(persist_path)
         try:
-            extra = {} if k is None else {"k": k}
+            extra: dict[str, Any] = {} if k is None else {"k": k}
             return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path), input_keys=input_keys,
                        example_keys=example_keys, id_key=id_key, subject_key=subject_key, metadata_keys=metadata_keys,
                        filter=filter, n_nearest=n_nearest, **extra)
@@ -538,6 +537,6 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
 
     def __repr__(self) -> str:
         return (
-            f"ERASEExampleSelector(strategy={self.strategy!r}, k={self.k}, n={len(self.index)}, "
+            f"ERASEExampleSelector(strategy={self.strategy!r}, k={self.k}, n={len(self._engine)}, "
             f"input_keys={self.input_keys!r}, example_keys={self.example_keys!r}, persist_path={self.persist_path!r})"
         )

@@ -93,7 +93,7 @@ class ERASERetriever(BaseRetriever, EngineModel):
         return dict(value)
 
     def _check_search(self) -> None:
-        check_search_filter(self.index, self.search_kwargs.get("filter"))
+        check_search_filter(self._engine, self.search_kwargs.get("filter"))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -118,8 +118,9 @@ class ERASERetriever(BaseRetriever, EngineModel):
         ``subject_key`` as when it was built (it is not stored; the documents' subjects are)."""
         index = ExampleIndex.open(persist_path)
         try:
+            extra: dict[str, Any] = {} if k is None else {"k": k}
             return cls(embeddings=embeddings, index=index, persist_path=os.fspath(persist_path), subject_key=subject_key,
-                       search_kwargs=dict(search_kwargs or {}), **({} if k is None else {"k": k}))
+                       search_kwargs=dict(search_kwargs or {}), **extra)
         except Exception:
             index.close()
             raise
@@ -143,7 +144,7 @@ class ERASERetriever(BaseRetriever, EngineModel):
         return payloads, ids, subjects, metadata
 
     def _add(self, vectors, payloads: list[dict], ids, subjects, metadata) -> list[str]:
-        return self.index.add(to_float_rows(vectors, len(payloads)), payloads, ids=ids, subjects=subjects,
+        return self._engine.add(to_float_rows(vectors, len(payloads)), payloads, ids=ids, subjects=subjects,
                               metadata=[dict(m) for m in metadata])
 
     def add_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None, *,
@@ -183,31 +184,31 @@ class ERASERetriever(BaseRetriever, EngineModel):
             k = self.search_kwargs.get("k")
         k = check_k(self.k if k is None else k)
         where = self.search_kwargs.get("filter") if filter is _UNSET else filter
-        return k, check_search_filter(self.index, where)
+        return k, check_search_filter(self._engine, where)
 
     def _retrieve(self, vector, k: int, where: dict | None) -> list[Document]:
-        selected = select_available(self.index, vector, k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+        selected = select_available(self._engine, vector, k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
         self._notify_selected(selected)
         return self._to_documents(selected)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None,
                                 filter: dict | None = _UNSET, **kwargs: Any) -> list[Document]:  # noqa: A002
         k, where = self._search(k, filter, kwargs)
-        vector = self.embeddings.embed_query(query) if self.index.strategy != "erase" else None
+        vector = self.embeddings.embed_query(query) if self._engine.strategy != "erase" else None
         return self._retrieve(vector, k, where)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None, filter: dict | None = _UNSET,  # noqa: A002
                                        **kwargs: Any) -> list[Document]:
         k, where = self._search(k, filter, kwargs)
-        vector = await self.embeddings.aembed_query(query) if self.index.strategy != "erase" else None
+        vector = await self.embeddings.aembed_query(query) if self._engine.strategy != "erase" else None
         return await run_in_executor(None, self._retrieve, vector, k, where)
 
     # ------------------------------------------------------------------ inspection
     @property
     def fingerprint(self) -> str:
         """Hash of the fixed ``erase`` set (changes exactly when it changes)."""
-        if self.index.strategy != "erase":
-            raise ERASEError(f"strategy {self.index.strategy!r} selects per query: there is no fixed set to fingerprint")
-        return selection_fingerprint(select_available(self.index, None, self.k))
+        if self._engine.strategy != "erase":
+            raise ERASEError(f"strategy {self._engine.strategy!r} selects per query: there is no fixed set to fingerprint")
+        return selection_fingerprint(select_available(self._engine, None, self.k))
 

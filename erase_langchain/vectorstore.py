@@ -119,7 +119,7 @@ class ERASEVectorStore(VectorStore):
             if len(ids) != len(documents):
                 raise ERASEError(f"got {len(ids)} ids for {len(documents)} documents")
         else:
-            ids = [d.id for d in documents]
+            ids = [d.id or "" for d in documents]  # no id: a new one below
         ids = [str(i) if i else str(uuid.uuid4()) for i in ids]
         metadata = [check_metadata(d.metadata, f"documents[{j}].metadata") for j, d in enumerate(documents)]
         if subjects is None:
@@ -189,11 +189,11 @@ class ERASEVectorStore(VectorStore):
                missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
         """Like ``delete`` but strict and with a receipt: ``forget(ids)`` (unknown ids raise
         unless ``missing="ignore"``) or ``forget(subject=...)`` (every document of a subject)."""
-        if (ids is None) == (subject is None):
-            raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
-        if subject is not None:
+        if ids is None and subject is not None:
             return self.index.forget_subject(as_subject(subject))
-        return self.index.forget(as_id_list(ids), missing=missing)
+        if ids is not None and subject is None:
+            return self.index.forget(as_id_list(ids), missing=missing)
+        raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
 
     async def aforget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
                       missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:

@@ -63,10 +63,12 @@ class HFEmbedding(BaseEmbedding):
             if path == _bundled_minilm_path():
                 path = None  # the default model: keep its readable name
         name = kwargs.pop("model_name", None) or (_DEFAULT_NAME if path is None else os.path.basename(path.rstrip("/\\")) or path)
-        super().__init__(
+        # pydantic's __init__ takes this class's fields, which BaseEmbedding's signature does not list
+        fields: dict[str, Any] = dict(
             model_name=name, model_path=path, device=device, max_length=max_length,
             embed_batch_size=embed_batch_size, **kwargs,
         )
+        super().__init__(**fields)
         self._embedder = embedder
         self._load_lock = threading.Lock()
 

@@ -505,16 +505,19 @@ class ERASERetriever(BaseRetriever):
             embedded = self._embed_model.get_text_embedding_batch(
                 [embed_text(nodes[i]) for i in todo], show_progress=show_progress
             )
+            if len(embedded) != len(todo):
+                raise ERASEError(f"the embedding model returned {len(embedded)} embeddings for {len(todo)} nodes")
             for i, v in zip(todo, embedded):
                 vectors[i] = v
-        dims = {len(v) for v in vectors}
+        complete = [v for v in vectors if v is not None]
+        dims = {len(v) for v in complete}
         if len(dims) != 1:
             raise ERASEError(f"node embeddings have different lengths {sorted(dims)}")
         subjects = [node_subject(n) for n in nodes]
         metadata = [flat_metadata(n.metadata) or None for n in nodes]
         with self._lock:
             return self._index.add(
-                np.asarray(vectors, dtype=np.float64), payloads, ids=ids, subjects=subjects, metadata=metadata
+                np.asarray(complete, dtype=np.float64), payloads, ids=ids, subjects=subjects, metadata=metadata
             )
 
     def insert_documents(

@@ -126,8 +126,8 @@ class ERASEVectorStore(BasePydanticVectorStore):
     embedding; filters are EQ/IN joined by AND; query modes DEFAULT and MMR; ``delete_nodes``
     with neither ids nor filters raises (use :meth:`clear`); nodes without a ``ref_doc_id`` are
     not reached by :meth:`delete` (delete them by id). Similarities are cosine similarities (also
-    for MMR). Mutations return the engine's :class:`~erase_core.ForgetReceipt` (LlamaIndex
-    ignores it).
+    for MMR). ``delete``/``delete_nodes``/``clear`` return ``None``, as LlamaIndex declares;
+    the engine's :class:`~erase_core.ForgetReceipt` of the latest one is :attr:`last_receipt`.
     """
 
     stores_text: bool = True
@@ -135,6 +135,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
 
     _index: ExampleIndex = PrivateAttr()
     _lock: Any = PrivateAttr()
+    _last_receipt: ForgetReceipt | None = PrivateAttr(default=None)
 
     def __init__(self, index: ExampleIndex | None = None, **kwargs: Any) -> None:
         _reject_kwargs("ERASEVectorStore", {k: v for k, v in kwargs.items() if k not in ("stores_text", "is_embedding_query")})
@@ -187,7 +188,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
                 opened.close()
                 raise ERASEError(f"{path} already holds a store with other parameters (given, stored): {wrong}")
             return cls(opened)
-        params = {"k": 4, "strategy": "similarity", "seed": 0, "n_iter": 10, **given}
+        params: dict[str, Any] = {"k": 4, "strategy": "similarity", "seed": 0, "n_iter": 10, **given}
         return cls(ExampleIndex(params.pop("k"), path=path, **params))
 
     @classmethod
@@ -236,6 +237,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         nodes = list(nodes)
         if not nodes:
             return []
+        embeddings: list[list[float]] = []
         for n in nodes:
             if not isinstance(n, BaseNode):
                 raise ERASEError(f"expected LlamaIndex nodes (BaseNode), got {type(n).__name__}")
@@ -244,52 +246,64 @@ class ERASEVectorStore(BasePydanticVectorStore):
                     f"node {n.node_id!r} has no embedding: ERASEVectorStore stores the embeddings it is given "
                     "(VectorStoreIndex embeds nodes before adding them)"
                 )
-        dims = sorted({len(n.embedding) for n in nodes})
+            embeddings.append(n.embedding)
+        dims = sorted({len(e) for e in embeddings})
         if len(dims) != 1:
             raise ERASEError(f"node embeddings have different lengths {dims}")
         ids = [n.node_id for n in nodes]
         payloads = [node_to_payload(n) for n in nodes]
         with self._lock:
             self._index.upsert(
-                np.asarray([n.embedding for n in nodes], dtype=np.float64), payloads, ids,
+                np.asarray(embeddings, dtype=np.float64), payloads, ids,
                 subjects=[node_subject(n) for n in nodes], metadata=[flat_metadata(n.metadata) or None for n in nodes],
             )
         return ids
 
-    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> ForgetReceipt:
+    @property
+    def last_receipt(self) -> ForgetReceipt | None:
+        """The :class:`~erase_core.ForgetReceipt` of the latest ``delete``, ``delete_nodes`` or
+        ``clear`` through this object (``None`` before the first); with several threads
+        deleting, the latest to commit."""
+        return self._last_receipt
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Forget every node whose ``ref_doc_id`` is ``ref_doc_id``: exact, one transaction, one
         audit entry, erased from the store file. An unknown id deletes nothing (as in LlamaIndex)
-        and logs a warning without the id."""
+        and logs a warning without the id. The receipt is :attr:`last_receipt`."""
         _reject_kwargs("delete", delete_kwargs)
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:
-            receipt = self._index.forget_subject(ref_doc_id)
+            receipt = self._last_receipt = self._index.forget_subject(ref_doc_id)
         if not receipt.ids:
             logger.warning("ERASEVectorStore.delete: no node has that ref_doc_id; nothing deleted")
-        return receipt
 
     def delete_nodes(
         self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None, **delete_kwargs: Any,
-    ) -> ForgetReceipt:
+    ) -> None:
         """Forget the nodes among ``node_ids`` that match ``filters`` (either may be omitted, not
-        both: :meth:`clear` deletes everything). Unknown ids are skipped. Exact, one transaction."""
+        both: :meth:`clear` deletes everything). Unknown ids are skipped. Exact, one transaction.
+        The receipt is :attr:`last_receipt`."""
         _reject_kwargs("delete_nodes", delete_kwargs)
         where = normalise(filters)
-        if node_ids is None and where is None:
-            raise ERASEError("delete_nodes needs node_ids or filters (use clear() to delete every node)")
         with self._lock:
-            if node_ids is None:
-                return self._index.forget_where(to_core(where))
-            ids = _id_list(node_ids)
-            if where is not None:  # matched and forgotten in one transaction
-                return self._index.forget_where(to_core(where), among=ids)
-            return self._index.forget(ids, missing="ignore")
+            if node_ids is not None:
+                ids = _id_list(node_ids)
+                if where is None:
+                    receipt = self._index.forget(ids, missing="ignore")
+                else:  # matched and forgotten in one transaction
+                    receipt = self._index.forget_where(to_core(where), among=ids)
+            elif where is not None:
+                receipt = self._index.forget_where(to_core(where))
+            else:
+                raise ERASEError("delete_nodes needs node_ids or filters (use clear() to delete every node)")
+            self._last_receipt = receipt
 
-    def clear(self) -> ForgetReceipt:
-        """Forget every node (exact, one transaction; the pool then equals an empty build)."""
+    def clear(self) -> None:
+        """Forget every node (exact, one transaction; the pool then equals an empty build). The
+        receipt is :attr:`last_receipt`."""
         with self._lock:
-            return self._index.forget(self._index.ids, missing="ignore")
+            self._last_receipt = self._index.forget(self._index.ids, missing="ignore")
 
     # ------------------------------------------------------------------ reads
     def _matching(self, ids: list[str], where: dict) -> list[str]:
@@ -362,16 +376,16 @@ class ERASEVectorStore(BasePydanticVectorStore):
     async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
         return await asyncio.to_thread(self.add, nodes, **add_kwargs)
 
-    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> ForgetReceipt:
-        return await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
 
     async def adelete_nodes(
         self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None, **delete_kwargs: Any,
-    ) -> ForgetReceipt:
-        return await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
 
-    async def aclear(self) -> ForgetReceipt:
-        return await asyncio.to_thread(self.clear)
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
 
     async def aget_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None) -> List[BaseNode]:
         return await asyncio.to_thread(self.get_nodes, node_ids, filters)
@@ -419,15 +433,15 @@ class ERASEVectorStore(BasePydanticVectorStore):
                 old.close()
                 bound = store_path
             bound = Path(bound).resolve()
-            named = bound.name if bound.parent == p.parent.resolve() else str(bound)
-            write_json_atomically(p, {"format": MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "store": named})
+            reference = bound.name if bound.parent == p.parent.resolve() else str(bound)
+            write_json_atomically(p, {"format": MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "store": reference})
 
     def __reduce__(self):
         """Pickles and copies carry the index as ExampleIndex does: a store file by path (the copy
         is another handle on it, following every later delete), an in-memory pool by value."""
         return (type(self), (self._index,))
 
-    def __deepcopy__(self, memo: dict) -> "ERASEVectorStore":
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> "ERASEVectorStore":
         import copy
 
         return type(self)(copy.deepcopy(self._index, memo))

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from .bigbench import BigBenchTask
+
+
+_Format = TypeVar("_Format", bound="TaskFormat")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class TaskFormat:
     choice_prefix: str = "\n  choice: "
 
     @classmethod
-    def of(cls, task: BigBenchTask) -> "TaskFormat":
+    def of(cls: type[_Format], task: BigBenchTask) -> _Format:
         m = task.metadata
         return cls(
             task_prefix=m.get("task_prefix", ""),

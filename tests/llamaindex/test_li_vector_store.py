@@ -189,11 +189,13 @@ def test_every_mutation_equals_a_fresh_build(tmp_path, strategy, persisted):
     live[new.node_id] = new
     check()
     assert s.get_nodes([old.node_id])[0].get_content() == new.get_content()
-    assert s.delete("doc-1").ids
+    assert s.delete("doc-1") is None  # what LlamaIndex declares; the receipt is last_receipt
+    assert sorted(s.last_receipt.ids) == sorted(i for i, n in live.items() if n.ref_doc_id == "doc-1")
     live = {i: n for i, n in live.items() if n.ref_doc_id != "doc-1"}
     check()
     gone = [NODES[0].node_id, "loose-1", "no-such-node"]
-    s.delete_nodes(gone)
+    assert s.delete_nodes(gone) is None
+    assert sorted(s.last_receipt.ids) == sorted(i for i in gone if i in live)
     live = {i: n for i, n in live.items() if i not in gone}
     check()
     s.delete_nodes(filters=mf(f("tenant", "globex")))
@@ -203,7 +205,8 @@ def test_every_mutation_equals_a_fresh_build(tmp_path, strategy, persisted):
     s.delete_nodes(ids, filters=mf(f("lang", "en")))
     live = {i: n for i, n in live.items() if not (i in ids and n.metadata.get("lang") == "en")}
     check()
-    s.clear()
+    left = sorted(live)
+    assert s.clear() is None and sorted(s.last_receipt.ids) == left
     assert len(s.index) == 0 and s.index.verify() and s.query(q("x")).ids == []
     assert s.index.digest() == fresh([], strategy).index.digest()
     s.add(NODES[:5])  # usable after clear
@@ -278,10 +281,13 @@ def test_bad_input_raises_and_changes_nothing(tmp_path, persisted):
 def test_unknown_ref_doc_id_is_a_no_op(caplog):
     s = fresh(NODES[:20])
     digest = s.index.digest()
+    assert s.last_receipt is None
     with caplog.at_level(logging.WARNING):
-        assert s.delete("never-heard-of-it").ids == ()
-    assert s.index.digest() == digest and "never-heard-of-it" not in caplog.text
-    assert s.delete_nodes(["never-heard-of-it"]).ids == () and s.index.digest() == digest
+        s.delete("never-heard-of-it")
+    first = s.last_receipt
+    assert first.ids == () and s.index.digest() == digest and "never-heard-of-it" not in caplog.text
+    s.delete_nodes(["never-heard-of-it"])
+    assert s.last_receipt is not first and s.last_receipt.ids == () and s.index.digest() == digest
 
 
 # ---------------------------------------------------------------------------------- handles and persistence
@@ -369,7 +375,8 @@ def test_async_twins():
         await s.async_add(NODES[20:25])
         r = await s.aquery(q(QUERIES[0], k=3))
         got = await s.aget_nodes(r.ids)
-        await s.adelete("doc-0")
+        assert await s.adelete("doc-0") is None
+        assert sorted(s.last_receipt.ids) == sorted(n.node_id for n in NODES[:25] if n.ref_doc_id == "doc-0")
         await s.adelete_nodes([r.ids[0]])
         return r, got
 
