@@ -138,10 +138,10 @@ def test_markdown_tables_are_whole():
         lines = text.splitlines()
         for i, line in enumerate(lines):
             if i + 1 < len(lines) and re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*", lines[i + 1]):
-                width = cells(line)
+                width, closed = cells(line), line.rstrip().endswith("|")
                 j = i + 2
                 while j < len(lines) and lines[j].strip().startswith("|"):
-                    if cells(lines[j]) != width:
+                    if cells(lines[j]) != width or lines[j].rstrip().endswith("|") != closed:
                         bad.append(f"{path.name}:{j + 1}")
                     j += 1
                 if j < len(lines) and lines[j].strip() and not lines[j].strip().startswith("|"):
