@@ -328,3 +328,34 @@ def test_cache_keys_cover_the_configuration(tmp_path):
     assert set(two) == {"erase", "knn"} and set(three) == {"erase", "knn", "random"}
     strat = Bench(BenchConfig(**base, methods=["erase-stratified"], ks=[2]), progress=False).unlearning_cost(data)
     assert set(strat) == {"erase-stratified"}  # multiple choice: not refused
+
+
+def test_bbii_report_aggregates_tasks_with_equal_weight(tmp_path):
+    """The BBII table from synthetic per-task records: per-task means over seeds and k, the
+    aggregate over tasks (tuning task left out), the missing tasks listed, a plot written."""
+    from erase_core.evaluation.bbii import aggregate, load_task_results, write_bbii_report
+
+    def cell(method, k, seed, acc, low):
+        return {"method": method, "k": k, "seed": seed, "accuracy": acc, "normalized": 100 * (acc - low) / (1 - low),
+                "tokens_per_query": 10, "seconds_per_query": 0.1}
+
+    tasks = {"a": (0.5, [("zero-shot", 0, 0, 0.5), ("erase", 2, 0, 0.75), ("erase", 2, 1, 0.5)]),
+             "b": (0.0, [("zero-shot", 0, 0, 0.1), ("erase", 2, 0, 0.3), ("erase", 2, 1, 0.5)]),
+             "intent_recognition": (0.0, [("zero-shot", 0, 0, 0.9), ("erase", 2, 0, 0.9)])}
+    for name, (low, cells) in tasks.items():
+        record = {"task": name, "pool": 10, "test": 4, "multiple_choice": low > 0, "refused": {},
+                  "cells": [cell(*c, low) for c in cells]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    agg = aggregate(load_task_results(tmp_path))
+    assert agg["tasks"] == ["a", "b"]
+    assert agg["per_task"]["a"][("erase", 2)] == pytest.approx(25.0)  # (50 + 0) / 2
+    assert agg["per_task"]["b"][("erase", 2)] == pytest.approx(40.0)
+    assert agg["overall"][("erase", 2)] == pytest.approx(32.5)
+    assert agg["spread"][("erase", 2)] == pytest.approx(np.std([25, 40], ddof=1) / np.sqrt(2))
+    assert agg["overall"][("zero-shot", 0)] == pytest.approx(5.0)
+    doc = write_bbii_report(tmp_path, tmp_path / "doc" / "bbii.md", expected=["a", "b", "c"])
+    text = doc.read_text()
+    assert "Tasks not yet run (1): c." in text
+    assert "| erase | 32.5 ± 7.5 | 32.5 |" in text
+    assert "| intent_recognition (tuning) |" in text
+    assert (tmp_path / "doc" / "img" / "bbii_aggregate.png").stat().st_size > 1000
