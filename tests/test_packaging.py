@@ -28,6 +28,7 @@ def test_package_has_a_py_typed_marker(name):
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_wheel_ships_the_py_typed_markers(tmp_path):
     """Built as a user would get it: each package's py.typed is in the wheel.
 
