@@ -24,7 +24,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._validation import ERASEError, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_vectors
+from ._validation import (ERASEError, reject_unknown_kwargs, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_real,
+                          check_vectors)
 from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
 from .payload_texts import PayloadTexts
@@ -56,11 +57,67 @@ class ForgetReceipt:
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation to float32 (per row, so batching cannot change a row's bits)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    if (norms == 0).any():
-        raise ERASEError(f"vector {int(np.flatnonzero(norms == 0)[0])} is all zeros: it has no direction to compare")
+    """Row-wise L2 normalisation to float32 (per row, so batching cannot change a row's bits).
+    A norm that overflows or underflows float64 raises: dividing by it would store zeros."""
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+    bad = (norms == 0) | ~np.isfinite(norms)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        if not np.isfinite(norms[j]):
+            raise ERASEError(f"vector {j} is too large: its norm overflows float64 (scale the vectors down)")
+        if np.any(vectors[j]):
+            raise ERASEError(f"vector {j} is too small: its norm underflows float64 (scale the vectors up)")
+        raise ERASEError(f"vector {j} is all zeros: it has no direction to compare")
     return (vectors / norms[:, None]).astype(np.float32)
+
+
+def _real_vectors(vectors, name: str, dim: int | None) -> np.ndarray:
+    """:func:`check_vectors`, rejecting complex input first (converting would drop the imaginary part)."""
+    dtype = getattr(vectors, "dtype", None)
+    if dtype is not None and (getattr(dtype, "kind", None) == "c" or getattr(dtype, "is_complex", False) is True):
+        raise ERASEError(f"{name} holds complex numbers: embeddings must be real")
+    return check_vectors(vectors, dim=dim, name=name)
+
+
+def _check_text(value: str, name: str) -> str:
+    """``value`` if it encodes as UTF-8 (a lone surrogate can be neither stored nor hashed)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ERASEError(f"{name} is not valid Unicode text (a lone surrogate at position {exc.start})") from None
+    return value
+
+
+def _id_list(ids, name: str = "ids") -> list:
+    """``ids`` as a list (a single string stays one id); anything not iterable raises ours."""
+    if ids is None:
+        raise ERASEError(f"{name} are required: a list of string ids")
+    if isinstance(ids, str):
+        return [ids]
+    try:
+        return list(ids)
+    except TypeError:
+        raise ERASEError(f"{name} must be a sequence of string ids; got {type(ids).__name__} {ids!r}") from None
+
+
+def _checked_filter(where) -> None:
+    """:func:`check_filter`, with a value it cannot compare (a set, an object) raising ours."""
+    try:
+        check_filter(where)
+    except (TypeError, RecursionError) as exc:
+        raise ERASEError(f"unsupported value in the filter {where!r}: {exc}") from None
+
+
+def _filter_text(where: dict) -> str:
+    """The canonical JSON of a filter, as the audit log hashes it (raises ours for a value JSON cannot hold)."""
+    from .storage.audit import canonical_filter
+
+    try:
+        text = canonical_filter(where)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ERASEError(f"the filter is not JSON-serialisable: {exc}") from None
+    return _check_text(text, "the filter")
 
 
 def _payload_json(payload: Any) -> str:
@@ -68,6 +125,8 @@ def _payload_json(payload: Any) -> str:
         return json.dumps(payload, sort_keys=True, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ERASEError(f"payload is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ERASEError("payload is nested too deeply to serialise as JSON") from None
 
 
 def _example_hash(example_id: str, payload_json: str, vector: np.ndarray, attrs: str = "") -> int:
@@ -106,7 +165,14 @@ class _Incoming:
                  for j, (s, m) in enumerate(zip(subjects, metadata))]
         payload_jsons = [_payload_json(p) for p in payloads]
         unit = _normalise(X)
-        hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+        try:
+            hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]
+        except UnicodeEncodeError:
+            for j, (i, pj, a) in enumerate(zip(ids, payload_jsons, attrs)):
+                _check_text(i, f"ids[{j}]")
+                _check_text(pj, f"payloads[{j}]")
+                _check_text(a, f"the subject or metadata of example {j}")
+            raise
         return cls(ids, payload_jsons, unit, hashes, attrs)
 
     def check_width(self, dim: int | None) -> None:
@@ -123,6 +189,19 @@ class _Incoming:
 
     def add_to(self, index: "ExampleIndex", rows: list[int] | None = None):
         return index._add_in_memory(self.ids, self.payload_jsons, self.unit, self.hashes, rows, attrs=self.attrs)
+
+
+class IndexClosedError(ERASEError):
+    """A persisted index was used after :meth:`ExampleIndex.close`."""
+
+
+def _as_payload_list(payloads) -> list:
+    if isinstance(payloads, (str, bytes)) or payloads is None:
+        raise ERASEError(f"payloads must be a sequence (one payload per vector); got {type(payloads).__name__}")
+    try:
+        return list(payloads)
+    except TypeError:
+        raise ERASEError(f"payloads must be a sequence (one payload per vector); got {type(payloads).__name__}") from None
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
@@ -183,6 +262,10 @@ class _ModelLag:
 _ROW_GONE_RETRIES = 20
 
 
+#: The parameters that define a new index (``ExampleIndex(...)``, ``open_or_create``).
+INDEX_PARAMETERS = ("k", "strategy", "epsilon", "n_iter", "seed", "projection_dim")
+
+
 class ExampleIndex:
     """Few-shot example pool with exact unlearning.
 
@@ -213,12 +296,14 @@ class ExampleIndex:
         seed: int = 0,
         projection_dim: int | None = None,
         path: str | os.PathLike | None = None,
+        **unknown: Any,
     ):
+        reject_unknown_kwargs("ExampleIndex", unknown, INDEX_PARAMETERS + ("path",))
         self.k = check_positive_int(k, "k")
         if strategy not in STRATEGIES:
             raise ERASEError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.strategy = strategy
-        self.epsilon = DEFAULT_EPSILON if epsilon is None else float(epsilon)
+        self.epsilon = DEFAULT_EPSILON if epsilon is None else check_real(epsilon, "epsilon")
         self.n_iter = check_positive_int(n_iter, "n_iter")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ERASEError(f"seed must be an integer, got {seed!r}")
@@ -232,6 +317,7 @@ class ExampleIndex:
         self._secret: bytes | None = None
         self._memory_log: MemoryAuditLog | None = None
         self._notes: dict[str, str] = {}  # application notes of an in-memory index
+        self._closed_path: Path | None = None  # the store a closed index was on
         self._reset_memory()
         if path is not None:
             from .storage import ExampleStore, StoreError
@@ -250,7 +336,7 @@ class ExampleIndex:
         self._slot_of: dict[str, int] = {}
         self._payload_json = PayloadTexts()
         self._attrs_json: dict[str, str] = {}  # only examples with a subject or metadata
-        self._attributes = AttributeIndex()
+        self._attributes = AttributeIndex(self._slot_of)
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._pool_lanes = np.zeros((0, 2), dtype=np.uint64)  # by slot: each example's lane terms
@@ -309,7 +395,12 @@ class ExampleIndex:
         """Open the store at ``path``, or create it with these parameters when there is none (so
         the same code runs on a first and a later start). Parameters given explicitly must match
         the stored ones: a mismatch raises rather than silently opening a different index."""
-        if Path(path).exists() and os.path.getsize(path) > 0:
+        reject_unknown_kwargs("ExampleIndex.open_or_create",
+                              {key: v for key, v in params.items() if key not in INDEX_PARAMETERS[1:]},
+                              ("path",) + INDEX_PARAMETERS)
+        from .storage import as_store_path
+
+        if as_store_path(path).exists() and os.path.getsize(path) > 0:
             index = cls.open(path)
             wanted = {"k": k, **params}
             config = index.config()
@@ -444,6 +535,8 @@ class ExampleIndex:
         """Catch up with every change any handle committed to the store (cheap when none)."""
         store = self._store
         if store is None:
+            if self._closed_path is not None:
+                self._require_open()
             return
         if self._stale:
             self._reload(store.load())
@@ -619,14 +712,14 @@ class ExampleIndex:
         ``metadata``: per example, a flat JSON object (for :meth:`forget_where` and filtered
         :meth:`select`), or None. Both are stored sealed like the payload."""
         with self._lock:
+            self._require_open()
             self._sync()
-            X = check_vectors(vectors, dim=self._dim, name="vectors")
-            payloads = list(payloads)
+            X = _real_vectors(vectors, "vectors", self._dim)
+            payloads = _as_payload_list(payloads)
             n = X.shape[0]
             if len(payloads) != n:
                 raise ERASEError(f"got {len(payloads)} payloads for {n} vectors")
-            if ids is None:
-                ids = [uuid.uuid4().hex for _ in payloads]
+            ids = [uuid.uuid4().hex for _ in payloads] if ids is None else _id_list(ids)
             ids = check_ids(ids, n, existing=self._slot_of)
             new = _Incoming.of(ids, X, payloads, subjects, metadata)
             if self._store is None:
@@ -650,10 +743,11 @@ class ExampleIndex:
         Returns the receipt of the replaced ids (empty when every id was new)."""
         start = time.perf_counter()
         with self._lock:
+            self._require_open()
             self._sync()
-            X = check_vectors(vectors, dim=self._dim, name="vectors")
-            ids = check_ids(ids, X.shape[0])
-            new = _Incoming.of(ids, X, list(payloads), subjects, metadata)
+            X = _real_vectors(vectors, "vectors", self._dim)
+            ids = check_ids(_id_list(ids), X.shape[0])
+            new = _Incoming.of(ids, X, _as_payload_list(payloads), subjects, metadata)
             if self._store is None:
                 present = [i for i in ids if i in self._slot_of]
                 owners = self._subjects_of(present)
@@ -704,9 +798,7 @@ class ExampleIndex:
         Unknown or repeated ids raise :class:`UnknownIdError`/`DuplicateIdError` and change
         nothing, unless ``missing="ignore"``.
         """
-        if isinstance(ids, str):
-            ids = [ids]
-        ids = list(ids)
+        ids = _id_list(ids)
         return self._forget(lambda: check_known_ids(ids, self._slot_of, missing=missing), request="ids")
 
     def forget_subject(self, subject: str) -> ForgetReceipt:
@@ -715,24 +807,29 @@ class ExampleIndex:
         subject = check_subject(subject)
         if subject is None:
             raise ERASEError("forget_subject needs a subject")
+        _check_text(subject, "subject")
         return self._forget(lambda: sorted(self._attributes.of_subject(subject)), request="subject", subject=subject)
 
     def forget_where(self, where: dict, *, among: Iterable[str] | None = None) -> ForgetReceipt:
         """Forget every example whose metadata matches the filter ``where`` (see
         :mod:`erase_core.filters`), exactly, in one transaction. ``among``: only these ids
         (unknown ones are skipped), matched inside the same transaction."""
-        check_filter(where)
+        _checked_filter(where)
+        _filter_text(where)  # the audit log hashes it: fail before the transaction, not inside
         if among is not None:
             if isinstance(among, (str, bytes)):
                 raise ERASEError("among must be a collection of ids, not a single string")
-            among = set(among)
+            try:
+                among = set(among)
+            except TypeError:
+                raise ERASEError(f"among must be a collection of string ids; got {among!r}") from None
             return self._forget(lambda: sorted(self._attributes.matching(where) & among), request="where", where=where)
         return self._forget(lambda: sorted(self._attributes.matching(where)), request="where", where=where)
 
     def ids_where(self, where: dict) -> list[str]:
         """The ids of the examples whose metadata match ``where``, sorted (from the index of
         metadata values; what :meth:`forget_where` would forget)."""
-        check_filter(where)
+        _checked_filter(where)
         with self._lock:
             self._sync()
             return sorted(self._attributes.matching(where))
@@ -741,6 +838,7 @@ class ExampleIndex:
         """Resolve the ids against the current pool, forget them, log the request; all or nothing."""
         start = time.perf_counter()
         with self._lock:
+            self._require_open()
             if self._store is None:
                 ids = resolve()
                 owners = self._subjects_of(ids)
@@ -856,7 +954,7 @@ class ExampleIndex:
                 raise ERASEError(f"strategy {self.strategy!r} needs a query_vector")
             return self._ranked(query_vector, k, filter, self.strategy == "mmr", fetch_k, lambda_mult, strict=True)
         if filter is not None:
-            check_filter(filter)
+            _checked_filter(filter)
             raise ERASEError("filter= applies to the 'similarity' and 'mmr' strategies; 'erase' selects one fixed set for every query")
         with self._lock:
             self._sync()
@@ -910,7 +1008,7 @@ class ExampleIndex:
         """Whether memory at ``version`` is what the store holds now (without the lock)."""
         store = self._store
         if store is None:
-            return True
+            return self._closed_path is None
         if self._stale:
             return False
         try:
@@ -941,7 +1039,7 @@ class ExampleIndex:
     def _ranked(self, query_vector, k: int, where: dict | None, mmr: bool, fetch_k: int, lambda_mult: float, *,
                 strict: bool, among: set[str] | None = None) -> list[SelectedExample]:
         if where is not None:
-            check_filter(where)
+            _checked_filter(where)
         if mmr:
             fetch_k = check_positive_int(fetch_k, "fetch_k")
             if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
@@ -1016,11 +1114,15 @@ class ExampleIndex:
         """One non-zero query vector of the index's width (float64)."""
         if self._dim is None and np.ndim(query_vector) == 1:
             query_vector = [query_vector]  # a 1-D query needs no known width to be one vector
-        q = check_vectors(query_vector, dim=self._dim, name="query_vector")
+        q = _real_vectors(query_vector, "query_vector", self._dim)
         if q.shape[0] != 1:
             raise ERASEError(f"query_vector must be one vector; got {q.shape[0]} rows")
         if not np.any(q[0]):
             raise ERASEError("query_vector is all zeros")
+        with np.errstate(over="ignore", under="ignore"):
+            norm = float(np.linalg.norm(q[0]))
+        if not np.isfinite(norm) or norm == 0:
+            raise ERASEError(f"query_vector is too {'large' if norm else 'small'}: its norm {'over' if norm else 'under'}flows float64")
         return q[0]
 
     def _payload(self, example_id: str) -> Any:
@@ -1137,7 +1239,10 @@ class ExampleIndex:
         the index; they are not examples and must not hold example content."""
         if not isinstance(key, str) or not key or not isinstance(value, str):
             raise ERASEError("a note has a non-empty string key and a string value")
+        _check_text(key, "the note's key")
+        _check_text(value, "the note's value")
         with self._lock:
+            self._require_open()
             if self._store is None:
                 self._notes[key] = value
                 return
@@ -1256,10 +1361,20 @@ class ExampleIndex:
             return fresh.digest() == self.digest()
 
     def close(self) -> None:
+        """Close the store handle. A closed persisted index refuses every later mutation and
+        read (it would otherwise act on memory alone, which no other handle sees)."""
         with self._lock:
             if self._store is not None:
+                self._closed_path = self._store.path
                 self._store.close()
                 self._store = None
+
+    def _require_open(self) -> None:
+        """Raise when this index had a store and was closed (a write would reach memory only)."""
+        if self._closed_path is not None:
+            raise IndexClosedError(
+                f"this index on {self._closed_path} is closed: nothing was changed; reopen it with ExampleIndex.open(path)"
+            )
 
     def __enter__(self) -> "ExampleIndex":
         return self

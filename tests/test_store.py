@@ -155,7 +155,7 @@ def test_injected_write_error_while_sealing_keys_rolls_back(path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(keyfile_module.os, "fsync", full)
-        with pytest.raises(OSError):
+        with pytest.raises(StoreError, match=r"rolled back, nothing was changed: cannot write .*\.keys: No space left"):
             add(store, new_rows(2, prefix="more"))
         monkeypatch.setattr(keyfile_module.os, "fsync", real)
         assert by_id(store) == before

@@ -1,7 +1,7 @@
 """Persistence: a multi-handle SQLite example store with crypto-shredded deletion."""
 
 from .errors import CorruptStoreError, RowGoneError, StoreError
-from .example_store import APPLICATION_ID, SCHEMA_VERSION, Changes, ExampleStore, NewRow, keys_path
+from .example_store import APPLICATION_ID, SCHEMA_VERSION, Changes, ExampleStore, NewRow, as_store_path, keys_path
 from .rows import PlainRow
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "NewRow",
     "PlainRow",
     "StoreError",
+    "as_store_path",
     "keys_path",
 ]

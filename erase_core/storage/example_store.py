@@ -54,7 +54,7 @@ from .image import ImageData, image_path, pack_image, read_image_file, seal_imag
 from .keyfile import ZERO_KEY, KeyFile
 from .rows import PlainRow, new_key, open_many, seal
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRow"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRow", "as_store_path"]
 
 #: ``PRAGMA application_id`` of an ERASE store ("ERSE").
 APPLICATION_ID = 0x45525345
@@ -103,8 +103,9 @@ def _file_id(path: Path) -> tuple[int, int]:
 def is_store_file(path) -> bool:
     """Whether ``path`` holds an ERASE store (header check; safe while stores are open)."""
     try:
+        path = as_store_path(path)
         with _OPEN_FILES_LOCK:
-            _inspect_header_unlocked(Path(os.fspath(path)))
+            _inspect_header_unlocked(path)
         return True
     except StoreError:
         return False
@@ -155,7 +156,7 @@ class ExampleStore:
     @classmethod
     def create(cls, path, config: dict) -> "ExampleStore":
         """Create a new store at ``path`` (absent, or an empty file) holding ``config``."""
-        path = Path(os.fspath(path))
+        path = as_store_path(path)
         text = _config_json(config)
         if path.exists() and (not path.is_file() or path.stat().st_size > 0):
             raise StoreError(f"{path} already exists and is not empty: a new store needs a new file")
@@ -202,7 +203,7 @@ class ExampleStore:
     @classmethod
     def open(cls, path) -> "ExampleStore":
         """Open an existing store. A file that is not one is rejected without being modified."""
-        path = Path(os.fspath(path))
+        path = as_store_path(path)
         with _OPEN_FILES_LOCK:
             _inspect_header_unlocked(path)
             try:
@@ -405,6 +406,11 @@ class ExampleStore:
                     self._try_shred(txn.new_slots)
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"the write to {self.path} failed and was rolled back: {exc}") from None
+                if isinstance(exc, OSError):  # the key file (the only file written before the commit)
+                    raise StoreError(
+                        f"the write to {self.path} failed and was rolled back, nothing was changed: "
+                        f"cannot write {exc.filename or self._keys.path}: {exc.strerror or exc}"
+                    ) from None
                 raise
             try:
                 if shred:
@@ -670,6 +676,16 @@ def _config_json(config: dict) -> str:
         return json.dumps(config, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"config is not JSON-serialisable: {exc}") from None
+
+
+def as_store_path(path) -> Path:
+    """``path`` as a Path; anything that is not a file system path raises ours."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise StoreError(f"a store path must be a str or os.PathLike; got {type(path).__name__} {path!r}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise StoreError(f"a store path must be a non-empty file system path; got {path!r}")
+    return Path(text)
 
 
 def _fsync_dir(directory: Path) -> None:
