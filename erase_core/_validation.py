@@ -111,8 +111,10 @@ def check_ids(ids: Iterable | None, n: int, *, existing=None, name: str = "ids")
         check_id(i, f"{name}[{j}]")
     if len(set(out)) != len(out):
         seen: set[str] = set()
-        dup = next(i for i in out if i in seen or seen.add(i))
-        raise DuplicateIdError(f"duplicate id {dup!r} in {name}")
+        for i in out:
+            if i in seen:
+                raise DuplicateIdError(f"duplicate id {i!r} in {name}")
+            seen.add(i)
     if existing is not None:
         clash = next((i for i in out if i in existing), None)
         if clash is not None:

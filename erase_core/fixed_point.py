@@ -126,7 +126,8 @@ class FixedPointSpace:
         integers satisfy dim * max|value| < 2^24 every partial sum of the ±1 projection is an
         integer float32 holds exactly, in any summation order. Blocks beyond that use float64."""
         scale = np.float32(self.scale)
-        proj32 = None if self.projection is None else self.projection.astype(np.float32)
+        proj64 = self.projection
+        proj32 = None if proj64 is None else proj64.astype(np.float32)
         for lo in range(0, X.shape[0], step):
             ints = np.rint(X[lo : lo + step] * scale)
             peak = float(np.abs(ints).max(initial=0.0))
@@ -136,13 +137,14 @@ class FixedPointSpace:
                     f"scale={self.scale:g} (limit {self.input_bound / self.scale:.4g}); normalise the vectors "
                     "or lower `scale`"
                 )
-            if proj32 is None:
+            if proj32 is None or proj64 is None:  # no projection
                 out[lo : lo + step] = ints
                 continue
+            projected: np.ndarray
             if peak * self.dim < 2.0**24:
                 projected = ints @ proj32
             else:
-                projected = ints.astype(np.float64) @ self.projection
+                projected = ints.astype(np.float64) @ proj64
             if np.abs(projected).max(initial=0.0) > self.bound:
                 raise ERASEError("projected vector values are too large for exact arithmetic; lower `scale`")
             out[lo : lo + step] = projected

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from ._validation import ERASEError
+
 __all__ = ["PayloadTexts"]
 
 #: Reads the payload texts of store rows: ``fetch(rows) -> {row: text}``.
@@ -32,11 +34,16 @@ class PayloadTexts:
         self._row_of = dict(zip(ids, rows))
         self._fetch = fetch
 
+    def _read(self, rows: list[int]) -> dict[int, str]:
+        if self._fetch is None:  # rows are recorded only with the fetch that reads them
+            raise ERASEError("deferred payloads without a store to read them from")
+        return self._fetch(rows)
+
     def __getitem__(self, example_id: str) -> str:
         text = self._texts.get(example_id)
         if text is None:
             row = self._row_of[example_id]  # KeyError for an unknown id, as a dict
-            text = self._fetch([row])[row]
+            text = self._read([row])[row]
             del self._row_of[example_id]
             self._texts[example_id] = text
         return text
@@ -46,7 +53,7 @@ class PayloadTexts:
         missing = [i for i in ids if i not in self._texts]
         if missing:
             rows = [self._row_of[i] for i in missing]  # KeyError for an unknown id, as a dict
-            got = self._fetch(rows)
+            got = self._read(rows)
             for i, row in zip(missing, rows):
                 self._texts[i] = got[row]
                 del self._row_of[i]

@@ -163,6 +163,11 @@ class QuantizedKMeans:
     ``ids_``), ``n_iter_``, ``seed_ids_``, ``representative_ids_``.
     """
 
+    # set by fitting (and kept up to date by every update)
+    _points_hash: MultisetHash  # multiset hash of the points with their labels
+    _rep_slot: np.ndarray  # per cluster: the slot of its representative, -1 for none
+    _digest_parts: tuple[str, str] | None  # cached parts of digest(), None: recompute
+
     def __init__(
         self,
         n_clusters: int,
@@ -766,6 +771,8 @@ class QuantizedKMeans:
         run's, so the recompute stops there (most recomputes move one centroid coordinate for an
         iteration or two and rejoin)."""
         n, T, table = self._n, self.n_iter, self._table
+        if table is None:  # _table_ready() builds it before a recompute resumes from it
+            raise RuntimeError("a recompute resumed without its score table")
         coords = self._coords[:n]
         old_C, old_S, old_N = self._C.copy(), self._S.copy(), self._N.copy()
         old_final, old_n_rec, old_converged = self._final_col, self._n_rec, self._converged
@@ -913,6 +920,7 @@ class QuantizedKMeans:
         """
         T = self._n_rec
         ints = coords.astype(np.int64)
+        dN: int | np.ndarray  # one point: its sign; several: per touched (iteration, cluster) pair
         if len(ints) == 1:
             tt = np.arange(T)
             jj = labels[0, :T].astype(np.int64)

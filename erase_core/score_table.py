@@ -129,14 +129,15 @@ class ScoreTable:
         score is written there."""
         k, n = column.shape
         delta = (new - old).astype(np.int64)
-        moves = []  # per moved cluster: (row, constant, sparse [(coordinate, coefficient)] or dense vector)
+        # per moved cluster: (row, constant, sparse [(coordinate, coefficient)], or a dense vector)
+        moves: list[tuple[int, int, list[tuple[int, np.int64]], np.ndarray | None]] = []
         for j in np.flatnonzero(delta.any(axis=1)).tolist():
             supp = np.flatnonzero(delta[j]).tolist()
             shift = int(new[j] @ new[j] - old[j] @ old[j])  # exact: integers below 2^53
             if 4 * len(supp) <= coords.shape[1]:
                 moves.append((j, shift, [(i, np.int64(-2 * delta[j, i])) for i in supp], None))
             else:
-                moves.append((j, shift, None, -2.0 * delta[j]))
+                moves.append((j, shift, [], -2.0 * delta[j]))
         labels = np.empty(n, dtype=np.int16)
         work = Scratch(min(n, block))
         for lo in range(0, n, block):

@@ -99,7 +99,7 @@ class Answerer:
 
     def _choose_batched(self, prefixes, examples) -> list[Answer]:
         torch = self.lm._torch
-        rows = []  # (question index, option index, context ids, option ids)
+        rows: list[tuple[int, int, list[int], list[int]]] = []  # (question, option index, context ids, option ids)
         prefix_ids: dict[str, list[int]] = {}
         for q, (prefix, ex) in enumerate(zip(prefixes, examples)):
             if prefix not in prefix_ids:
@@ -119,13 +119,15 @@ class Answerer:
                 width = max(len(c) + len(o) for _, _, c, o in batch)
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for i, (_, _, c, o) in enumerate(batch):
-                    seq = c + o
+                for i, (_, _, c, opt) in enumerate(batch):
+                    seq = c + opt
                     ids[i, : len(seq)] = torch.tensor(seq)
                     mask[i, : len(seq)] = 1
                 logits = self.lm.model(input_ids=ids.to(self.lm.device), attention_mask=mask.to(self.lm.device)).logits
                 # gather the option tokens' log-probabilities on the device; only those come back
-                rows_i, cols, toks = [], [], []
+                rows_i: list[int] = []
+                cols: list[int] = []
+                toks: list[int] = []
                 for i, (_, _, c, opt) in enumerate(batch):
                     rows_i += [i] * len(opt)
                     cols += range(len(c) - 1, len(c) + len(opt) - 1)

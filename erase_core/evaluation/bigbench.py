@@ -184,7 +184,7 @@ def example_groups(examples: list[dict[str, Any]], group_by: str = "context") ->
         for c in contexts:
             sizes[c] = sizes.get(c, 0) + 1
         limit = math.sqrt(len(examples))
-        keys = [("c", c) if sizes[c] <= limit else ("i", t) for c, t in zip(contexts, inputs)]  # type: ignore[misc]
+        keys = [("c", c) if sizes[c] <= limit else ("i", t) for c, t in zip(contexts, inputs)]
     number: dict[Any, int] = {}
     return [number.setdefault(key, len(number)) for key in keys]
 

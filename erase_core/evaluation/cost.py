@@ -107,7 +107,7 @@ class InferenceCost:
         object.__setattr__(self, "a", _nonneg(self.a, "InferenceCost.a (seconds per call)"))
         object.__setattr__(self, "b", _nonneg(self.b, "InferenceCost.b (seconds per token)"))
 
-    def seconds(self, tokens_per_call, calls: int = 1) -> float:
+    def seconds(self, tokens_per_call, calls: float = 1) -> float:
         """Time of ``calls`` model calls that each process ``tokens_per_call`` tokens."""
         t = _nonneg(tokens_per_call, "tokens_per_call")
         n = _nonneg(calls, "calls")
@@ -342,7 +342,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------- plot
 
 def plot_cost(methods: Iterable[MethodCost], path: str | os.PathLike,
-              ratios: Sequence[float] = DEFAULT_PLOT_RATIOS, *, highlight: str | None = None) -> Path:
+              ratios: Sequence[float] | np.ndarray = DEFAULT_PLOT_RATIOS, *, highlight: str | None = None) -> Path:
     """Log-log plot of ``U + r * I`` (seconds of one deletion and its ``r`` queries) against
     ``r`` (queries per deletion), one line per method, every pairwise break-even inside the
     plotted range marked. Writes a PNG with matplotlib's Agg canvas (no pyplot, the global

@@ -7,6 +7,8 @@ from the cache or the input is rejected first.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["LazyModels"]
@@ -15,6 +17,7 @@ __all__ = ["LazyModels"]
 class LazyModels:
     """Mixin: ``self.lm`` and ``self.embed(texts)`` from ``self.config``, each loaded once."""
 
+    config: Any  # the evaluation's settings (model, gguf_file, device), set by the class using this
     _lm = None
     _embedder = None
 

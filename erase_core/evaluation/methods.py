@@ -204,18 +204,24 @@ class ERASE(SelectionMethod):
         return ExampleIndex(k, seed=self.seed, projection_dim=self.projection_dim, **self.index_params)
 
     def _refit(self) -> None:
-        self.index_ = self._new_index(self.k)
-        self.index_.add(self.vectors_, [None] * len(self.ids_), ids=self.ids_)
+        index = self._new_index(self.k)
+        index.add(self.vectors_, [None] * len(self.ids_), ids=self.ids_)
+        self.index_ = index
+
+    def _fitted(self) -> ExampleIndex:
+        if self.index_ is None:
+            raise ERASEError(f"{self.name}: fit() first")
+        return self.index_
 
     def _remove(self, ids: list[str]) -> None:
         gone = set(ids)
         keep = [r for r, i in enumerate(self.ids_) if i not in gone]
         self.ids_, self.vectors_ = [self.ids_[r] for r in keep], self.vectors_[keep]
         self.labels_ = [self.labels_[r] for r in keep]
-        self.receipts_.append(self.index_.forget(ids))
+        self.receipts_.append(self._fitted().forget(ids))
 
     def shots(self, query_vector=None) -> list[str]:
-        return [s.id for s in self.index_.select()]
+        return [s.id for s in self._fitted().select()]
 
 
 class KNN(SelectionMethod):

@@ -26,6 +26,9 @@ from .._validation import ERASEError
 
 __all__ = ["fade_distance", "loglik_distance", "rank_distance", "rank_percentiles"]
 
+#: Log-likelihoods or percentiles: a sequence of numbers or a 1-d array.
+Floats = Sequence[float] | np.ndarray
+
 
 def _vector(values, name: str, *, allow_empty: bool = False) -> np.ndarray:
     try:
@@ -48,13 +51,13 @@ def _pair(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def loglik_distance(unlearned: Sequence[float], retrained: Sequence[float]) -> float:
+def loglik_distance(unlearned: Floats, retrained: Floats) -> float:
     """(a) ``mean_i |log p_u(y_i | x_i) - log p_r(y_i | x_i)|`` over the forget set (nats)."""
     u, r = _pair(unlearned, retrained, ("unlearned", "retrained"))
     return float(np.mean(np.abs(u - r)))
 
 
-def rank_percentiles(forget: Sequence[float], reference: Sequence[float]) -> np.ndarray:
+def rank_percentiles(forget: Floats, reference: Floats) -> np.ndarray:
     """(b) Mid-rank percentile of each forget-set score among the reference scores, in [0, 1]:
     ``(#{ref < f} + #{ref == f} / 2) / n_ref``. About 0.5 for an example the model never saw;
     near 1 for one it memorized."""
@@ -64,13 +67,13 @@ def rank_percentiles(forget: Sequence[float], reference: Sequence[float]) -> np.
     return (below + ties / 2.0) / ref.size
 
 
-def rank_distance(unlearned_percentiles: Sequence[float], retrained_percentiles: Sequence[float]) -> float:
+def rank_distance(unlearned_percentiles: Floats, retrained_percentiles: Floats) -> float:
     """(b) ``mean_i |pct_u(i) - pct_r(i)|``, in [0, 1]."""
     u, r = _pair(unlearned_percentiles, retrained_percentiles, ("unlearned percentiles", "retrained percentiles"))
     return float(np.mean(np.abs(u - r)))
 
 
-def fade_distance(u_on_u: Sequence[float], r_on_u: Sequence[float], r_on_r: Sequence[float], u_on_r: Sequence[float]) -> float:
+def fade_distance(u_on_u: Floats, r_on_u: Floats, r_on_r: Floats, u_on_r: Floats) -> float:
     """(c) Bidirectional likelihood distance (FADE-style).
 
     ``s_u`` are samples of the unlearned model, ``s_r`` of the retrained one (one or more per

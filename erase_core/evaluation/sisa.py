@@ -38,7 +38,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -124,21 +124,22 @@ def assign(example_id: str, n_shards: int, n_slices: int, seed: int) -> tuple[in
     return h % n_shards, (h // n_shards) % n_slices
 
 
-def _rng_seed(*parts: int) -> int:
+def _rng_seed(*parts: int | str) -> int:
     return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
 
 
 # ----------------------------------------------------------------------------- model plumbing
 
 
-class _ModelView:
-    """A LocalCausalLM-like view of the ensemble's working model, for the scorer and generation."""
+class _ModelView(LocalCausalLM):
+    """A LocalCausalLM over the ensemble's working model, for the scorer and generation (greedy,
+    with stop strings). It wraps a model already in memory: nothing is loaded, so the base
+    class's loading ``__init__`` is not called."""
 
     def __init__(self, model, tokenizer, device: str, torch):
+        self.model_name_or_path, self.gguf_file = "(SISA working model)", None
         self.model, self.tokenizer, self.device, self._torch = model, tokenizer, device, torch
         self._lock = threading.Lock()
-
-    generate = LocalCausalLM.generate  # greedy generation with stop strings, on this view's model
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def pad_batch(torch, rows: Sequence[_Encoded], pad_id: int):
 # ----------------------------------------------------------------------------- the ensemble
 
 
+_Ensemble = TypeVar("_Ensemble", bound="SISAEnsemble")
+
+
 class SISAEnsemble:
     """SISA fine-tuning of a causal LM on few-shot pool examples, with exact unlearning.
 
@@ -226,8 +230,8 @@ class SISAEnsemble:
         self.checkpoint_dir = Path(checkpoint_dir).expanduser()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._token = uuid.uuid4().hex[:8]  # keeps two ensembles sharing a directory apart
-        self._view: _ModelView | None = None
-        self._base: dict | None = None  # CPU float32 copy of the base weights
+        self._live_view: _ModelView | None = None  # see _view
+        self._live_base: dict | None = None  # see _base
         self._examples: dict[str, dict] = {}
         self._encoded: dict[str, _Encoded] = {}
         self._place: dict[str, tuple[int, int]] = {}
@@ -239,7 +243,7 @@ class SISAEnsemble:
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "SISAEnsemble":
+    def __enter__(self: _Ensemble) -> _Ensemble:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -253,7 +257,7 @@ class SISAEnsemble:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
-        self._optimizer, self._view, self._base, self._closed = None, None, None, True
+        self._optimizer, self._live_view, self._live_base, self._closed = None, None, None, True
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else (f"{len(self._examples)} examples" if self.is_fitted else "unfitted")
@@ -475,7 +479,7 @@ class SISAEnsemble:
     # ------------------------------------------------------------------ model
     def _prepare_model(self) -> None:
         """Set up the working float32 model (a private copy) and the CPU copy of the base weights."""
-        if self._view is not None:
+        if self._live_view is not None:
             return
         from ..models.embeddings import _require
 
@@ -495,8 +499,22 @@ class SISAEnsemble:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(True)
-        self._view = _ModelView(model, lm.tokenizer, device, torch)
-        self._base = self._snapshot()
+        self._live_view = _ModelView(model, lm.tokenizer, device, torch)
+        self._live_base = self._snapshot()
+
+    @property
+    def _view(self) -> _ModelView:
+        """The working model (set up by :meth:`_prepare_model`)."""
+        if self._live_view is None:
+            raise ERASEError("the ensemble's model is not set up: fit() first (and not after close())")
+        return self._live_view
+
+    @property
+    def _base(self) -> dict:
+        """CPU float32 copy of the base weights (set up with the working model)."""
+        if self._live_base is None:
+            raise ERASEError("the ensemble's model is not set up: fit() first (and not after close())")
+        return self._live_base
 
     def _snapshot(self) -> dict:
         return {n: p.detach().to("cpu", copy=True) for n, p in self._view.model.named_parameters()}
@@ -585,8 +603,8 @@ class SISAEnsemble:
 
     def _release_optimizer(self) -> None:
         self._optimizer = None
-        if self._view is not None:
-            for p in self._view.model.parameters():
+        if self._live_view is not None:
+            for p in self._live_view.model.parameters():
                 p.grad = None
 
     def _train_step(self, shard: int, step: int, data: list[_Encoded]) -> None:

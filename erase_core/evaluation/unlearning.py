@@ -142,7 +142,8 @@ class _Trainer(SISAEnsemble):
         self.formats = dict(formats)
 
     def fmt_of(self, ex: Mapping[str, Any]) -> TaskFormat:
-        return self.formats.get(ex.get("task"), self.fmt)
+        task = ex.get("task")
+        return self.formats.get(task, self.fmt) if isinstance(task, str) else self.fmt
 
     def _encode(self, ex: Mapping[str, Any]) -> _Encoded:
         fmt = self.fmt_of(ex)
@@ -222,7 +223,8 @@ class System:
     limit: int = PROMPT_LIMIT
 
     def fmt_of(self, ex: Mapping[str, Any]) -> TaskFormat:
-        return self.formats.get(ex.get("task"), self.formats[self.main])
+        task = ex.get("task")
+        return self.formats.get(task, self.formats[self.main]) if isinstance(task, str) else self.formats[self.main]
 
     def prompt(self, ex: Mapping[str, Any]) -> str:
         return self.prefix + self.fmt_of(ex).question(ex)
@@ -734,7 +736,7 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-QUICK = dict(pool=8, forget=2, n_test=3, n_reference=4, steps=[0, 2], epochs=1, max_length=40, k=2, sample_tokens=4)
+QUICK: dict[str, Any] = dict(pool=8, forget=2, n_test=3, n_reference=4, steps=[0, 2], epochs=1, max_length=40, k=2, sample_tokens=4)
 
 
 def build_parser() -> argparse.ArgumentParser:

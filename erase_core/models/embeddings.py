@@ -15,7 +15,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -57,7 +57,12 @@ def default_minilm_path() -> str:
             "model_name_or_path= a local model folder."
         ) from exc
     getter = getattr(pkg, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(pkg.__file__).resolve().parent / "model"
+    if callable(getter):
+        path = Path(getter())
+    elif pkg.__file__ is not None:
+        path = Path(pkg.__file__).resolve().parent / "model"
+    else:
+        raise MissingExtraError(f"the package {_MINILM_DIST!r} is installed without its files; reinstall it")
     if not (path / "config.json").is_file():
         raise MissingExtraError(
             f"{_MINILM_DIST} is installed but its model folder {path} has no config.json; "
@@ -231,7 +236,7 @@ class _quiet_loading:
     """Silence transformers' weight-loading progress bar for the duration of a load (restored after)."""
 
     def __init__(self, transformers, enabled: bool) -> None:
-        self._logging = getattr(getattr(transformers, "utils", None), "logging", None)
+        self._logging: Any = getattr(getattr(transformers, "utils", None), "logging", None)
         self._enabled = enabled and self._logging is not None and hasattr(self._logging, "is_progress_bar_enabled")
         self._was = True
 

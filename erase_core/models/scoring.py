@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class MultipleChoiceScorer:
         self.reuse_prefix = reuse_prefix
         self.stats = ScorerStats()
         self._prefix_key: str | None = None
-        self._prefix_cache = None
+        self._prefix_cache: tuple[Any, int, Any] | None = None  # (KV cache, prefix length, last logits)
         self._prefix_len = 0
         self._lock = threading.Lock()
 

@@ -53,7 +53,7 @@ def make_entry(secret: bytes, *, request: str, ids, subjects, subject: str | Non
     }
 
 
-_NOW = (None, "")
+_NOW: tuple[int | None, str] = (None, "")
 
 
 def _utc_now() -> str:

@@ -278,6 +278,8 @@ class ExampleStore:
         ``locked``: the caller holds the write lock, so no key can change (failure is damage)."""
         if not records:
             return []
+        if dim is None:
+            raise CorruptStoreError(f"{self.path} is damaged: it has rows but no vector width")
         keys = self._keys.read([slot for _, slot, _ in records])
         try:
             if ZERO_KEY in keys:
@@ -290,6 +292,13 @@ class ExampleStore:
             raise CorruptStoreError(
                 f"{self.path} is damaged: {exc} (edited or corrupted bytes, or a key file from another copy)"
             ) from None
+
+    def _decrypt_locked(self, records, dim: int | None, version: int) -> list[PlainRow]:
+        """:meth:`_decrypt` under the write lock, where no key can change: it never retries."""
+        rows = self._decrypt(records, dim, version, locked=True)
+        if rows is None:  # only an unlocked read can race a forget
+            raise CorruptStoreError(f"{self.path}: a key changed under the write lock")
+        return rows
 
     # ================================================================== the open image (image.py)
     def read_image(self) -> ImageData | None:
@@ -557,13 +566,13 @@ class WriteTransaction:
         if got is None:
             return None
         result, dim, records = got
-        result.added = self._store._decrypt(records, dim, result.version, locked=True)
+        result.added = self._store._decrypt_locked(records, dim, result.version)
         return result
 
     def load(self) -> tuple[int, int | None, list[PlainRow]]:
         version, dim = self.base_version, self.dim
         records = self._conn.execute("SELECT row, key_slot, blob FROM examples ORDER BY row").fetchall()
-        return version, dim, self._store._decrypt(records, dim, version, locked=True)
+        return version, dim, self._store._decrypt_locked(records, dim, version)
 
     def add(self, rows: Sequence[NewRow], dim: int) -> list[int]:
         """Insert sealed rows; returns their row numbers."""
@@ -603,7 +612,7 @@ class WriteTransaction:
         if not row_numbers:
             return
         conn = self._conn
-        slots = []
+        slots: list[int] = []
         for lo in range(0, len(row_numbers), _CHUNK):
             chunk = list(row_numbers[lo : lo + _CHUNK])
             marks = ",".join("?" * len(chunk))
@@ -767,7 +776,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
 
 
 def _fetch_rows(conn: sqlite3.Connection, rows: list[int]) -> list[tuple]:
-    out = []
+    out: list[tuple] = []
     for lo in range(0, len(rows), _CHUNK):
         chunk = rows[lo : lo + _CHUNK]
         marks = ",".join("?" * len(chunk))

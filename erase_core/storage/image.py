@@ -165,7 +165,7 @@ def read_image_file(path: Path, key: bytes, store_uuid: bytes) -> ImageData | No
             return None
         # decrypted straight into one writable array: the index keeps its vectors as a view of it
         plain = np.empty(sum(size - _TAG for _, size in chunks), dtype=np.uint8)
-        out, view, off = memoryview(plain), memoryview(blob), 0
+        out, view, off = plain.data, memoryview(blob), 0
         for c, (at, size) in enumerate(chunks):
             data, aad = view[at : at + size], _aad(store_uuid, version, c, n_chunks)
             if hasattr(aead, "decrypt_into"):  # recent cryptography releases; older ones decrypt then copy

@@ -59,7 +59,7 @@ def open_sealed(store_uuid: bytes, row: int, key: bytes, blob: bytes, vector_byt
 
 def open_many(store_uuid: bytes, sealed, vector_bytes: int) -> list[PlainRow]:
     """Decrypt and parse ``(row, key, blob)`` triples (one tight loop: open reads 10^5 of them)."""
-    out = []
+    out: list[PlainRow] = []
     append = out.append
     make = PlainRow._make  # tuple.__new__: no Python-level __new__ per row
     pack_row = _ROW.pack
