@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
 from .selection import STRATEGIES, SelectedExample, fill_representatives, mmr_rank, top_k_by_cosine
+
+if TYPE_CHECKING:
+    from .storage import ExampleStore
 
 FORMAT_VERSION = 1
 
@@ -313,7 +316,7 @@ class ExampleIndex:
         QuantizedKMeans(self.k, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed, projection_dim=projection_dim)
         self._lock = threading.RLock()
         self._dim: int | None = None
-        self._store = None
+        self._store: ExampleStore | None = None
         self._secret: bytes | None = None
         self._memory_log: MemoryAuditLog | None = None
         self._notes: dict[str, str] = {}  # application notes of an in-memory index
@@ -340,7 +343,8 @@ class ExampleIndex:
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._pool_lanes = np.zeros((0, 2), dtype=np.uint64)  # by slot: each example's lane terms
-        self._model = None
+        self._fitted_model: QuantizedKMeans | None = None  # see _model
+        self._model_lag: _ModelLag | None = None
         self._digest: str | None = None  # cached until the next mutation
         self._posted_pick: list[tuple[str, float]] | None = None  # the erase set a writer posted for this version
         # select() of the erase strategy until the next mutation: (version, [(id, payload JSON,
@@ -419,7 +423,7 @@ class ExampleIndex:
         fresh build on the store's rows."""
         from .storage import image
 
-        store = self._store
+        store = self._on_store()
         img = store.read_image()
         if img is not None:
             changes = store.changes_since(img.version)
@@ -461,6 +465,12 @@ class ExampleIndex:
         self._fitted_model = model
         self._model_lag = None
 
+    def _on_store(self) -> ExampleStore:
+        """The store of a store-backed index (for steps that only such an index takes)."""
+        if self._store is None:
+            raise ERASEError("this step needs the index's store file, and the index has none (in memory, or closed)")
+        return self._store
+
     def _lag(self) -> _ModelLag:
         if self._model_lag is None:
             self._model_lag = _ModelLag()
@@ -470,12 +480,14 @@ class ExampleIndex:
         """Apply the changes the clustering lags behind: exactly the update the writer made
         (the model is a function of the pool as a set, whatever the order of the updates)."""
         lag, model = self._model_lag, self._fitted_model
+        if lag is None:
+            return
         self._model_lag = None
         try:
             n = len(self._ids)
             if n < self.k:
                 self._fitted_model = None
-            elif len(model) - len(lag.gone) < self.k:
+            elif model is None or len(model) - len(lag.gone) < self.k:
                 self._fitted_model = self._new_model().fit(self._vectors[:n], list(self._ids))
             else:
                 if lag.gone:
@@ -489,8 +501,8 @@ class ExampleIndex:
 
     def _adopt_posted(self, posted: list[tuple[int, float]]) -> None:
         """Use the ``erase`` set the writer of this version posted (rows and scores)."""
-        ids = [self._id_of_row.get(r) for r, _ in posted]
-        if len(ids) == self.k and None not in ids and len(set(ids)) == self.k and self._fitted_model is not None:
+        ids = [self._id_of_row[r] for r, _ in posted if r in self._id_of_row]
+        if len(ids) == len(posted) == self.k and len(set(ids)) == self.k and self._fitted_model is not None:
             self._posted_pick = [(i, s) for i, (_, s) in zip(ids, posted)]
         else:
             self._model  # noqa: B018 - not what this pool needs: settle the clustering now
@@ -512,22 +524,23 @@ class ExampleIndex:
         try:
             picks = self._picks_to_post()
             if picks is not None:
-                self._store.post_selection(version, picks)
+                self._on_store().post_selection(version, picks)
         except (OSError, StoreError):
             pass  # only a shortcut for other handles: without it they update their clustering
 
     def _fetch_payloads(self, rows: list[int]) -> dict[int, str]:
         """Payloads left in the store by an image open (read under this handle's lock)."""
-        return self._store.payloads(rows, self._version)
+        return self._on_store().payloads(rows, self._version)
 
     # ------------------------------------------------------------------ keeping up with the store
     def _catch_up_committed(self) -> None:
         """Catch up with what is committed: replay the change log, or reload when the handle
         is further behind than the log keeps. Also called without looking at the published
         version when a read found a row that a concurrent forget deleted but has not yet announced."""
-        changes = self._store.changes_since(self._version)
+        store = self._on_store()
+        changes = store.changes_since(self._version)
         if changes is None:
-            self._reload(self._store.load())
+            self._reload(store.load())
         elif changes.version != self._version:
             self._apply_changes(changes)
 
@@ -573,7 +586,7 @@ class ExampleIndex:
         self._stale = True  # until the memory update completes
         posted = None
         if self.strategy == "erase" and self._fitted_model is not None:
-            posted = self._store.posted_selection(changes.version)
+            posted = self._on_store().posted_selection(changes.version)
         defer = posted is not None
         gone = [self._id_of_row[r] for r in changes.removed if r in self._id_of_row]
         if gone:
@@ -583,7 +596,7 @@ class ExampleIndex:
                 self._dim = len(changes.added[0].vector) // 4
             self._add_rows(changes.added, defer=defer)
         self._version = changes.version
-        if defer:
+        if posted is not None:  # deferred
             self._adopt_posted(posted)
         self._stale = False
 
@@ -612,7 +625,7 @@ class ExampleIndex:
             self._vectors = np.zeros((max(16, len(ids)), self._dim), dtype=np.float32)
         need = n0 + len(ids)
         if need > self._vectors.shape[0]:
-            grown = np.zeros((max(need, 2 * self._vectors.shape[0]), self._dim), dtype=np.float32)
+            grown = np.zeros((max(need, 2 * self._vectors.shape[0]), self._vectors.shape[1]), dtype=np.float32)
             grown[:n0] = self._vectors[:n0]
             self._vectors = grown
         if not adopted:
@@ -804,11 +817,11 @@ class ExampleIndex:
     def forget_subject(self, subject: str) -> ForgetReceipt:
         """Forget every example of ``subject`` (one transaction, one receipt, one audit entry).
         A subject with no examples gives an empty receipt, and the request is still logged."""
-        subject = check_subject(subject)
-        if subject is None:
+        checked = check_subject(subject)
+        if checked is None:
             raise ERASEError("forget_subject needs a subject")
-        _check_text(subject, "subject")
-        return self._forget(lambda: sorted(self._attributes.of_subject(subject)), request="subject", subject=subject)
+        _check_text(checked, "subject")
+        return self._forget(lambda: sorted(self._attributes.of_subject(checked)), request="subject", subject=checked)
 
     def forget_where(self, where: dict, *, among: Iterable[str] | None = None) -> ForgetReceipt:
         """Forget every example whose metadata matches the filter ``where`` (see
@@ -879,6 +892,8 @@ class ExampleIndex:
 
     def _audit_secret(self) -> bytes:
         if self._store is not None:
+            if self._secret is None:
+                raise ERASEError("the store's audit key was not read when it was opened")
             return self._secret  # read at open: no query inside a write transaction
         return self._memory_audit().secret
 
@@ -1061,9 +1076,11 @@ class ExampleIndex:
             if where is None and among is None:
                 vectors, ids = self._vectors[:n], self._ids
             else:
-                allowed = self._attributes.matching(where) if where is not None else None
-                if among is not None:
-                    allowed = {i for i in among if i in self._slot_of} if allowed is None else allowed & among
+                if where is not None:
+                    allowed = self._attributes.matching(where)
+                    allowed = allowed if among is None else allowed & among
+                else:  # among was given
+                    allowed = {i for i in among or () if i in self._slot_of}
                 ids = sorted(allowed, key=self._slot_of.__getitem__)
                 if not ids:
                     return []
@@ -1136,20 +1153,25 @@ class ExampleIndex:
         chosen = self._erase_ids()
         return list(zip(chosen, self._centroid_similarity(chosen)))
 
-    def _erase_ids(self) -> list[str]:
+    def _clustering(self) -> QuantizedKMeans:
         model = self._model
         if model is None:
             raise ERASEError(
                 f"strategy 'erase' needs at least k={self.k} examples to cluster; the pool has {len(self._ids)}"
             )
+        return model
+
+    def _erase_ids(self) -> list[str]:
+        model = self._clustering()
         reps = model.representative_ids_
-        if all(r is not None for r in reps):
-            return list(reps)
+        chosen = [r for r in reps if r is not None]
+        if len(chosen) == len(reps):
+            return chosen
         ids = list(self._ids)
         return fill_representatives(reps, model.coordinates(ids), ids, model.centroids_, self.k)
 
     def _centroid_similarity(self, chosen: list[str]) -> list[float]:
-        model = self._model
+        model = self._clustering()
         labels = model.predict(np.stack([self._vectors[self._slot_of[i]] for i in chosen]))
         pts = model.coordinates(chosen)
         cents = model.centroids_[labels]
@@ -1313,7 +1335,7 @@ class ExampleIndex:
                                        id_hash(i), self._example_hashes[i], self._attrs_json.get(i, ""))
                                 for i in order
                             ],
-                            self._dim,
+                            self._vectors.shape[1],
                         )
             finally:
                 store.close()
@@ -1329,7 +1351,8 @@ class ExampleIndex:
                 self._payload_json, self._attrs_json,
             )
 
-    def _fresh(self, order: list[str], vectors_of, payload_json: dict, attrs: dict) -> "ExampleIndex":
+    def _fresh(self, order: list[str], vectors_of, payload_json: PayloadTexts | dict[str, str],
+               attrs: dict[str, str]) -> "ExampleIndex":
         fresh = ExampleIndex(
             self.k, strategy=self.strategy, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed,
             projection_dim=self.projection_dim,

@@ -73,7 +73,7 @@ def params():
     for path in DOCS:
         if not blocks(path):
             continue
-        marks = [pytest.mark.slow] if path.name in SLOW else []
+        marks = [pytest.mark.slow, pytest.mark.models] if path.name in SLOW else []
         yield pytest.param(path, id=str(path.relative_to(ROOT)), marks=marks)
 
 
