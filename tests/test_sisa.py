@@ -124,7 +124,7 @@ def test_fit_validates_before_loading_a_model():
         small.predict(examples[0])
     with pytest.raises(ERASEError, match="SISAConfig"):
         SISAEnsemble({"n_shards": 2}, fmt)
-    assert small._view is None  # no model was loaded for any of this
+    assert small._live_view is None  # no model was loaded for any of this
     small.close()
     ens.close()
 
