@@ -47,7 +47,7 @@ def reject_unknown_kwargs(where: str, kwargs: Mapping[str, Any], accepted: Itera
     accepted = sorted(set(accepted))
     parts = []
     for name in sorted(kwargs):
-        close = difflib.get_close_matches(name, accepted, n=1)
+        close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.8)
         parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     plural = "s" if len(parts) > 1 else ""
     raise UnknownArgumentError(

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from erase_core import ERASEError, ExampleIndex, SelectedExample
-from erase_core.filters import check_filter
+from erase_core._validation import check_id
+from erase_core.filters import check_filter, check_metadata
 
 #: Engine parameters mirrored as fields on the LangChain classes.
 ENGINE_FIELDS = ("strategy", "epsilon", "n_iter", "seed", "projection_dim")
@@ -168,19 +170,49 @@ def selection_fingerprint(selected: Sequence[SelectedExample]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def as_id_list(ids: str | Sequence[str]) -> list[str]:
-    return [ids] if isinstance(ids, str) else list(ids)
+def as_id_list(ids: str | Iterable[str]) -> list[str]:
+    """One id or an iterable of ids as a list, each checked by the one id rule (a non-empty
+    ``str``; see ``erase_core._validation.check_id``): nothing is converted."""
+    if isinstance(ids, str) or not isinstance(ids, Iterable) or isinstance(ids, bytes):
+        return [check_id(ids)]
+    return [check_id(i, f"ids[{j}]") for j, i in enumerate(ids)]
 
 
-def check_new_ids(ids: Sequence[Any] | None, n: int, what: str = "examples") -> list[str] | None:
+def check_new_ids(ids: Sequence[Any] | None, n: int, what: str = "examples", *,
+                  generate: bool = False) -> list[str] | None:
+    """Ids given for ``n`` new items: ``None`` (none given), else one per item, each a
+    non-empty ``str`` (never converted). ``generate``: a ``None`` entry gets a new UUID (the
+    LangChain vector-store convention for documents without an id)."""
     if ids is None:
         return None
-    if isinstance(ids, (str, bytes)):
-        raise ERASEError("ids must be a list of strings, not a single string")
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise ERASEError(f"ids must be a list of strings (one per item), not {type(ids).__name__} {ids!r}")
     ids = list(ids)
     if len(ids) != n:
         raise ERASEError(f"got {len(ids)} ids for {n} {what}")
-    return [str(i) for i in ids]
+    return [str(uuid.uuid4()) if i is None and generate else check_id(i, f"ids[{j}]") for j, i in enumerate(ids)]
+
+
+def document_rows(documents: Sequence[Any], ids: Sequence[Any] | None, subjects: Sequence[Any] | None,
+                  subject_key: str | None) -> tuple[list[str], list[dict], list[str | None], list[dict]]:
+    """Ids, payloads, subjects and metadata of LangChain ``Document`` s, validated before
+    anything is embedded; one rule for the retriever and the vector store.
+
+    Ids: ``ids=`` (one per document), else each ``Document.id``; a missing one (``None``, or an
+    empty ``Document.id``) is a new UUID, as in LangChain's vector stores; every other id must
+    be a non-empty ``str``.
+    Payload: ``{"page_content", "metadata"}``; metadata must be JSON values."""
+    documents = list(documents)
+    if ids is None:
+        ids = [d.id or None for d in documents]  # LangChain's rule: a falsy Document.id is no id
+    ids = check_new_ids(ids, len(documents), "documents", generate=True) or []
+    metadata = [check_metadata(d.metadata, f"documents[{j}].metadata") for j, d in enumerate(documents)]
+    if subjects is None:
+        subjects = [subject_from(m, subject_key, f"documents[{j}].metadata") for j, m in enumerate(metadata)]
+    else:
+        subjects = subjects_given(subjects, len(documents), "document")
+    payloads = [{"page_content": d.page_content, "metadata": m} for d, m in zip(documents, metadata)]
+    return ids, payloads, subjects, metadata
 
 
 def to_float_rows(vectors: Sequence[Sequence[float]], n: int) -> np.ndarray:

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> dict:
             embeddings.embed_documents(texts[start : start + 64])
             bar.update(len(texts[start : start + 64]))
     erase_sel = ERASEExampleSelector.from_examples(examples, embeddings, k=args.k, input_keys=["input"], id_key="id",
-                                                   example_keys=["input", "target"], seed=args.seed)
+                                                   example_keys=["input", "target"], seed=args.seed, strategy="erase")
     def chain(prompt: FewShotPromptTemplate, fingerprint: Callable[[], str] | None = None):
         return answerer.chain(prompt, multiple_choice=multiple_choice, fingerprint=fingerprint)
 

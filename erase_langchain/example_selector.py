@@ -4,8 +4,8 @@ whose examples can be exactly unlearned."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
-import warnings
 from typing import Any, Literal, Sequence
 
 from langchain_core.embeddings import Embeddings
@@ -13,9 +13,11 @@ from langchain_core.example_selectors.base import BaseExampleSelector
 from langchain_core.runnables.config import run_in_executor
 
 from erase_core import ERASEError, ExampleIndex, SelectedExample
+from erase_core._validation import check_id, reject_unknown_kwargs
 from erase_core.filters import check_metadata
 
 from ._engine_model import EngineModel
+from .vectorstore import ERASEVectorStore
 from ._common import (
     subjects_given,
     check_k,
@@ -57,15 +59,20 @@ def sorted_values(values: dict[str, Any]) -> list[Any]:
 class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     """Select few-shot examples with ERASE; ``forget`` removes an example exactly.
 
-    Built like ``SemanticSimilarityExampleSelector`` (see :meth:`from_examples`), it embeds
-    each example's text (its values ordered by key and joined by a space, limited to
-    ``input_keys``) and returns the examples as dicts (projected to ``example_keys``).
+    A drop-in for ``SemanticSimilarityExampleSelector``: built the same way (see
+    :meth:`from_examples`, or ``ERASEExampleSelector(vectorstore=store, k=3)`` over an
+    :class:`~erase_langchain.ERASEVectorStore`), it embeds each example's text (its values
+    ordered by key and joined by a space, limited to ``input_keys``) and returns the examples
+    as dicts (projected to ``example_keys``).
 
-    ``strategy="erase"`` (default) returns the same ``k`` examples for every input, one per
-    quantized k-means cluster, so the prompt prefix is fixed (see :attr:`fingerprint`) and the
-    input is not even embedded. ``strategy="similarity"`` returns the exact top ``k`` by
-    cosine similarity to the input's text, like the stock selector; ``filter`` restricts it
-    to examples whose metadata match.
+    ``strategy="similarity"`` (default) returns the exact top ``k`` by cosine similarity to
+    the input's text: the stock selector's prompts, exactly unlearnable; ``filter`` restricts
+    it to examples whose metadata match. ``strategy="mmr"``: maximal marginal relevance (the
+    stock ``MaxMarginalRelevanceExampleSelector``). ``strategy="erase"`` returns the same ``k``
+    examples for every input, one per quantized k-means cluster, so the prompt prefix is fixed
+    and cacheable (see :attr:`fingerprint`) and the input is not even embedded; it scores
+    lower than per-input selection (docs/langchain.md), and ``n_nearest`` adds per-input
+    neighbours after it.
 
     Each example may carry a subject (``subject_key`` field or ``subjects=``) and metadata
     (``metadata_keys`` fields or ``metadata=``), for ``forget(subject=...)``,
@@ -73,8 +80,25 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
 
     Direct construction, ``ERASEExampleSelector(embeddings=..., k=4, ...)``, starts empty
     (or reopens ``persist_path`` when that file exists); ``index=`` wraps an existing
-    :class:`~erase_core.ExampleIndex`.
+    :class:`~erase_core.ExampleIndex`; ``vectorstore=`` selects from an ``ERASEVectorStore``
+    as the stock selector does (each example is a document whose metadata is the example).
+    An unknown keyword raises ``TypeError`` naming it and the accepted ones.
     """
+
+    strategy: Literal["erase", "similarity", "mmr"] = "similarity"
+    """``similarity`` (default): the exact top ``k`` per input, the stock selector's prompts.
+    ``mmr``: similar and diverse per input. ``erase``: one fixed set, one example per
+    quantized k-means cluster (a cacheable prompt prefix; see :attr:`n_nearest`)."""
+
+    vectorstore: ERASEVectorStore | None = None
+    """The stock selector's ``vectorstore``: an :class:`~erase_langchain.ERASEVectorStore`
+    (its engine and embedding are used; any other store raises, its copies could not be
+    unlearned). Its documents are the examples: text = the example's values, metadata = the
+    example, as ``SemanticSimilarityExampleSelector.add_example`` writes them."""
+
+    vectorstore_kwargs: dict[str, Any] | None = None
+    """The stock selector's search arguments: ``{"filter": {...}}`` is the same as ``filter=``;
+    any other key raises (never silently ignored)."""
 
     input_keys: list[str] | None = None
     """Keys whose values make an example's (and an input's) text; ``None``: all keys (except
@@ -103,6 +127,42 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     raises): only matching examples are ranked. ``select_examples(..., filter=...)``
     replaces it for one call; :meth:`with_filter` makes a copy with another one."""
 
+    def __init__(self, **data: Any) -> None:
+        fields = set(type(self).model_fields)
+        reject_unknown_kwargs("ERASEExampleSelector", {key: v for key, v in data.items() if key not in fields}, fields)
+        store = data.get("vectorstore")
+        if store is not None:
+            if not isinstance(store, ERASEVectorStore):
+                raise ERASEError(
+                    f"vectorstore must be an erase_langchain.ERASEVectorStore, got {type(store).__name__}: ERASE "
+                    "cannot unlearn the copies another store keeps (use ERASEVectorStore, or from_examples)"
+                )
+            clash = sorted(key for key in ("index", "persist_path", "metadata_keys") if data.get(key) is not None)
+            if clash:
+                raise ERASEError(f"give vectorstore= or {clash}, not both (the store holds the examples, and each "
+                                 "example is its document's metadata)")
+            if data.get("embeddings") is None:
+                data["embeddings"] = store.embeddings
+            elif data["embeddings"] is not store.embeddings:
+                raise ERASEError("embeddings= is not the vector store's embedding: leave it out (the store's is used)")
+            data["index"] = store.index
+        if data.get("vectorstore_kwargs"):
+            data["filter"] = self._filter_of_vectorstore_kwargs(data["vectorstore_kwargs"], data.get("filter"))
+        super().__init__(**data)
+
+    @staticmethod
+    def _filter_of_vectorstore_kwargs(vectorstore_kwargs: dict, filter: dict | None) -> dict | None:  # noqa: A002
+        """The stock ``vectorstore_kwargs`` as a filter: ``{"filter": {...}}``; any other key raises."""
+        unknown = sorted(set(vectorstore_kwargs) - {"filter"})
+        if unknown:
+            raise ERASEError(
+                f"vectorstore_kwargs={vectorstore_kwargs!r}: {unknown} cannot be honoured (ERASE selects from "
+                "its own index; the only search argument is 'filter', a metadata filter)"
+            )
+        if filter is not None:
+            raise ERASEError("give filter= or vectorstore_kwargs={'filter': ...}, not both")
+        return vectorstore_kwargs.get("filter")
+
     # ------------------------------------------------------------------ text
     def _bookkeeping_keys(self) -> set[str]:
         return {key for key in (self.id_key, self.subject_key) if key is not None} | set(self.metadata_keys or ())
@@ -121,10 +181,16 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
             raise KeyError(f"input key(s) {missing} not in {sorted(example)}")
         return " ".join(str(v) for v in sorted_values({key: example[key] for key in keys}))
 
+    def _example_of(self, payload: Any) -> dict[str, Any]:
+        """The example a stored payload holds: itself, or with ``vectorstore=`` its document's
+        metadata (a copy)."""
+        return dict(payload["metadata"] if self.vectorstore is not None else payload)
+
     def _project(self, selected: list[SelectedExample]) -> list[dict[str, Any]]:
+        examples = [self._example_of(s.payload) for s in selected]
         if self.example_keys:
-            return [{key: s.payload[key] for key in self.example_keys} for s in selected]
-        return [dict(s.payload) for s in selected]
+            return [{key: ex[key] for key in self.example_keys} for ex in examples]
+        return examples
 
     # ------------------------------------------------------------------ selection
     def _needs_query(self) -> bool:
@@ -135,7 +201,8 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         if isinstance(self.n_nearest, bool) or not isinstance(self.n_nearest, int) or self.n_nearest < 0:
             raise ERASEError(f"n_nearest must be a non-negative integer, got {self.n_nearest!r}")
         if self.n_nearest and self._engine.strategy != "erase":
-            raise ERASEError(f"n_nearest extends the fixed 'erase' set; strategy {self._engine.strategy!r} already ranks by the input")
+            raise ERASEError(f"n_nearest extends the fixed 'erase' set (pass strategy='erase'); strategy "
+                             f"{self._engine.strategy!r} already ranks by the input")
 
     def _filter_for(self, filter: Any) -> dict | None:  # noqa: A002
         where = self.filter if filter is _FILTER_FIELD else filter
@@ -212,7 +279,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
             missing = [n for n, ex in enumerate(examples) if self.id_key not in ex]
             if missing:
                 raise ERASEError(f"example {missing[0]} has no id field {self.id_key!r}")
-            ids = [str(ex[self.id_key]) for ex in examples]
+            ids = [check_id(ex[self.id_key], f"examples[{j}][{self.id_key!r}]") for j, ex in enumerate(examples)]
         return ids
 
     def _attrs_for(self, examples: Sequence[dict[str, Any]], subjects: Sequence[Any] | None,
@@ -224,7 +291,12 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
             subject_list = [subject_from(ex, self.subject_key, f"examples[{j}]") for j, ex in enumerate(examples)]
         else:
             subject_list = subjects_given(subjects, n, "example")
-        if metadata is None:
+        if self.vectorstore is not None:
+            if metadata is not None:
+                raise ERASEError("with vectorstore=, an example's metadata is the example itself (as in "
+                                 "SemanticSimilarityExampleSelector): metadata= cannot be given")
+            metadata = [dict(ex) for ex in examples]
+        elif metadata is None:
             keys = self.metadata_keys or ()
             metadata = [{key: ex[key] for key in keys if key in ex} for ex in examples]
         else:
@@ -238,7 +310,10 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     def _add_vectors(self, vectors, examples: list[dict[str, Any]], ids: list[str] | None,
                      attrs: tuple[list, list] | None = None) -> list[str]:
         subjects, metadata = attrs if attrs is not None else (None, None)
-        return self._engine.add(to_float_rows(vectors, len(examples)), examples, ids=ids, subjects=subjects,
+        payloads: list[Any] = examples
+        if self.vectorstore is not None:  # the documents SemanticSimilarityExampleSelector.add_example writes
+            payloads = [{"page_content": self._example_to_text(ex), "metadata": m} for ex, m in zip(examples, metadata or [])]
+        return self._engine.add(to_float_rows(vectors, len(examples)), payloads, ids=ids, subjects=subjects,
                               metadata=metadata)
 
     def add_examples(self, examples: Sequence[dict[str, Any]], ids: Sequence[str] | None = None, *,
@@ -287,7 +362,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
     # ------------------------------------------------------------------ inspection
     def get(self, example_id: str) -> dict[str, Any]:
         """The example stored under ``example_id`` (a copy)."""
-        return dict(self._engine.get(example_id))
+        return self._example_of(self._engine.get(check_id(example_id, "example_id")))
 
     def __len__(self) -> int:
         return len(self._engine)
@@ -310,50 +385,35 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
                 raise TypeError(f"vectorstore_cls must be a VectorStore class (it is ignored), got {vectorstore_cls!r}")
         return (4 if k is _UNSET else k), input_keys
 
-    @staticmethod
-    def _check_vectorstore_args(vectorstore_kwargs: dict | None, vectorstore_cls_kwargs: dict,
-                                filter: dict | None, strategy: str) -> dict | None:  # noqa: A002
+    @classmethod
+    def _check_vectorstore_args(cls, vectorstore_kwargs: dict | None, vectorstore_cls_kwargs: dict,
+                                filter: dict | None, strategy: str, where: str) -> dict | None:  # noqa: A002
         """Validate the stock vector-store arguments; returns the filter to use.
 
         ``vectorstore_kwargs`` are the stock selector's search arguments: ``{"filter": {...}}``
-        is honoured (the same as ``filter=``); any other key raises, never silently ignored."""
+        is honoured (the same as ``filter=``); any other key raises. Any other keyword (the
+        stock signature passes them to the vector-store class) raises ``TypeError``: a misspelt
+        option is never ignored, and ERASE keeps the examples in its own index only."""
+        accepted = [name for name, p in inspect.signature(getattr(cls, where)).parameters.items()
+                    if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        reject_unknown_kwargs(f"ERASEExampleSelector.{where}", vectorstore_cls_kwargs, accepted)
         if vectorstore_kwargs:
-            unknown = sorted(set(vectorstore_kwargs) - {"filter"})
-            if unknown:
-                raise ERASEError(
-                    f"vectorstore_kwargs={vectorstore_kwargs!r}: {unknown} cannot be honoured (ERASE selects from "
-                    "its own index; the only search argument is 'filter', a metadata filter)"
-                )
-            if filter is not None:
-                raise ERASEError("give filter= or vectorstore_kwargs={'filter': ...}, not both")
             try:
-                filter = check_search_filter(strategy, vectorstore_kwargs["filter"])  # noqa: A001
+                filter = cls._filter_of_vectorstore_kwargs(vectorstore_kwargs, filter)  # noqa: A001
+                check_search_filter(strategy, filter)
             except ERASEError as exc:
                 raise ERASEError(f"vectorstore_kwargs={vectorstore_kwargs!r}: {exc}") from None
         check_search_filter(strategy, filter)
-        searchy = sorted({"search_kwargs", "search_type"} & set(vectorstore_cls_kwargs))
-        if searchy:
-            raise ERASEError(
-                f"{searchy} cannot be honoured by ERASEExampleSelector: filter with filter={{...}} "
-                "(metadata conditions, strategy='similarity'); k with k="
-            )
-        if vectorstore_cls_kwargs:
-            warnings.warn(
-                f"ERASEExampleSelector ignores vector-store construction arguments {sorted(vectorstore_cls_kwargs)}: "
-                "examples are kept in ERASE's own index (use persist_path= to keep them on disk)",
-                UserWarning,
-                stacklevel=4,
-            )
         return filter
 
     @classmethod
     def _prepare(cls, examples, embeddings, vectorstore_cls, k, input_keys, ids, id_key, example_keys,
                  vectorstore_kwargs, vectorstore_cls_kwargs, engine: dict, fields: dict,
-                 subjects, metadata) -> tuple[dict, list, list | None, list[str], tuple]:
+                 subjects, metadata, where: str = "from_examples") -> tuple[dict, list, list | None, list[str], tuple]:
         """Validate the arguments and compute the texts to embed, before anything is built."""
         k, input_keys = cls._resolve_positional(vectorstore_cls, k, input_keys)
         fields = dict(fields, filter=cls._check_vectorstore_args(vectorstore_kwargs, vectorstore_cls_kwargs,
-                                                                 fields.get("filter"), engine["strategy"]))
+                                                                 fields.get("filter"), engine["strategy"], where))
         if ids is not None and id_key is not None:
             raise ERASEError("give ids= or id_key=, not both")
         if engine["persist_path"] is not None:
@@ -422,9 +482,10 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
           working, and ignored: the examples live only in ERASE's own index (in memory, or in
           ``persist_path``), because a copy in another store could not be exactly unlearned.
           An int in that position is read as ``k``, so ``from_examples(examples, emb, 2)``
-          works too. Extra vector-store constructor keywords are ignored with a warning
-          (``search_kwargs``/``search_type`` raise); ``vectorstore_kwargs={"filter": {...}}``
-          is honoured as ``filter=`` and any other search argument raises.
+          works too. Any other keyword (the stock signature would pass it to the vector-store
+          class) raises ``TypeError`` naming it and the accepted ones: a misspelt option
+          (``stratgy=``, ``persist_pth=``) is never ignored. ``vectorstore_kwargs={"filter":
+          {...}}`` is honoured as ``filter=`` and any other search argument raises.
         * ``k``, ``input_keys``, ``example_keys``: as in the stock selector; ``fetch_k`` (sixth
           positional, as in ``MaxMarginalRelevanceExampleSelector.from_examples``) selects the
           ``mmr`` strategy when no ``strategy`` is given.
@@ -433,7 +494,8 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         example's id) make the ids known for later ``forget``; ``subject_key`` / ``subjects``
         and ``metadata_keys`` / ``metadata`` give each example a subject and metadata (see
         :meth:`add_examples`); ``filter`` (metadata filter for ``similarity``/``mmr``); ``strategy`` (default
-        ``erase``, the paper's fixed set; ``similarity`` or ``mmr`` rank per input); ``lambda_mult`` (``mmr``); ``persist_path``
+        ``similarity``, the stock selector's prompts; ``mmr``; ``erase``, the paper's fixed set, with
+        ``n_nearest`` for the hybrid); ``lambda_mult`` (``mmr``); ``persist_path``
         (a new SQLite store; reopen it with :meth:`open`); ``epsilon``, ``n_iter``, ``seed``,
         ``projection_dim`` (quantized k-means parameters).
         """
@@ -485,7 +547,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
                       fetch_k=20 if fetch_k is None else fetch_k, lambda_mult=lambda_mult, n_nearest=n_nearest)
         args, examples, ids, texts, attrs = cls._prepare(examples, embeddings, vectorstore_cls, k, input_keys, ids,
                                                          id_key, example_keys, vectorstore_kwargs, vectorstore_cls_kwargs,
-                                                         engine, fields, subjects, metadata)
+                                                         engine, fields, subjects, metadata, "afrom_examples")
         vectors = await embeddings.aembed_documents(texts) if texts else []
         return await run_in_executor(None, cls._finish, args, examples, ids, vectors, attrs)
 
@@ -494,7 +556,7 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
         """``fetch_k`` is ``MaxMarginalRelevanceExampleSelector``'s: given without a strategy it
         means ``mmr``; given with ``erase`` or ``similarity`` it would be ignored, so it raises."""
         if strategy is _UNSET:
-            return "erase" if fetch_k is None else "mmr"
+            return "similarity" if fetch_k is None else "mmr"
         if fetch_k is not None and strategy != "mmr":
             raise ERASEError(f"fetch_k={fetch_k!r} applies to strategy 'mmr' (maximal marginal relevance), not {strategy!r}")
         return strategy

@@ -14,17 +14,15 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, field_validator
 
 from erase_core import ERASEError, ExampleIndex, SelectedExample
-from erase_core.filters import check_metadata
+from erase_core._validation import reject_unknown_kwargs
 
 from ._engine_model import EngineModel
 from ._common import (
-    subjects_given,
     check_k,
-    check_new_ids,
     check_search_filter,
+    document_rows,
     select_available,
     selection_fingerprint,
-    subject_from,
     to_float_rows,
 )
 
@@ -76,6 +74,9 @@ class ERASERetriever(BaseRetriever, EngineModel):
 
     def __init__(self, *, documents: Sequence[Document] | None = None, ids: Sequence[str] | None = None,
                  subjects: Sequence[str | int | None] | None = None, **data: Any):
+        fields = set(type(self).model_fields)
+        reject_unknown_kwargs("ERASERetriever", {key: v for key, v in data.items() if key not in fields},
+                              fields | {"documents", "ids", "subjects"})
         super().__init__(**data)
         if documents:
             self.add_documents(documents, ids=ids, subjects=subjects)
@@ -127,31 +128,24 @@ class ERASERetriever(BaseRetriever, EngineModel):
 
     # ------------------------------------------------------------------ mutations
     def _payloads(self, documents: Sequence[Document], ids: Sequence[str] | None,
-                  subjects: Sequence[str | int | None] | None) -> tuple[list[dict], list[str] | None, list, list]:
-        """Payloads, ids, subjects and metadata of documents (validated before anything is embedded)."""
-        documents = list(documents)
-        ids = check_new_ids(ids, len(documents), "documents")
-        if ids is None and any(d.id for d in documents):
-            if not all(d.id for d in documents):
-                raise ERASEError("some documents have an id and some do not: give all ids (or ids=)")
-            ids = [str(d.id) for d in documents]
-        metadata = [check_metadata(d.metadata, f"documents[{j}].metadata") for j, d in enumerate(documents)]
-        if subjects is None:
-            subjects = [subject_from(m, self.subject_key, f"documents[{j}].metadata") for j, m in enumerate(metadata)]
-        else:
-            subjects = subjects_given(subjects, len(documents), "document")
-        payloads = [{"page_content": d.page_content, "metadata": m} for d, m in zip(documents, metadata)]
+                  subjects: Sequence[str | int | None] | None) -> tuple[list[dict], list[str], list, list]:
+        """Payloads, ids, subjects and metadata of documents (validated before anything is
+        embedded; the rule shared with ``ERASEVectorStore``: ``_common.document_rows``)."""
+        ids, payloads, subjects, metadata = document_rows(documents, ids, subjects, self.subject_key)
         return payloads, ids, subjects, metadata
 
     def _add(self, vectors, payloads: list[dict], ids, subjects, metadata) -> list[str]:
-        return self._engine.add(to_float_rows(vectors, len(payloads)), payloads, ids=ids, subjects=subjects,
-                              metadata=[dict(m) for m in metadata])
+        self._engine.upsert(to_float_rows(vectors, len(payloads)), payloads, ids, subjects=subjects,
+                            metadata=[dict(m) for m in metadata])
+        return ids
 
     def add_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None, *,
                       subjects: Sequence[str | int | None] | None = None) -> list[str]:
-        """Embed and add documents; returns their ids. Atomic. Each document's metadata becomes
-        its filterable metadata; its subject is ``subjects[j]`` when given, else
-        ``metadata[subject_key]``."""
+        """Embed and add documents; returns their ids (``ids=``, else each ``Document.id``, else
+        a new UUID). As in LangChain's vector stores (and ``ERASEVectorStore``), a document
+        whose id is already stored replaces it exactly, in one transaction. Atomic. Each
+        document's metadata becomes its filterable metadata; its subject is ``subjects[j]``
+        when given, else ``metadata[subject_key]``."""
         payloads, ids, subjects, metadata = self._payloads(documents, ids, subjects)
         if not payloads:
             return []

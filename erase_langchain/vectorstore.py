@@ -17,7 +17,6 @@ It is what LangChain code that takes a vector store expects: ``add_texts``/``add
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -28,9 +27,10 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt
-from erase_core.filters import check_filter, check_metadata
+from erase_core._validation import reject_unknown_kwargs
+from erase_core.filters import check_filter
 
-from ._common import as_id_list, as_subject, check_embedding_identity, check_k, subject_from, subjects_given, to_float_rows
+from ._common import as_id_list, as_subject, check_embedding_identity, check_k, document_rows, to_float_rows
 
 __all__ = ["ERASEVectorStore"]
 
@@ -38,6 +38,13 @@ __all__ = ["ERASEVectorStore"]
 #: answered from an index of metadata values) or, as with ``InMemoryVectorStore``, a predicate
 #: on the ``Document`` (evaluated on every stored document).
 Filter = dict | Callable[[Document], bool] | None
+
+#: The constructor's keywords (``from_texts``/``from_documents`` pass theirs on to it).
+CONSTRUCTOR_KEYWORDS = ("persist_path", "index", "subject_key", "k", "strategy", "epsilon", "n_iter", "seed",
+                        "projection_dim")
+#: Keywords of ``add_texts``/``add_documents`` besides ``ids``/``subjects``: LangChain's
+#: ``index()`` passes ``batch_size`` (accepted; everything is embedded in one call).
+_ADD_PASSTHROUGH = ("batch_size",)
 
 
 class ERASEVectorStore(VectorStore):
@@ -56,7 +63,8 @@ class ERASEVectorStore(VectorStore):
     def __init__(self, embedding: Embeddings, *, persist_path: str | os.PathLike | None = None,
                  index: ExampleIndex | None = None, subject_key: str | None = None, k: int = 4,
                  strategy: Literal["erase", "similarity", "mmr"] = "similarity", epsilon: float | None = None,
-                 n_iter: int = 10, seed: int = 0, projection_dim: int | None = None):
+                 n_iter: int = 10, seed: int = 0, projection_dim: int | None = None, **unknown: Any):
+        reject_unknown_kwargs("ERASEVectorStore", unknown, ("embedding",) + CONSTRUCTOR_KEYWORDS)
         if not isinstance(embedding, Embeddings):
             raise ERASEError(f"embedding must be a LangChain Embeddings; got {type(embedding).__name__}")
         self.embedding = embedding
@@ -79,17 +87,28 @@ class ERASEVectorStore(VectorStore):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict] | None = None, *,
-                   ids: list[str] | None = None, **kwargs: Any) -> "ERASEVectorStore":
-        """A store holding ``texts`` (keywords other than ``ids`` go to the constructor)."""
+                   ids: list[str] | None = None, subjects: Sequence[str | int | None] | None = None,
+                   **kwargs: Any) -> "ERASEVectorStore":
+        """A store holding ``texts`` (keywords other than ``ids``/``subjects`` go to the
+        constructor; an unknown one raises ``TypeError``). ``from_documents`` comes here too."""
+        cls._check_constructor_kwargs("from_texts", kwargs)
         store = cls(embedding, **kwargs)
-        store.add_texts(texts, metadatas, ids=ids)
+        store.add_texts(texts, metadatas, ids=ids, subjects=subjects)
         return store
 
     @classmethod
+    def _check_constructor_kwargs(cls, where: str, kwargs: dict) -> None:
+        unknown = {key: v for key, v in kwargs.items() if key not in CONSTRUCTOR_KEYWORDS}
+        reject_unknown_kwargs(f"ERASEVectorStore.{where}", unknown,
+                              ("texts", "embedding", "metadatas", "ids", "subjects") + CONSTRUCTOR_KEYWORDS)
+
+    @classmethod
     async def afrom_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict] | None = None, *,
-                          ids: list[str] | None = None, **kwargs: Any) -> "ERASEVectorStore":
+                          ids: list[str] | None = None, subjects: Sequence[str | int | None] | None = None,
+                          **kwargs: Any) -> "ERASEVectorStore":
+        cls._check_constructor_kwargs("afrom_texts", kwargs)
         store = cls(embedding, **kwargs)
-        await store.aadd_texts(texts, metadatas, ids=ids)
+        await store.aadd_texts(texts, metadatas, ids=ids, subjects=subjects)
         return store
 
     @classmethod
@@ -98,9 +117,10 @@ class ERASEVectorStore(VectorStore):
         return cls(embedding, index=ExampleIndex.open(persist_path), subject_key=subject_key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, embedding: Embeddings, **kwargs: Any) -> "ERASEVectorStore":
+    def load(cls, path: str | os.PathLike, embedding: Embeddings, *,
+             subject_key: str | None = None) -> "ERASEVectorStore":
         """``InMemoryVectorStore.load``'s counterpart: open the store file at ``path``."""
-        return cls.open(path, embedding, **kwargs)
+        return cls.open(path, embedding, subject_key=subject_key)
 
     def dump(self, path: str | os.PathLike) -> None:
         """Write an independent copy to a new store file (``InMemoryVectorStore.dump``'s
@@ -108,26 +128,14 @@ class ERASEVectorStore(VectorStore):
         self.index.save(path)
 
     # ------------------------------------------------------------------ adding
-    def _prepare(self, documents: Sequence[Document], ids: Sequence[str] | None,
-                 subjects: Sequence[Any] | None) -> tuple[list[str], list[dict], list, list[dict]]:
-        """Ids, payloads, subjects and metadata of documents, validated before anything is embedded."""
-        documents = list(documents)
-        if ids is not None:
-            if isinstance(ids, (str, bytes)):
-                raise ERASEError("ids must be a list of strings, not a single string")
-            ids = list(ids)
-            if len(ids) != len(documents):
-                raise ERASEError(f"got {len(ids)} ids for {len(documents)} documents")
-        else:
-            ids = [d.id or "" for d in documents]  # no id: a new one below
-        ids = [str(i) if i else str(uuid.uuid4()) for i in ids]
-        metadata = [check_metadata(d.metadata, f"documents[{j}].metadata") for j, d in enumerate(documents)]
-        if subjects is None:
-            subjects = [subject_from(m, self.subject_key, f"documents[{j}].metadata") for j, m in enumerate(metadata)]
-        else:
-            subjects = subjects_given(subjects, len(documents), "document")
-        payloads = [{"page_content": d.page_content, "metadata": m} for d, m in zip(documents, metadata)]
-        return ids, payloads, subjects, metadata
+    def _prepare(self, documents: Sequence[Document], ids: Sequence[str] | None, subjects: Sequence[Any] | None,
+                 kwargs: dict, where: str) -> tuple[list[str], list[dict], list, list[dict]]:
+        """Ids, payloads, subjects and metadata of documents, validated before anything is
+        embedded (the rule shared with ``ERASERetriever``: ``_common.document_rows``)."""
+        reject_unknown_kwargs(f"ERASEVectorStore.{where}", {key: v for key, v in kwargs.items()
+                                                           if key not in _ADD_PASSTHROUGH},
+                              ("ids", "subjects") + _ADD_PASSTHROUGH)
+        return document_rows(documents, ids, subjects, self.subject_key)
 
     def _upsert(self, vectors, ids, payloads, subjects, metadata) -> list[str]:
         self.index.upsert(to_float_rows(vectors, len(ids)), payloads, ids, subjects=subjects,
@@ -137,11 +145,14 @@ class ERASEVectorStore(VectorStore):
     def add_documents(self, documents: list[Document], ids: list[str] | None = None, *,
                       subjects: Sequence[str | int | None] | None = None, **kwargs: Any) -> list[str]:
         """Embed and add documents; returns their ids (``ids=``, else each ``Document.id``, else
-        a new UUID). A document whose id is already stored replaces it exactly (as if the old
+        a new UUID; ids follow the one rule of ``docs/forgetting.md``: non-empty strings, never
+        converted). A document whose id is already stored replaces it exactly (as if the old
         one had been deleted first), in one transaction. Atomic: on any error nothing changes.
+        ``batch_size`` (passed by LangChain's ``index()``) is accepted; any other unknown
+        keyword raises ``TypeError``.
         Metadata must be JSON values (anything else raises); ``subjects=`` (or ``subject_key``)
         records whom each document belongs to."""
-        ids, payloads, subjects, metadata = self._prepare(documents, ids, subjects)
+        ids, payloads, subjects, metadata = self._prepare(documents, ids, subjects, kwargs, "add_documents")
         if not ids:
             return []
         vectors = self.embedding.embed_documents([p["page_content"] for p in payloads])
@@ -149,7 +160,7 @@ class ERASEVectorStore(VectorStore):
 
     async def aadd_documents(self, documents: list[Document], ids: list[str] | None = None, *,
                              subjects: Sequence[str | int | None] | None = None, **kwargs: Any) -> list[str]:
-        ids, payloads, subjects, metadata = self._prepare(documents, ids, subjects)
+        ids, payloads, subjects, metadata = self._prepare(documents, ids, subjects, kwargs, "aadd_documents")
         if not ids:
             return []
         vectors = await self.embedding.aembed_documents([p["page_content"] for p in payloads])
@@ -177,8 +188,7 @@ class ERASEVectorStore(VectorStore):
     def delete(self, ids: Sequence[str] | None = None, **kwargs: Any) -> bool:
         """Exactly forget the documents with these ids (unknown ids are skipped, as LangChain's
         stores do); ``None`` forgets every document. One transaction; returns True."""
-        if kwargs:
-            raise TypeError(f"ERASEVectorStore.delete got unexpected keyword(s) {sorted(kwargs)}")
+        reject_unknown_kwargs("ERASEVectorStore.delete", kwargs, ("ids",))
         self.index.forget(self.index.ids if ids is None else as_id_list(ids), missing="ignore")
         return True
 
@@ -206,9 +216,11 @@ class ERASEVectorStore(VectorStore):
 
     # ------------------------------------------------------------------ reading
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The stored documents with these ids, in the order given; unknown ids are skipped."""
+        """The stored documents with these ids, in the order given; unknown ids are skipped (an
+        id that is not a non-empty string raises)."""
+        ids = as_id_list(ids)
         with self.index.lock:
-            return [self._document(i, self.index.get(i)) for i in ids if isinstance(i, str) and i in self.index]
+            return [self._document(i, self.index.get(i)) for i in ids if i in self.index]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await run_in_executor(None, self.get_by_ids, ids)
@@ -232,9 +244,9 @@ class ERASEVectorStore(VectorStore):
         return [(self._document(s.id, s.payload), s.score) for s in found]
 
     @staticmethod
-    def _no_extra(kwargs: dict) -> None:
-        if kwargs:
-            raise TypeError(f"ERASEVectorStore search got unexpected keyword(s) {sorted(kwargs)}")
+    def _no_extra(kwargs: dict, where: str = "similarity_search", mmr: bool = False) -> None:
+        reject_unknown_kwargs(f"ERASEVectorStore.{where}", kwargs,
+                              ("k", "filter") + (("fetch_k", "lambda_mult") if mmr else ()))
 
     def similarity_search_with_score_by_vector(self, embedding: list[float], k: int = 4, filter: Filter = None,  # noqa: A002
                                                **kwargs: Any) -> list[tuple[Document, float]]:
@@ -270,7 +282,7 @@ class ERASEVectorStore(VectorStore):
                                                 **kwargs: Any) -> list[Document]:
         """Maximal marginal relevance among the ``fetch_k`` most similar documents: exact and
         deterministic (ties by id), so equal to the same search on a fresh build after a delete."""
-        self._no_extra(kwargs)
+        self._no_extra(kwargs, "max_marginal_relevance_search", mmr=True)
         return [d for d, _ in self._search(embedding, k, filter, mmr=True, fetch_k=fetch_k, lambda_mult=lambda_mult)]
 
     def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,

@@ -21,7 +21,7 @@ QUERIES = [{"input": "apple river"}, {"input": "tiger in the ocean"}, {"input": 
 
 
 def build(keep=range(40), **kw) -> ERASEExampleSelector:
-    kw = {"k": 2, "n_nearest": 2, "seed": 1, **kw}
+    kw = {"k": 2, "n_nearest": 2, "seed": 1, "strategy": "erase", **kw}
     return ERASEExampleSelector.from_examples([EXAMPLES[i] for i in keep], NGramEmbeddings(dim=96),
                                               ids=[IDS[i] for i in keep], **kw)
 

@@ -135,7 +135,7 @@ def test_forgotten_examples_never_reach_a_prompt(strategy):
 
 
 async def test_forget_async_in_chat_prompt():
-    selector = await ERASEExampleSelector.afrom_examples(EXAMPLES, NGramEmbeddings(), k=4, ids=IDS, input_keys=["input"])
+    selector = await ERASEExampleSelector.afrom_examples(EXAMPLES, NGramEmbeddings(), k=4, ids=IDS, input_keys=["input"], strategy="erase")
     chat = chat_few_shot(selector)
     before = await chat.aformat_messages(input=QUERIES[0], tone="briefly")
     fp = selector.fingerprint
@@ -145,3 +145,94 @@ async def test_forget_async_in_chat_prompt():
     assert selector.fingerprint != fp
     assert any(m.content == victim.payload["input"] for m in before)
     assert all(m.content != victim.payload["input"] for m in after)
+
+
+# ---------------------------------------------------------------------- the default and the stock constructor shape
+def test_the_default_strategy_gives_the_stock_prompts():
+    """The swap with no other change (no strategy=): ``similarity`` is the default."""
+    emb = NGramEmbeddings()
+    stock = SemanticSimilarityExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, k=3)
+    erase = ERASEExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, k=3)
+    plain = ERASEExampleSelector(embeddings=emb, k=3)
+    plain.add_examples(EXAMPLES)
+    assert erase.strategy == plain.strategy == "similarity"
+    for q in QUERIES:
+        expected = few_shot(stock).format(input=q)
+        assert few_shot(erase).format(input=q) == few_shot(plain).format(input=q) == expected
+
+
+def stock_shaped(k=3, stock_kw=None, **kw):
+    """``SemanticSimilarityExampleSelector(vectorstore=..., k=...)`` and the same call with
+    ``ERASEExampleSelector`` over an ``ERASEVectorStore``, both filled through ``add_example``."""
+    from erase_langchain import ERASEVectorStore
+
+    emb = NGramEmbeddings()
+    stock = SemanticSimilarityExampleSelector(vectorstore=InMemoryVectorStore(emb), k=k, **(stock_kw or kw))
+    store = ERASEVectorStore(emb)
+    ours = ERASEExampleSelector(vectorstore=store, k=k, **kw)
+    for ex in EXAMPLES:
+        stock.add_example(ex)
+        ours.add_example(ex)
+    return stock, ours, store
+
+
+@pytest.mark.parametrize("kw", [{}, {"input_keys": ["input"]}, {"input_keys": ["input"], "example_keys": ["output"]},
+                                {"vectorstore_kwargs": {"filter": {"output": "cooking"}}}])
+def test_stock_constructor_shape_gives_the_stock_prompts(kw):
+    # InMemoryVectorStore filters with a predicate; ERASE with the dict dialect (both mean the same here)
+    stock_kw = {"vectorstore_kwargs": {"filter": lambda d: d.metadata["output"] == "cooking"}} if (
+        "vectorstore_kwargs" in kw) else kw
+    stock, ours, store = stock_shaped(stock_kw=stock_kw, **kw)
+    assert ours.strategy == "similarity" and ours.embeddings is store.embeddings and len(store) == len(EXAMPLES)
+    for q in QUERIES:  # (no exact score ties: the stock selector breaks them in argsort order, ERASE by id)
+        assert ours.select_examples({"input": q}) == stock.select_examples({"input": q})
+        if "example_keys" not in kw:  # (the example prompt needs both fields)
+            assert few_shot(ours).format(input=q) == few_shot(stock).format(input=q)
+    # the stock selector over the same ERASEVectorStore sees what ours wrote, and the reverse
+    over_store = SemanticSimilarityExampleSelector(vectorstore=store, k=3, **kw)
+    for q in QUERIES:
+        assert over_store.select_examples({"input": q}) == ours.select_examples({"input": q})
+
+
+def test_stock_constructor_shape_forgets_exactly():
+    _, ours, store = stock_shaped()
+    q = {"input": QUERIES[1]}
+    chosen = [s.id for s in ours.select(q)]
+    ours.forget(chosen[:2])
+    from erase_langchain import ERASEVectorStore
+
+    fresh = ERASEExampleSelector(vectorstore=ERASEVectorStore(NGramEmbeddings()), k=3)
+    kept = {i: ours.get(i) for i in ours.ids}
+    fresh.add_examples(list(kept.values()), ids=list(kept))
+    assert ours.digest() == fresh.digest() == store.digest()
+    assert all(ours.select_examples({"input": x}) == fresh.select_examples({"input": x}) for x in QUERIES)
+    assert not set(chosen[:2]) & {s.id for s in ours.select(q)}
+
+
+def test_stock_constructor_shape_rejects_what_it_cannot_honour():
+    from erase_core import ERASEError
+    from erase_langchain import ERASEVectorStore
+
+    emb = NGramEmbeddings()
+    with pytest.raises(ERASEError, match="ERASEVectorStore"):
+        ERASEExampleSelector(vectorstore=InMemoryVectorStore(emb), k=3)  # its copies could not be unlearned
+    store = ERASEVectorStore(emb)
+    with pytest.raises(ERASEError, match="not both"):
+        ERASEExampleSelector(vectorstore=store, index=store.index)
+    with pytest.raises(ERASEError, match="embedding"):
+        ERASEExampleSelector(vectorstore=store, embeddings=NGramEmbeddings())
+    with pytest.raises(ERASEError, match="vectorstore_kwargs"):
+        ERASEExampleSelector(vectorstore=store, vectorstore_kwargs={"fetch_k": 3})
+    with pytest.raises(TypeError, match="'vector_store'.*did you mean 'vectorstore'"):
+        ERASEExampleSelector(vector_store=store, k=3)
+
+
+def test_erase_and_hybrid_stay_options():
+    emb = NGramEmbeddings()
+    fixed = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=IDS, strategy="erase")
+    prefixes = {few_shot(fixed).format(input=q).rsplit("Text: ", 1)[0] for q in QUERIES}
+    assert len(prefixes) == 1  # one fixed, cacheable prompt prefix for every input
+    hybrid = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, ids=IDS, strategy="erase", n_nearest=1)
+    assert len(hybrid.select_examples({"input": QUERIES[0]})) == 3
+    with pytest.raises(ValueError, match="strategy='erase'"):
+        ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, n_nearest=1)  # the hybrid extends 'erase'

@@ -65,8 +65,8 @@ def test_document_ids_are_used():
     assert set(r.ids) == {f"d{n}" for n in range(len(docs))}
     t = ERASERetriever.from_texts(["a b", "c d", "e f"], NGramEmbeddings(), [{"x": 1}, {"x": 2}, {"x": 3}], ids=["a", "c", "e"], k=2)
     assert t.ids == ["a", "c", "e"] and len(t.invoke("q")) == 2
-    with pytest.raises(ERASEError, match="some documents"):
-        ERASERetriever(embeddings=NGramEmbeddings(), documents=[docs[0], DOCS[1]])
+    mixed = ERASERetriever(embeddings=NGramEmbeddings(), documents=[docs[0], DOCS[1]])  # as a vector store:
+    assert "d0" in mixed.ids and len(mixed.ids) == 2  # a document without an id gets a new UUID
     assert r.add_documents([Document(page_content="new text")], ids=["new"]) == ["new"]
 
 

@@ -32,7 +32,7 @@ def emb():
 
 
 def build(emb, examples=EXAMPLES, ids=IDS, **kw):
-    return ERASEExampleSelector.from_examples(examples, emb, k=kw.pop("k", 4), ids=ids, **{**PARAMS, **kw})
+    return ERASEExampleSelector.from_examples(examples, emb, k=kw.pop("k", 4), ids=ids, **{"strategy": "erase", **PARAMS, **kw})
 
 
 # ---------------------------------------------------------------------- construction surface
@@ -44,17 +44,17 @@ def test_stock_call_shapes_work(emb):
     c = ERASEExampleSelector.from_examples(EXAMPLES, emb, 3, ["input"], ids=IDS)
     d = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, input_keys=["input"], ids=IDS)
     for s in (a, b, c, d):
-        assert s.k == 3 and s.input_keys == ["input"] and s.strategy == "erase"
+        assert s.k == 3 and s.input_keys == ["input"] and s.strategy == "similarity"  # the stock selector's
     assert a.digest() == b.digest() == c.digest() == d.digest()
     assert a.select_examples({"input": "x"}) == d.select_examples({"input": "x"})
 
 
 def test_vectorstore_arguments(emb):
-    with pytest.warns(UserWarning, match="ignores vector-store construction arguments") as record:
-        s = ERASEExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, k=2, collection_name="x")
-    assert record[0].filename == __file__  # points at the caller
+    with pytest.raises(TypeError, match=r"'collection_name'; accepted: .*persist_path.*strategy"):
+        ERASEExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, k=2, collection_name="x")
+    s = ERASEExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, k=2)
     assert len(s) == len(EXAMPLES)
-    empty = ERASEExampleSelector(embeddings=emb)
+    empty = ERASEExampleSelector(embeddings=emb, strategy="erase")
     assert len(empty) == 0 and bool(empty)  # `if prompt.example_selector:` must see a selector
     with pytest.raises(ERASEError, match="vectorstore_kwargs"):
         ERASEExampleSelector.from_examples(EXAMPLES, emb, InMemoryVectorStore, vectorstore_kwargs={"filter": len})
@@ -65,12 +65,12 @@ def test_vectorstore_arguments(emb):
 
 
 def test_text_construction_matches_stock(emb):
-    s = ERASEExampleSelector(embeddings=emb)
+    s = ERASEExampleSelector(embeddings=emb, strategy="erase")
     ex = {"b": "two", "a": "one", "c": "three"}
     assert s._example_to_text(ex) == "one two three"  # values ordered by key name
-    s2 = ERASEExampleSelector(embeddings=emb, input_keys=["c", "a"])
+    s2 = ERASEExampleSelector(embeddings=emb, input_keys=["c", "a"], strategy="erase")
     assert s2._example_to_text(ex) == "one three"
-    s3 = ERASEExampleSelector(embeddings=emb, id_key="id")
+    s3 = ERASEExampleSelector(embeddings=emb, id_key="id", strategy="erase")
     assert s3._example_to_text({**ex, "id": "zzz"}) == "one two three"  # the id is not embedded
     with pytest.raises(KeyError):
         s2._example_to_text({"a": "x"})
@@ -93,17 +93,17 @@ def test_ids_are_knowable(emb):
         build(emb, with_ids(), ids=IDS, id_key="id")
     with pytest.raises(ERASEError, match="has no id field"):
         build(emb, EXAMPLES, ids=None, id_key="id")
-    u = ERASEExampleSelector.from_examples(EXAMPLES, emb)  # generated ids, still listed
+    u = ERASEExampleSelector.from_examples(EXAMPLES, emb, strategy="erase")  # generated ids, still listed
     assert len(u.ids) == len(EXAMPLES)
 
 
 def test_add_example_returns_id(emb):
-    s = ERASEExampleSelector(embeddings=emb, k=2, id_key="id", **PARAMS)
+    s = ERASEExampleSelector(embeddings=emb, k=2, id_key="id", **PARAMS, strategy="erase")
     assert s.select_examples({"input": "x"}) == []  # empty pool: nothing, like the stock selector
     assert s.add_example({"input": "a cat", "output": "animal", "id": "cat"}) == "cat"
     new = s.add_example({"input": "a dog", "output": "animal"}, id="dog")
     assert new == "dog" and s.ids == ["cat", "dog"]
-    t = ERASEExampleSelector(embeddings=emb, k=2)
+    t = ERASEExampleSelector(embeddings=emb, k=2, strategy="erase")
     gen = t.add_example({"input": "a cow"})
     assert t.ids == [gen] and isinstance(gen, str)
 
@@ -145,7 +145,7 @@ def test_similarity_k_larger_than_pool_returns_what_exists(emb):
 
 
 def test_erase_small_pool_returns_whole_pool_then_clusters(emb):
-    s = ERASEExampleSelector.from_examples(EXAMPLES[:2], emb, k=4, ids=IDS[:2], **PARAMS)
+    s = ERASEExampleSelector.from_examples(EXAMPLES[:2], emb, k=4, ids=IDS[:2], **PARAMS, strategy="erase")
     out = s.select()
     assert [e.id for e in out] == IDS[:2]
     fp2 = s.fingerprint
@@ -161,7 +161,7 @@ def test_erase_small_pool_returns_whole_pool_then_clusters(emb):
 def test_bad_parameters(emb):
     # errors raised while validating the fields surface as pydantic ValidationError (a ValueError)
     with pytest.raises(ValueError, match="positive integer"):
-        ERASEExampleSelector(embeddings=emb, k=0)
+        ERASEExampleSelector(embeddings=emb, k=0, strategy="erase")
     with pytest.raises(ValueError):
         ERASEExampleSelector(embeddings=emb, strategy="knn")
     with pytest.raises(ValueError):
@@ -263,7 +263,7 @@ def test_persist_and_reopen_without_reembedding(emb, tmp_path):
     hail = {"input": "A hailstorm hit the town", "output": "weather"}
     r.add_example(hail, id=new)
     r.close()
-    again = ERASEExampleSelector(embeddings=counting, persist_path=path)  # the constructor reopens too
+    again = ERASEExampleSelector(embeddings=counting, persist_path=path, strategy="erase")  # the constructor reopens too
     assert new in again.ids and counting.calls["documents"] == 1
     digest = again.digest()
     again.close()
@@ -281,7 +281,7 @@ def test_persist_and_reopen_without_reembedding(emb, tmp_path):
 def test_failed_from_examples_leaves_no_store(tmp_path):
     path = tmp_path / "bad.sqlite"
     with pytest.raises(ERASEError):
-        ERASEExampleSelector.from_examples(EXAMPLES[:3], NGramEmbeddings(), ids=["a", "a", "b"], persist_path=path)
+        ERASEExampleSelector.from_examples(EXAMPLES[:3], NGramEmbeddings(), ids=["a", "a", "b"], persist_path=path, strategy="erase")
     assert not path.exists()
 
 

@@ -40,7 +40,7 @@ def owned_selector(emb, keep=None, **kw):
     keep = range(len(OWNED)) if keep is None else keep
     return ERASEExampleSelector.from_examples(
         [OWNED[n] for n in keep], emb, k=kw.pop("k", 3), ids=[IDS[n] for n in keep], subject_key="user",
-        metadata_keys=["lang"], **{**PARAMS, **kw},
+        metadata_keys=["lang"], **{"strategy": "erase", **PARAMS, **kw},
     )
 
 
@@ -62,16 +62,16 @@ def test_selector_attributes_from_fields_and_arguments(emb):
     # explicit subjects=/metadata= give the same examples (and digest) as the fields
     explicit = ERASEExampleSelector.from_examples(
         OWNED, emb, k=3, ids=IDS, subjects=[ex["user"] for ex in OWNED], metadata=[{"lang": ex["lang"]} for ex in OWNED],
-        **PARAMS,
+        **PARAMS, strategy="erase",
     )
     assert explicit.digest() != s.digest()  # ... except the text: without subject_key/metadata_keys they are content
     explicit = ERASEExampleSelector.from_examples(
         OWNED, emb, k=3, ids=IDS, input_keys=["input", "output"], subjects=[ex["user"] for ex in OWNED],
-        metadata=[{"lang": ex["lang"]} for ex in OWNED], **PARAMS,
+        metadata=[{"lang": ex["lang"]} for ex in OWNED], **PARAMS, strategy="erase",
     )
     assert explicit.digest() == s.digest()
     # subject_key and metadata_keys fields are bookkeeping: not part of the embedded text
-    plain = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=IDS, **PARAMS)
+    plain = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=IDS, **PARAMS, strategy="erase")
     assert np.array_equal(plain.index.vector("ex07"), s.index.vector("ex07"))
     # add_example(subject=, metadata=) overrides the fields; integers are subjects too
     new = s.add_example({"input": "A new example about rain", "output": "weather", "user": "alice"}, id="n1",
@@ -105,7 +105,7 @@ def test_selector_forget_where_is_exact(emb, strategy):
     assert s.digest() == fresh.digest() and s.verify()
     assert s.forget_where({"lang": "de"}).ids == ()  # nothing left to match
     with pytest.raises(ERASEError):
-        s.forget_where({"lang": {"$ne": "en"}})  # unsupported operator: an error, never ignored
+        s.forget_where({"lang": {"$nope": "en"}})  # unknown operator: an error, never ignored
     with pytest.raises(ERASEError):
         s.forget_where({})
 
@@ -174,6 +174,7 @@ def test_interleaved_forgets_equal_a_fresh_build(emb, data):
         assert s.digest() == build(sorted(alive)).digest()
 
 
+@pytest.mark.processes
 def test_subjects_persist_and_other_handles_forget(tmp_path, emb):
     path = tmp_path / "owned.sqlite"
     a = owned_selector(emb, persist_path=path, strategy="similarity")
@@ -297,9 +298,10 @@ def test_erase_strategy_with_a_filter_raises(emb):
         s.with_filter({"lang": "en"})
     calls = emb.calls["texts"]
     with pytest.raises(ERASEError, match="'similarity' and 'mmr' only"):
-        ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, filter={"lang": "en"})
+        ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, filter={"lang": "en"}, strategy="erase")
     with pytest.raises(ERASEError, match="vectorstore_kwargs"):
-        ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, vectorstore_kwargs={"filter": {"lang": "en"}})
+        ERASEExampleSelector.from_examples(EXAMPLES, emb, k=2, vectorstore_kwargs={"filter": {"lang": "en"}},
+                                           strategy="erase")
     assert emb.calls["texts"] == calls  # refused before embedding anything
     assert s.select_examples({"input": "x"}, filter=None)  # no filter: fine
 

@@ -184,10 +184,11 @@ def test_bad_input_changes_nothing():
         (lambda: store.add_documents([Document(page_content="x")], ids=["a", "b"]), ERASEError),
         (lambda: store.add_texts(["x"], metadatas=[{}, {}]), ERASEError),
         (lambda: store.similarity_search("x", k=0), ERASEError),
-        (lambda: store.similarity_search("x", filter={"topic": {"$gt": 1}}), ERASEError),
+        (lambda: store.similarity_search("x", filter={"topic": {"$nope": 1}}), ERASEError),
         (lambda: store.similarity_search_by_vector([0.1] * 31), ERASEError),
         (lambda: store.max_marginal_relevance_search("x", lambda_mult=2.0), ERASEError),
         (lambda: store.similarity_search("x", k=2, unknown_option=1), TypeError),
+        (lambda: store.add_texts(["x"], ids=[7]), TypeError),  # ids are strings, never converted
         (lambda: ERASEVectorStore("not an embedding model"), ERASEError),
     ]
     for call, error in bad:
@@ -281,7 +282,8 @@ def test_selectors_and_retrievers_pickle_and_deepcopy():
     from erase_langchain import ERASEExampleSelector
 
     emb = NGramEmbeddings(dim=32)
-    selector = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=[f"e{i}" for i in range(len(EXAMPLES))])
+    selector = ERASEExampleSelector.from_examples(EXAMPLES, emb, k=3, ids=[f"e{i}" for i in range(len(EXAMPLES))],
+                                                  strategy="erase")
     retriever = ERASERetriever.from_documents(corpus(), emb, k=2)
     for clone in (pickle.loads(pickle.dumps(selector)), copy.deepcopy(selector)):
         assert clone.select_examples({"question": "x"}) == selector.select_examples({"question": "x"})
@@ -304,6 +306,7 @@ def test_reopening_with_another_embedding_model_warns(tmp_path):
         ERASEVectorStore.open(tmp_path / "s.db", NGramEmbeddings(dim=64)).close()  # the same model: silent
     with pytest.warns(UserWarning, match="DeterministicFakeEmbedding"):
         ERASEVectorStore.open(tmp_path / "s.db", DeterministicFakeEmbedding(size=64)).close()
-    ERASEExampleSelector.from_examples(EXAMPLES, NGramEmbeddings(dim=64), k=2, persist_path=tmp_path / "sel.db").close()
+    ERASEExampleSelector.from_examples(EXAMPLES, NGramEmbeddings(dim=64), k=2, persist_path=tmp_path / "sel.db",
+                                       strategy="erase").close()
     with pytest.warns(UserWarning, match="NGramEmbeddings"):
         ERASEExampleSelector.open(tmp_path / "sel.db", DeterministicFakeEmbedding(size=64)).close()
