@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from erase_core.evaluation.bench import Bench, BenchConfig, refusal  # noqa: E402
 from erase_core.evaluation.bbii import TUNING_TASKS, write_bbii_report  # noqa: E402
+from erase_core.evaluation.bigbench import example_groups, load_task  # noqa: E402
 
 #: Cheap multiple-choice tasks first, so that the most tasks finish in a given time.
 ORDER = ("sports_understanding", "navigate", "snarks", "causal_judgment", "disambiguation_qa", "implicatures",
@@ -78,6 +80,13 @@ def preface(out: Path, args) -> str:
     seconds = sum(r["seconds"] for r in records)
     command = RESUME.format(n_test=conf["n_test"], seeds=len(conf["seeds"]), ks=",".join(map(str, conf["ks"])),
                             methods=",".join(conf["methods"]), n_pool=conf["n_pool"])
+    grouped = []
+    for task in all_tasks(Path(args.data_dir).resolve()):
+        loaded = load_task(task, args.data_dir)
+        sizes = Counter(example_groups(loaded.examples, conf["group_by"])).values()
+        multi = [n for n in sizes if n > 1]
+        if multi:
+            grouped.append(f"{task} ({len(multi)} groups, {sum(multi)} of {len(loaded)} examples)")
     return f"""# ERASE on the BIG-bench Instruction Induction (BBII) tasks
 
 The paper's accuracy comparison (its Figure 3: the normalized aggregate score over BBII tasks,
@@ -95,6 +104,16 @@ graded by log-likelihood, generative tasks by exact match after greedy decoding.
 **Machine:** {'; '.join(machines)}, loaded by other jobs (run at `nice -n 15`, one
 thread); {seconds / 60:.0f} min of wall time for the finished tasks.
 
+**Grouping.** Examples whose inputs share a context (text before the last line, or before the
+last sentence of a one-line input; a context shared by more than √n examples counts as a
+preamble and groups nothing) are kept on one side of the split. Tasks where this groups
+anything: {'; '.join(grouped) or 'none'}. Some of these groups are true shared schemas
+(causal_judgment's stories, operators' definitions, logical_fallacy_detection's premises), some
+only share a first sentence (navigate, sports_understanding); grouping those costs nothing but a
+slightly different split. Multiple-choice tasks whose task.json leaves
+`append_choices_to_input` true (disambiguation_qa, movie_recommendation here) show their choices
+after the input, as BIG-bench does.
+
 **Not run here:** SISA on 1/2/4 shards (fine-tuning does not fit this CPU session; the
 paper's ERASE-vs-SISA comparison on these tasks is still untested), accuracy under deletion,
 Gemma 3 270M, and ACoT and the other variants. With {conf['n_test']} questions a task's
@@ -106,8 +125,11 @@ aggregate, not single cells.
 
 ```bash
 {command}
-.venv/bin/python benchmarks/bench_bbii.py --report
+.venv/bin/python benchmarks/bench_bbii.py --report --notes benchmarks/notes/bbii.md
 ```
+
+Finished tasks are in git (`docs/results-bbii/<task>.json`); the cells of a task cut off mid-way
+live only in the cache of the machine that ran them, so on a fresh machine that task starts over.
 """
 
 
@@ -127,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machine", default=f"{platform.machine()} {os.cpu_count()}-core CPU, shared")
     p.add_argument("--commit", action="store_true", help="git-commit each task's JSON as it finishes")
     p.add_argument("--report", action="store_true", help="only rewrite the table and plot from --out")
+    p.add_argument("--notes", default=None, help="a markdown file whose text follows the preface (the reading)")
     args = p.parse_args(argv)
 
     out = Path(args.out)
     if args.report:
         print(write_bbii_report(out, Path(args.doc), expected=all_tasks(Path(args.data_dir).resolve()),
-                                preface=preface(out, args)))
+                                preface=preface(out, args) + (Path(args.notes).read_text() if args.notes else "")))
         return 0
     import torch
 

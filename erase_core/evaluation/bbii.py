@@ -105,7 +105,7 @@ def write_bbii_report(results_dir: str | Path, doc_path: str | Path, *, expected
 
     lines.append("### Aggregate (the paper's Figure 3)\n")
     lines.append(f"Normalized score, mean over the {len(agg['tasks'])} finished BBII tasks (equal weight) "
-                 "± standard error over tasks; each task's score is the mean over seeds.\n")
+                 "± standard error over tasks (from two tasks on); each task's score is the mean over seeds.\n")
     lines.append("| method | " + " | ".join(f"k = {k}" for k in ks) + " | mean over k |")
     lines.append("|---|" + "---|" * (len(ks) + 1))
     for method in methods:
@@ -114,7 +114,8 @@ def write_bbii_report(results_dir: str | Path, doc_path: str | Path, *, expected
             lines.append("| zero-shot | " + " | ".join("" for _ in ks) + f" | {_fmt(v)} |")
             continue
         cells = [agg["overall"].get((method, k)) for k in ks]
-        shown = [f"{_fmt(v)} ± {agg['spread'][(method, k)]:.1f}" if v is not None else "—" for v, k in zip(cells, ks)]
+        shown = [("—" if v is None else _fmt(v) + (f" ± {agg['spread'][(method, k)]:.1f}" if len(agg["tasks"]) > 1 else ""))
+                 for v, k in zip(cells, ks)]
         known = [v for v in cells if v is not None]
         lines.append(f"| {method} | " + " | ".join(shown) + f" | {_fmt(float(np.mean(known)) if known else None)} |")
     lines.append(f"\n![BBII aggregate](img/{img_name})\n")
