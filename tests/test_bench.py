@@ -359,3 +359,28 @@ def test_bbii_report_aggregates_tasks_with_equal_weight(tmp_path):
     assert "| erase | 32.5 ± 7.5 | 32.5 |" in text
     assert "| intent_recognition (tuning) |" in text
     assert (tmp_path / "doc" / "img" / "bbii_aggregate.png").stat().st_size > 1000
+
+
+def test_bench_skips_erase_stratified_on_generative_tasks(tmp_path):
+    """A bench run lists erase-stratified as refused on a generative task and runs no cell of it;
+    asking for the cell directly raises. --group-by reaches the configuration."""
+    from erase_core.evaluation.bench import Bench, TaskData
+    from erase_core.evaluation.bigbench import load_task
+    from erase_core.evaluation.command import build_parser, config_from_args
+
+    path = tmp_path / "gen" / "task.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"examples": [{"input": f"{i} + 1 =", "target": str(i + 1)} for i in range(30)]}))
+    task = load_task("gen", data_dir=tmp_path)
+    pool, test = task.split(20, 5, seed=0)
+    vectors = np.random.default_rng(0).normal(size=(25, 8)).astype(np.float32)
+    data = TaskData(task, TaskFormat.of(task), pool, test, [f"gen-{e['idx']}" for e in pool], vectors[:20], vectors[20:],
+                    [e["target"] for e in pool], "key")
+    bench = Bench(BenchConfig(methods=["erase-stratified"], ks=[2], cache_dir=str(tmp_path / "c")), progress=False)
+    assert bench.run_cells(data) == []
+    with pytest.raises(ERASEError, match="generative"):
+        bench.cell(data, "erase-stratified", 2, 0)
+    args = build_parser().parse_args(["--group-by", "none", "--tasks", "gen"])
+    assert config_from_args(args).group_by == "none"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--group-by", "sentence"])

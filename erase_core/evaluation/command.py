@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .bench import CPU_TASKS, EXTRA_METHODS, PAPER_METHODS, Bench, BenchConfig
-from .bigbench import ENV_VAR, available_tasks
+from .bigbench import ENV_VAR, GROUP_BY, available_tasks
 
 
 def _ints(text: str) -> list[int]:
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sisa-epochs", type=int, default=None, help="fine-tuning epochs per slice step (default 2; --full 3)")
     p.add_argument("--sisa-seen", type=_ints, default=None, help="pool sizes for accuracy against examples seen (default 20,40,80)")
     p.add_argument("--sisa-tasks", type=_names, default=None, help="tasks to run SISA on (default all)")
+    p.add_argument("--group-by", choices=list(GROUP_BY), default="context",
+                   help="examples kept on one side of the split: sharing a context (default), an identical input, or none")
     p.add_argument("--no-sisa", action="store_true", help="skip the SISA stage")
     p.add_argument("--no-deletion", action="store_true", help="skip accuracy under deletion")
     p.add_argument("--full", action="store_true", help="the paper-scale run (for a GPU machine)")
@@ -61,6 +63,7 @@ def _notes(args) -> str:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg = BenchConfig(data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device, model=args.model,
+                      group_by=args.group_by,
                       gguf_file=args.gguf_file, backend=args.backend)
     if args.full:
         cfg.tasks = available_tasks(args.data_dir) or list(CPU_TASKS)
