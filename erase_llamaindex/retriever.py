@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from llama_index.core.schema import (
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
+from erase_core._validation import check_id, reject_unknown_kwargs
 
 from ._filters import Where, combine, flat_metadata, node_subject, normalise, to_core
 from ._nodes import embed_text, node_to_payload, payload_to_node
@@ -52,6 +54,9 @@ PERSIST_SETTINGS_FILENAME = "erase_retriever.json"
 _SETTINGS_FORMAT = "erase-llamaindex-retriever"
 _SETTINGS_VERSION = 1
 #: Per-call filters of retrieve()/aretrieve(): (id of the retriever, normalised filter).
+#: The constructor's keywords (an unknown one raises TypeError listing these).
+_CONSTRUCTOR_KEYWORDS = ("index", "embed_model", "similarity_top_k", "query_scores", "callback_manager", "objects",
+                         "object_map", "verbose", "filters", "fetch_k", "lambda_mult")
 _CALL_FILTERS: contextvars.ContextVar = contextvars.ContextVar("erase_llamaindex_call_filters", default=None)
 
 try:  # the exact JSON text ExampleIndex.add would store (its digest hashes that text)
@@ -111,9 +116,7 @@ def _node_id_of(item: Any) -> str:
         return item.node.node_id
     if isinstance(item, BaseNode):
         return item.node_id
-    if isinstance(item, str):
-        return item
-    raise ERASEError(f"node ids must be strings (or nodes); got {type(item).__name__} {item!r}")
+    return check_id(item, "node id")
 
 
 class ERASERetriever(BaseRetriever):
@@ -163,7 +166,9 @@ class ERASERetriever(BaseRetriever):
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
         _persist_dir: str | os.PathLike | None = None,
+        **unknown: Any,
     ) -> None:
+        reject_unknown_kwargs("ERASERetriever", unknown, _CONSTRUCTOR_KEYWORDS)
         if not isinstance(index, ExampleIndex):
             raise ERASEError(f"index must be an erase_core.ExampleIndex, got {type(index).__name__}")
         self._index = index
@@ -205,6 +210,7 @@ class ERASERetriever(BaseRetriever):
         filters: MetadataFilters | dict | None = None,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
+        **unknown: Any,
     ) -> "ERASERetriever":
         """Embed ``nodes`` (and the nodes ``transformations`` make of ``documents``) into a new pool.
 
@@ -217,8 +223,10 @@ class ERASERetriever(BaseRetriever):
         ``fetch_k``, ``lambda_mult``: see the class.
 
         ``strategy`` defaults to ``"similarity"`` (a retriever's query should matter); pass
-        ``strategy="erase"`` for a fixed few-shot set.
+        ``strategy="erase"`` for a fixed few-shot set. An unknown keyword raises ``TypeError``.
         """
+        reject_unknown_kwargs("ERASERetriever.from_defaults", unknown,
+                              [name for name in inspect.signature(cls.from_defaults).parameters if name != "unknown"])
         index = ExampleIndex(
             _check_top_k(similarity_top_k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
             projection_dim=projection_dim,
@@ -249,6 +257,7 @@ class ERASERetriever(BaseRetriever):
         object_map: dict | None = None,
         verbose: bool | None = None,
         filters: MetadataFilters | dict | None = None,
+        **unknown: Any,
     ) -> "ERASERetriever":
         """Open a persisted retriever. It is *bound* to ``persist_dir``: inserts and forgets are
         written there (a forget erases the node from the directory's files at once).
@@ -258,6 +267,8 @@ class ERASERetriever(BaseRetriever):
         ``filters`` (filter values may be personal data; the settings file holds none): pass them
         again.
         """
+        reject_unknown_kwargs("ERASERetriever.from_persist_dir", unknown,
+                              [name for name in inspect.signature(cls.from_persist_dir).parameters if name != "unknown"])
         d = Path(persist_dir)
         settings_path, store_path = d / PERSIST_SETTINGS_FILENAME, d / PERSIST_STORE_FILENAME
         if not settings_path.is_file() or not store_path.is_file():
@@ -377,7 +388,7 @@ class ERASERetriever(BaseRetriever):
 
     def get_node(self, node_id: str) -> BaseNode:
         """A fresh copy of a stored node (without embedding). Unknown ids raise UnknownIdError."""
-        return payload_to_node(self._index.get(node_id))
+        return payload_to_node(self._index.get(check_id(node_id, "node_id")))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -539,7 +550,7 @@ class ERASERetriever(BaseRetriever):
         Accepts ids, nodes or NodeWithScore. Unknown ids raise and nothing is forgotten, unless
         ``missing="ignore"``. Returns the index's :class:`~erase_core.ForgetReceipt`.
         """
-        if isinstance(node_ids, (str, BaseNode, NodeWithScore)):
+        if isinstance(node_ids, (str, bytes, BaseNode, NodeWithScore)) or not isinstance(node_ids, Iterable):
             node_ids = [node_ids]
         ids = [_node_id_of(x) for x in node_ids]
         with self._lock:
@@ -561,8 +572,7 @@ class ERASERetriever(BaseRetriever):
         the index and its files entirely. Any other keyword raises (never silently ignored).
         Nodes without a source document are not reached: forget them by id.
         """
-        if delete_kwargs:
-            raise ERASEError(f"delete_ref_doc got unsupported keyword arguments {sorted(delete_kwargs)}")
+        reject_unknown_kwargs("ERASERetriever.delete_ref_doc", delete_kwargs, ("ref_doc_id", "delete_from_docstore"))
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:

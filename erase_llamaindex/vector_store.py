@@ -24,7 +24,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -40,6 +40,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
+from erase_core._validation import check_id, reject_unknown_kwargs
 
 from ._filters import flat_metadata, node_subject, normalise, to_core
 from ._nodes import node_to_payload, payload_to_node
@@ -59,9 +60,9 @@ _MMR_KWARGS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
 _INDEX_PARAMS = ("k", "strategy", "epsilon", "n_iter", "seed", "projection_dim")
 
 
-def _reject_kwargs(where: str, kwargs: dict) -> None:
-    if kwargs:
-        raise ERASEError(f"{where} got unsupported keyword arguments {sorted(kwargs)}")
+def _reject_kwargs(where: str, kwargs: dict, accepted: tuple[str, ...] = ()) -> None:
+    """Unknown keywords raise ``TypeError`` (the core's rule), naming them and ``accepted``."""
+    reject_unknown_kwargs(f"ERASEVectorStore.{where}", kwargs, accepted)
 
 
 def _check_local_fs(fs: Any) -> None:
@@ -83,9 +84,9 @@ def _check_top_k(value: Any) -> int:
 def _id_list(node_ids: Any, name: str = "node_ids") -> list[str]:
     if isinstance(node_ids, (str, bytes)):
         raise ERASEError(f"{name} must be a list of ids, not a single string")
-    ids = list(node_ids)
-    if not all(isinstance(i, str) for i in ids):
-        raise ERASEError(f"{name} must hold string ids")
+    if not isinstance(node_ids, Iterable):
+        return [check_id(node_ids, name)]
+    ids = [check_id(i, f"{name}[{j}]") for j, i in enumerate(node_ids)]
     return list(dict.fromkeys(ids))
 
 
@@ -138,7 +139,8 @@ class ERASEVectorStore(BasePydanticVectorStore):
     _last_receipt: ForgetReceipt | None = PrivateAttr(default=None)
 
     def __init__(self, index: ExampleIndex | None = None, **kwargs: Any) -> None:
-        _reject_kwargs("ERASEVectorStore", {k: v for k, v in kwargs.items() if k not in ("stores_text", "is_embedding_query")})
+        reject_unknown_kwargs("ERASEVectorStore", {k: v for k, v in kwargs.items() if k not in ("stores_text", "is_embedding_query")},
+                              ("index", "stores_text", "is_embedding_query"))
         if kwargs.get("stores_text", True) is not True:
             raise ERASEError("ERASEVectorStore always stores text (stores_text=True)")
         if index is None:
@@ -166,15 +168,17 @@ class ERASEVectorStore(BasePydanticVectorStore):
         epsilon: float | None = None,
         n_iter: int | None = None,
         projection_dim: int | None = None,
+        **unknown: Any,
     ) -> "ERASEVectorStore":
         """A store over ``index``, or over the store file ``path`` (opened if it exists, else
-        created), or in memory (neither).
+        created), or in memory (neither). An unknown keyword raises ``TypeError``.
 
         Index parameters (new stores only; an existing store keeps its own and a different value
         raises): ``k`` (default 4: the ``erase`` selection size, unused by queries),
         ``strategy`` (default ``"similarity"``; ``"erase"`` also clusters, for
         ``index.select()`` few-shot sets), ``seed``, ``epsilon``, ``n_iter``, ``projection_dim``.
         """
+        _reject_kwargs("from_defaults", unknown, ("path", "index") + _INDEX_PARAMS)
         given = {n: v for n, v in zip(_INDEX_PARAMS, (k, strategy, epsilon, n_iter, seed, projection_dim)) if v is not None}
         if index is not None:
             if path is not None or given:
@@ -233,7 +237,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         """Add nodes with their embeddings; a node whose id is present replaces it (the old
         version is forgotten exactly, in the same transaction). Atomic: on any error (a node
         without embedding, a wrong dimension, NaN, a repeated id) nothing changes."""
-        _reject_kwargs("add", add_kwargs)
+        _reject_kwargs("add", add_kwargs, ("nodes",))
         nodes = list(nodes)
         if not nodes:
             return []
@@ -270,7 +274,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         """Forget every node whose ``ref_doc_id`` is ``ref_doc_id``: exact, one transaction, one
         audit entry, erased from the store file. An unknown id deletes nothing (as in LlamaIndex)
         and logs a warning without the id. The receipt is :attr:`last_receipt`."""
-        _reject_kwargs("delete", delete_kwargs)
+        _reject_kwargs("delete", delete_kwargs, ("ref_doc_id",))
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:
@@ -284,7 +288,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         """Forget the nodes among ``node_ids`` that match ``filters`` (either may be omitted, not
         both: :meth:`clear` deletes everything). Unknown ids are skipped. Exact, one transaction.
         The receipt is :attr:`last_receipt`."""
-        _reject_kwargs("delete_nodes", delete_kwargs)
+        _reject_kwargs("delete_nodes", delete_kwargs, ("node_ids", "filters"))
         where = normalise(filters)
         with self._lock:
             if node_ids is not None:
@@ -338,7 +342,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         ``mmr_prefetch_factor`` limits them). Restricted by ``filters``, ``node_ids`` and
         ``doc_ids`` (all must hold; an empty ``node_ids``/``doc_ids`` list is no restriction). Equals the same query on a fresh build of the pool."""
         unknown = {k: v for k, v in kwargs.items() if k not in _MMR_KWARGS}
-        _reject_kwargs("query", unknown)
+        _reject_kwargs("query", unknown, ("query",) + _MMR_KWARGS)
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise ERASEError(f"query mode {getattr(query.mode, 'value', query.mode)!r} is not supported: use DEFAULT or MMR")
         if query.query_embedding is None:
