@@ -5,7 +5,7 @@ Framework-free: nothing here imports LangChain or LlamaIndex.
 
 from ._validation import DuplicateIdError, ERASEError, InvalidIdError, UnknownArgumentError, UnknownIdError
 from ._version import __version__
-from .example_index import ExampleIndex, ForgetReceipt
+from .example_index import ExampleIndex, ForgetReceipt, IndexClosedError
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
 from .selection import SelectedExample
 from .storage import CorruptStoreError, ExampleStore, StoreError
@@ -19,6 +19,7 @@ __all__ = [
     "ExampleIndex",
     "ExampleStore",
     "ForgetReceipt",
+    "IndexClosedError",
     "InvalidIdError",
     "QuantizedKMeans",
     "SelectedExample",

@@ -553,7 +553,11 @@ class ExampleIndex:
             return
         if self._stale:
             self._reload(store.load())
-        elif store.published_version() != self._version:
+            return
+        settled = store.settled_version()
+        if settled is None and store.finish_interrupted():  # a writer died or failed mid-way
+            settled = store.settled_version()
+        if settled != self._version:  # None: a write is in flight, ask the database
             self._catch_up_committed()
 
     def _sync_in(self, txn) -> None:
@@ -1027,7 +1031,7 @@ class ExampleIndex:
         if self._stale:
             return False
         try:
-            return store.published_version() == version
+            return store.settled_version() == version  # None while a write is in flight
         except (ValueError, OSError):  # closed under us: the locked path says so
             return False
 

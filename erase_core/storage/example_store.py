@@ -51,6 +51,7 @@ from typing import Iterator, Sequence
 
 from .errors import CorruptStoreError, RowGoneError, StoreError
 from .image import ImageData, image_path, pack_image, read_image_file, seal_image, write_image_file
+from . import rowset
 from .keyfile import ZERO_KEY, KeyFile
 from .rows import PlainRow, new_key, open_many, seal
 
@@ -58,8 +59,10 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRo
 
 #: ``PRAGMA application_id`` of an ERASE store ("ERSE").
 APPLICATION_ID = 0x45525345
-#: ``PRAGMA user_version`` of the current layout (1 was the plaintext layout).
-SCHEMA_VERSION = 2
+#: ``PRAGMA user_version`` of the current layout (1 was the plaintext layout; 2 kept the audit
+#: secret in the database and had no row-set digest: it is migrated on open).
+SCHEMA_VERSION = 3
+_MIGRATABLE = (2,)
 _FORMAT_NAME = "erase-example-store"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Change-log entries kept; a handle further behind reloads instead of replaying.
@@ -71,7 +74,7 @@ _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
     "CREATE TABLE config (k INTEGER PRIMARY KEY CHECK (k = 0), json TEXT NOT NULL)",
     "CREATE TABLE state (k INTEGER PRIMARY KEY CHECK (k = 0), version INTEGER NOT NULL,"
-    " n_slots INTEGER NOT NULL, log_floor INTEGER NOT NULL, dim INTEGER)",
+    " n_slots INTEGER NOT NULL, log_floor INTEGER NOT NULL, dim INTEGER, rows_digest TEXT)",
     # Row numbers are never reused (AUTOINCREMENT), so (row) names one example forever.
     "CREATE TABLE examples (row INTEGER PRIMARY KEY AUTOINCREMENT, key_slot INTEGER NOT NULL UNIQUE,"
     " blob BLOB NOT NULL)",
@@ -156,7 +159,7 @@ class ExampleStore:
     @classmethod
     def create(cls, path, config: dict) -> "ExampleStore":
         """Create a new store at ``path`` (absent, or an empty file) holding ``config``."""
-        path = as_store_path(path)
+        path = _real(as_store_path(path))
         text = _config_json(config)
         if path.exists() and (not path.is_file() or path.stat().st_size > 0):
             raise StoreError(f"{path} already exists and is not empty: a new store needs a new file")
@@ -164,6 +167,7 @@ class ExampleStore:
             raise StoreError(f"{keys_path(path)} already exists: remove it or choose another path")
         if not path.parent.is_dir():
             raise StoreError(f"cannot create a store at {path}: {path.parent} is not a directory")
+        _check_writable(path, "create a store at")
         store_uuid = uuid_module.uuid4().bytes
         with _OPEN_FILES_LOCK:
             return cls._create_locked(path, text, store_uuid)
@@ -171,25 +175,37 @@ class ExampleStore:
     @classmethod
     def _create_locked(cls, path: Path, text: str, store_uuid: bytes) -> "ExampleStore":
         try:
+            # owner-only from the start: SQLite creates the WAL and shared-memory files with
+            # the database's permissions, and the key file and image are created 0600
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # an empty file the caller made is narrowed too
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot create a store at {path}: {_os_cause(exc)}") from None
+        try:
             conn = _connect(path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create a store at {path}: {exc}") from None
         keys = None
+        secret = os.urandom(32)
         try:
             conn.execute("BEGIN IMMEDIATE")
             for stmt in _SCHEMA:
                 conn.execute(stmt)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("format", _FORMAT_NAME), ("uuid", store_uuid.hex()), ("audit_key", os.urandom(32).hex())],
+                [("format", _FORMAT_NAME), ("uuid", store_uuid.hex())],
             )
             conn.execute("INSERT INTO config (k, json) VALUES (0, ?)", (text,))
-            conn.execute("INSERT INTO state (k, version, n_slots, log_floor, dim) VALUES (0, 0, 0, 0, NULL)")
+            conn.execute("INSERT INTO state (k, version, n_slots, log_floor, dim, rows_digest) VALUES (0, 0, 0, 0, NULL, ?)",
+                         (rowset.EMPTY,))
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
             _configure(conn, path)
-            keys = KeyFile.create(keys_path(path), store_uuid)
+            keys = KeyFile.create(keys_path(path), store_uuid, secret)
         except BaseException as exc:
             conn.close()
             if keys is None:
@@ -202,35 +218,129 @@ class ExampleStore:
 
     @classmethod
     def open(cls, path) -> "ExampleStore":
-        """Open an existing store. A file that is not one is rejected without being modified."""
-        path = as_store_path(path)
+        """Open an existing store. A file that is not one is rejected without being modified.
+        A path through a symbolic link opens the store where the link points (its key file,
+        WAL and image are beside the real file)."""
+        path = _real(as_store_path(path))
         with _OPEN_FILES_LOCK:
-            _inspect_header_unlocked(path)
+            layout = _inspect_header_unlocked(path)
+            _check_writable(path, "open the store")
             try:
                 conn = _connect(path)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open example store {path}: {exc}") from None
             try:
-                store_uuid = _check_schema(conn, path)
+                store_uuid = _check_schema(conn, path, layout)
                 _configure(conn, path)
-                keys = KeyFile.open(keys_path(path), store_uuid)
+                keys = KeyFile.open(keys_path(path), store_uuid, (1, 2) if layout in _MIGRATABLE else (2,))
                 store = cls(path, conn, keys, store_uuid, _file_id(path))
             except BaseException:
                 conn.close()
                 raise
         try:
+            if layout in _MIGRATABLE:
+                with store._keys.lock():
+                    store._migrate_locked()
             if keys.shred_pending():
                 with store._keys.lock():
                     store._recover_locked()
+            store._check_row_set()
         except BaseException:
             store.close()
             raise
+        _remove_dead_image_temps(path)
         return store
+
+    def _migrate_locked(self) -> None:
+        """Bring a layout-2 store to layout 3 (caller holds the write lock): move the audit
+        secret from the database to the key file, then drop it from the database and add
+        the row-set digest, in one transaction. Interrupted anywhere, the next open does it
+        again (the secret written to the key file first is the same one)."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # not done meanwhile
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_key'").fetchone()
+                    if row is None:
+                        raise StoreError(f"{self.path} (layout 2) has no audit secret to migrate")
+                    self._keys.install_audit_secret(bytes.fromhex(row[0]))
+                    conn.execute("DELETE FROM meta WHERE key = 'audit_key'")  # secure_delete zeroes it
+                    conn.execute("ALTER TABLE state ADD COLUMN rows_digest TEXT")
+                    rows = [r[0] for r in conn.execute("SELECT row FROM examples")]
+                    conn.execute("UPDATE state SET rows_digest = ? WHERE k = 0",
+                                 (rowset.of_rows(rowset.rowset_key(self._keys.audit_secret()), rows),))
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            # the WAL still holds the page with the secret: checkpoint it into the (zeroed) file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot migrate {self.path} to layout {SCHEMA_VERSION}: {exc}") from None
+        if self._keys.format != 2:
+            raise StoreError(f"cannot migrate {self.path}: its key file was not updated")
+
+    def _rowset_key(self) -> bytes:
+        key = getattr(self, "_rowset_key_cache", None)
+        if key is None:
+            key = self._rowset_key_cache = rowset.rowset_key(self.audit_secret())
+        return key
+
+    def _check_row_set(self, rows: Sequence[int] | None = None, digest: str | None = None) -> None:
+        """Compare the row numbers present with the keyed row-set digest; a row deleted or
+        inserted with plain SQL is a :class:`CorruptStoreError`. ``rows``/``digest``: read at
+        one version by the caller (else both are read now, from the key-slot index)."""
+        if rows is None:
+            with self._reading() as conn:
+                digest = conn.execute("SELECT rows_digest FROM state WHERE k = 0").fetchone()[0]
+                rows = [r[0] for r in conn.execute("SELECT row FROM examples ORDER BY key_slot")]
+        if digest != rowset.of_rows(self._rowset_key(), rows):
+            raise CorruptStoreError(
+                f"{self.path} is damaged: its set of rows does not match the row-set digest "
+                "(a row was deleted or inserted behind the library's back, or the database was edited)"
+            )
 
     # ================================================================== reading
     def published_version(self) -> int:
         """The latest committed version any handle published: one memory read."""
         return self._keys.published_version()
+
+    def settled_version(self) -> int | None:
+        """The committed version when no write is in flight (two memory reads); None while one
+        is, or one was interrupted: then the published version may lag the database, and
+        only :meth:`changes_since` (a query) tells what is committed.
+
+        The in-flight flag is raised before a transaction commits and lowered only after its
+        version is published, and it is read first: whenever it reads lowered, every commit
+        before that moment is published."""
+        keys = self._keys
+        if keys.shred_pending():
+            return None
+        return keys.published_version()
+
+    def finish_interrupted(self) -> bool:
+        """Finish a write that was interrupted after raising the in-flight flag (its writer
+        died, or failed after the commit): zero every key slot no row owns and publish the
+        committed version. Never waits: False while a writer is at work (or finishing failed
+        again); the caller then reads what is committed from the database."""
+        keys = self._keys
+        with self._lock:
+            self._require_open()
+            if not keys.shred_pending():
+                return True
+            if not keys.try_lock():
+                return False
+            try:
+                if keys.shred_pending():
+                    self._recover_locked()
+                return True
+            except StoreError:
+                return False
+            finally:
+                keys.unlock()
 
     def config(self) -> dict:
         with self._reading() as conn:
@@ -241,8 +351,9 @@ class ExampleStore:
         """``(version, dim, rows)``: every row, decrypted, in row order, at one consistent version."""
         while True:
             with self._reading() as conn:
-                version, dim = conn.execute("SELECT version, dim FROM state WHERE k = 0").fetchone()
+                version, dim, digest = conn.execute("SELECT version, dim, rows_digest FROM state WHERE k = 0").fetchone()
                 records = conn.execute("SELECT row, key_slot, blob FROM examples ORDER BY row").fetchall()
+            self._check_row_set([r[0] for r in records], digest)
             rows = self._decrypt(records, dim, version)
             if rows is not None:
                 return version, dim, rows
@@ -367,9 +478,12 @@ class ExampleStore:
             return int(conn.execute("SELECT count(*) FROM examples").fetchone()[0])
 
     def audit_secret(self) -> bytes:
-        """The per-store key of the audit log's keyed hashes."""
-        with self._reading() as conn:
-            return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'audit_key'").fetchone()[0])
+        """The per-store key of the audit log's keyed hashes (from the key file)."""
+        self._require_open()
+        secret = self._keys.audit_secret()
+        if secret == ZERO_KEY:
+            raise StoreError(f"the key file {self._keys.path} holds no audit secret (damaged)")
+        return secret
 
     def note(self, key: str) -> str | None:
         """An application note stored with the store (e.g. which embedding model made the vectors)."""
@@ -430,9 +544,10 @@ class ExampleStore:
                 self._keys.publish(txn.version)
                 self._keys.set_shred_pending(False)
             except OSError as exc:
+                what = "zeroing the deleted rows' keys" if shred else "publishing its version"
                 raise StoreError(
-                    f"the change to {self.path} was committed, but zeroing the forgotten rows' keys failed "
-                    f"({exc}); the next write or open on this store finishes it"
+                    f"the change to {self.path} was committed, but {what} failed ({exc}); every handle "
+                    "already reads the committed state, and the next read, write or open on this store finishes it"
                 ) from None
 
     def _shred_deleted(self, slots, *, posting: bool = False) -> None:
@@ -551,8 +666,8 @@ class WriteTransaction:
     def __init__(self, store: ExampleStore, conn: sqlite3.Connection):
         self._store = store
         self._conn = conn
-        self.base_version, self.dim, self._n_slots, self._floor = conn.execute(
-            "SELECT version, dim, n_slots, log_floor FROM state WHERE k = 0"
+        self.base_version, self.dim, self._n_slots, self._floor, self._rows_digest = conn.execute(
+            "SELECT version, dim, n_slots, log_floor, rows_digest FROM state WHERE k = 0"
         ).fetchone()
         self.version = self.base_version
         self._ops: list[tuple[int, int]] = []
@@ -572,6 +687,7 @@ class WriteTransaction:
     def load(self) -> tuple[int, int | None, list[PlainRow]]:
         version, dim = self.base_version, self.dim
         records = self._conn.execute("SELECT row, key_slot, blob FROM examples ORDER BY row").fetchall()
+        self._store._check_row_set([r[0] for r in records], self._rows_digest)
         return version, dim, self._store._decrypt_locked(records, dim, version)
 
     def add(self, rows: Sequence[NewRow], dim: int) -> list[int]:
@@ -664,12 +780,18 @@ class WriteTransaction:
         if self.version - floor > 2 * LOG_RETAIN:
             floor = self.version - LOG_RETAIN
             conn.execute("DELETE FROM changes WHERE seq <= ?", (floor,))
+        digest = rowset.updated(self._rows_digest, self._store._rowset_key(),
+                                [row for op, row in self._ops if op == _OP_ADD],
+                                [row for op, row in self._ops if op == _OP_DEL])
         conn.execute(
-            "UPDATE state SET version = ?, n_slots = ?, log_floor = ? WHERE k = 0", (self.version, self._n_slots, floor)
+            "UPDATE state SET version = ?, n_slots = ?, log_floor = ?, rows_digest = ? WHERE k = 0",
+            (self.version, self._n_slots, floor, digest),
         )
         if self._shred:
             conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in self._shred))
-            self._store._keys.set_shred_pending(True)
+        # raised before the commit (an add raised it already, before writing keys): from the
+        # commit until the version is published, readers see it and ask the database
+        self._store._keys.set_shred_pending(True)
         return self._shred
 
 
@@ -695,6 +817,58 @@ def as_store_path(path) -> Path:
     if not isinstance(text, str) or not text:
         raise StoreError(f"a store path must be a non-empty file system path; got {path!r}")
     return Path(text)
+
+
+def _remove_dead_image_temps(path: Path) -> None:
+    """Remove open images left half-written by a process that died (``PATH.image.tmp-<pid>-<hex>``
+    whose pid no longer runs): they are sealed under a key that was never installed, but they
+    take disk space forever otherwise."""
+    prefix = f"{image_path(path).name}.tmp-"
+    for tmp in path.parent.glob(f"{prefix}*"):
+        pid_text = tmp.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # it still runs (a pid reused by another program keeps its file until then)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # another user's process: alive
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _real(path: Path) -> Path:
+    """The file a path names, through any symbolic links (SQLite keeps the WAL beside it too)."""
+    return Path(os.path.realpath(path))
+
+
+def _check_writable(path: Path, doing: str) -> None:
+    """A store needs write access to its directory and files even to be read (the WAL and
+    shared-memory files, the key file's flags, finishing an interrupted erasure): say so,
+    rather than SQLite's "unable to open database file"."""
+    try:
+        read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise StoreError(
+            f"cannot {doing} {path}: it is on a read-only file system; an ERASE store needs write access "
+            "even to be read (its WAL, shared-memory and key files): copy it to a writable place"
+        )
+    denied = [p for p in (path.parent, path, keys_path(path)) if p.exists() and not os.access(p, os.W_OK)]
+    if denied:
+        raise StoreError(
+            f"cannot {doing} {path}: {denied[0]} is not writable by this user; an ERASE store needs write "
+            "access to its directory and files even to be read"
+        )
+
+
+def _os_cause(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -723,7 +897,7 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"cannot put {path} in WAL mode (got {mode!r}); is it on a network file system?")
 
 
-def _inspect_header_unlocked(path: Path) -> None:
+def _inspect_header_unlocked(path: Path) -> int:
     """Reject anything that is not an ERASE store by reading its header, before SQLite opens it.
 
     The caller holds ``_OPEN_FILES_LOCK``. When this process already has the file open as a
@@ -733,7 +907,7 @@ def _inspect_header_unlocked(path: Path) -> None:
     if not path.is_file():
         raise StoreError(f"{path} is not a regular file; it cannot be an example store")
     if _OPEN_FILES.get(_file_id(path)):
-        return
+        return SCHEMA_VERSION  # checked (and migrated) when this process opened it
     try:
         with open(path, "rb") as fh:
             head = fh.read(100)
@@ -748,11 +922,13 @@ def _inspect_header_unlocked(path: Path) -> None:
             f"{path} is a SQLite database but not an ERASE example store "
             f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
         )
-    if version != SCHEMA_VERSION:
-        raise StoreError(f"{path} has example-store layout version {version}; this code reads version {SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION and version not in _MIGRATABLE:
+        raise StoreError(f"{path} has example-store layout version {version}; this code reads version {SCHEMA_VERSION}"
+                         + (" (and migrates 2)" if _MIGRATABLE else ""))
+    return version
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
+def _check_schema(conn: sqlite3.Connection, path: Path, layout: int = SCHEMA_VERSION) -> bytes:
     try:
         conn.execute("BEGIN")
         try:
@@ -767,7 +943,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bytes:
             conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a valid ERASE example store: {exc}") from None
-    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta or "audit_key" not in meta:
+    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta or (layout in _MIGRATABLE and "audit_key" not in meta):
         raise StoreError(f"{path} is not a valid ERASE example store (missing format marker)")
     try:
         return bytes.fromhex(meta["uuid"])

@@ -8,9 +8,9 @@ database) is then noise.
 
 Layout::
 
-    [0, 4096)        header: magic, format, store uuid, published version, shred flag,
+    [0, 4096)        header: magic, format, store uuid, published version, in-flight flag,
                      the open image's key (image.py; zero when there is no readable image),
-                     the posted selection (below)
+                     the audit secret (audit.py), the posted selection (below)
     [4096 + 32*s)    slot s: the key of the row that owns slot s, or 32 zero bytes
 
 The header also carries the store's *published version*: the change counter that writers
@@ -42,7 +42,9 @@ from pathlib import Path
 from .errors import StoreError
 
 MAGIC = b"ERASEKEY"
-FORMAT = 1
+#: 2: the audit secret lives in the header (format 1 kept it in the database; see migration
+#: in example_store.py, the only code that opens a format-1 file).
+FORMAT = 2
 HEADER_SIZE = 4096
 KEY_SIZE = 32
 ZERO_KEY = bytes(KEY_SIZE)
@@ -52,6 +54,7 @@ _HEAD = struct.Struct("<8sII16s")
 _VERSION_AT = 32
 _SHRED_AT = 40
 _IMAGE_KEY_AT = 64
+_AUDIT_KEY_AT = 96
 _U64 = struct.Struct("<Q")
 # posted selection: version(u64) count(u32) pad(u32) digest(16) | count x (row u64, score f64)
 _BOARD_AT = 128
@@ -64,18 +67,19 @@ BOARD_CAPACITY = (HEADER_SIZE - _BOARD_AT - _BOARD_HEAD.size) // _BOARD_ENTRY.si
 class KeyFile:
     """Fixed-slot key storage plus the published change counter of one store."""
 
-    def __init__(self, path: Path, fd: int, store_uuid: bytes):
+    def __init__(self, path: Path, fd: int, store_uuid: bytes, fmt: int = FORMAT):
         self.path = path
         self._fd = fd
         self.store_uuid = store_uuid
+        self.format = fmt
         self._header = mmap.mmap(fd, HEADER_SIZE, prot=mmap.PROT_READ)
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, path: Path, store_uuid: bytes) -> "KeyFile":
-        """Create a new, empty key file (fails if one exists)."""
+    def create(cls, path: Path, store_uuid: bytes, audit_secret: bytes) -> "KeyFile":
+        """Create a new, empty key file holding the store's audit secret (fails if one exists)."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -83,6 +87,7 @@ class KeyFile:
         try:
             header = bytearray(HEADER_SIZE)
             _HEAD.pack_into(header, 0, MAGIC, FORMAT, 0, store_uuid)
+            header[_AUDIT_KEY_AT : _AUDIT_KEY_AT + KEY_SIZE] = audit_secret
             os.pwrite(fd, bytes(header), 0)
             os.fsync(fd)
         except OSError as exc:
@@ -92,8 +97,9 @@ class KeyFile:
         return cls(path, fd, store_uuid)
 
     @classmethod
-    def open(cls, path: Path, store_uuid: bytes) -> "KeyFile":
-        """Open the key file of the store whose uuid is ``store_uuid``; nothing is written."""
+    def open(cls, path: Path, store_uuid: bytes, formats: tuple[int, ...] = (FORMAT,)) -> "KeyFile":
+        """Open the key file of the store whose uuid is ``store_uuid``; nothing is written.
+        ``formats``: the formats accepted (an older one only by the code that migrates it)."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -113,13 +119,16 @@ class KeyFile:
             os.close(fd)
             raise StoreError(f"{path} is not an ERASE key file (too short)")
         magic, fmt, _, uuid = _HEAD.unpack(head)
-        if magic != MAGIC or fmt != FORMAT:
+        if magic != MAGIC:
             os.close(fd)
-            raise StoreError(f"{path} is not an ERASE key file (bad magic or format {fmt})")
+            raise StoreError(f"{path} is not an ERASE key file (bad magic)")
+        if fmt not in formats:
+            os.close(fd)
+            raise StoreError(f"the key file {path} has format {fmt}; its database expects format {formats[-1]}")
         if uuid != store_uuid:
             os.close(fd)
             raise StoreError(f"the key file {path} belongs to another store (uuid mismatch)")
-        return cls(path, fd, store_uuid)
+        return cls(path, fd, store_uuid, fmt)
 
     def close(self) -> None:
         with self._thread_lock:
@@ -141,6 +150,10 @@ class KeyFile:
             os.pwrite(self._fd, _U64.pack(version), _VERSION_AT)
 
     def shred_pending(self) -> bool:
+        """Whether a write is in flight, or was interrupted after raising the flag: raised
+        before a transaction writes any key or commits, lowered once it has zeroed the deleted
+        rows' keys and published its version. While it is raised, the published version may
+        lag the database (readers ask the database instead)."""
         return _U64.unpack_from(self._header, _SHRED_AT)[0] != 0
 
     def set_shred_pending(self, pending: bool) -> None:
@@ -160,6 +173,21 @@ class KeyFile:
         """Zero the image's key in place (with the forgotten rows' keys, before their sync)."""
         if self.image_key() != ZERO_KEY:
             os.pwrite(self._fd, ZERO_KEY, _IMAGE_KEY_AT)
+
+    # ------------------------------------------------------------------ the audit secret
+    def audit_secret(self) -> bytes:
+        """The key of the audit log's keyed hashes (kept here, not in the database, so a copy
+        of the database alone cannot test guesses against the log)."""
+        return bytes(self._header[_AUDIT_KEY_AT : _AUDIT_KEY_AT + KEY_SIZE])
+
+    def install_audit_secret(self, secret: bytes) -> None:
+        """Migration from format 1: store the secret and mark the file format 2, durably
+        (caller holds the write lock)."""
+        os.pwrite(self._fd, secret, _AUDIT_KEY_AT)
+        os.fsync(self._fd)
+        os.pwrite(self._fd, struct.pack("<I", FORMAT), 8)
+        os.fsync(self._fd)
+        self.format = FORMAT
 
     # ------------------------------------------------------------------ the posted selection
     def _board_digest(self, version: int, body: bytes) -> bytes:
@@ -198,6 +226,24 @@ class KeyFile:
     def lock(self) -> "_WriteLock":
         """Exclusive writer lock (re-entrant within this object), as a context manager."""
         return _WriteLock(self)
+
+    def try_lock(self) -> bool:
+        """Take the writer lock if no writer (thread or process) holds it; never waits.
+        True: the caller holds it and must call :meth:`unlock`."""
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._lock_depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another handle (EWOULDBLOCK), or this one is closing
+            self._thread_lock.release()
+            return False
+        self._lock_depth += 1
+        return True
+
+    def unlock(self) -> None:
+        """Release a lock taken with :meth:`try_lock`."""
+        _WriteLock(self).__exit__(None, None, None)
 
     # ------------------------------------------------------------------ keys
     def n_slots(self) -> int:
