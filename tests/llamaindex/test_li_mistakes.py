@@ -90,7 +90,8 @@ def test_the_core_applies_the_same_rule():
     X = np.eye(3)
     for call in (lambda: index.add(X, [{}, {}, {}], ids=["a", 7, "c"]),
                  lambda: index.upsert(X, [{}, {}, {}], ["a", "", "c"]),
-                 lambda: index.forget([7])):
+                 lambda: index.forget([7]), lambda: index.get(7), lambda: index.vector(b"a"),
+                 lambda: index.attributes("")):
         with pytest.raises(InvalidIdError, match="must be a non-empty string"):
             call()
     assert len(index) == 0
