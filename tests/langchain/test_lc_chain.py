@@ -59,7 +59,7 @@ CASES = {
 
 
 async def test_few_shot_chain_with_forget(llm):
-    selector = ERASEExampleSelector.from_examples(EXAMPLES, NGramEmbeddings(), k=5, input_keys=["input"], ids=IDS)
+    selector = ERASEExampleSelector.from_examples(EXAMPLES, NGramEmbeddings(), k=5, input_keys=["input"], ids=IDS, strategy="erase")
     prompt, chain = make_chain(selector, llm)
     # the erase set is fixed: one prompt prefix (and fingerprint) for every input
     prefixes = {prompt.format(input=q).rsplit("Text:", 1)[0] for q in CASES}

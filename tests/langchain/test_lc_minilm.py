@@ -71,7 +71,7 @@ def test_drop_in_with_minilm(minilm):
 def test_erase_set_covers_the_topics(minilm):
     """The fixed k-shot set is one example per cluster: with MiniLM and five topics, k=5
     clusters should spread over several topics (the paper's diversity argument)."""
-    selector = ERASEExampleSelector.from_examples(EXAMPLES, minilm, k=5, input_keys=["input"], ids=IDS)
+    selector = ERASEExampleSelector.from_examples(EXAMPLES, minilm, k=5, input_keys=["input"], ids=IDS, strategy="erase")
     topics = {e["output"] for e in selector.select_examples({"input": "anything"})}
     assert len(topics) >= 3, topics
     fp = selector.fingerprint
