@@ -339,7 +339,7 @@ class ExampleIndex:
         self._slot_of: dict[str, int] = {}
         self._payload_json = PayloadTexts()
         self._attrs_json: dict[str, str] = {}  # only examples with a subject or metadata
-        self._attributes = AttributeIndex()
+        self._attributes = AttributeIndex(self._slot_of)
         self._example_hashes: dict[str, int] = {}
         self._pool_hash = MultisetHash()
         self._pool_lanes = np.zeros((0, 2), dtype=np.uint64)  # by slot: each example's lane terms

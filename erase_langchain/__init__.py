@@ -4,6 +4,7 @@
 * :class:`ERASERetriever`: a ``BaseRetriever`` over the same engine.
 * :class:`ERASEVectorStore`: a ``VectorStore`` whose ``delete`` is an exact, persisted forget
   (upsert, MMR, filters; the stock example selectors work over it).
+* :class:`ERASETranslator`: a ``structured_query`` visitor (self-query retrieval over the store).
 * :class:`ForgettingCache`: an LLM cache wrapper that drops what the selectors forget.
 * :class:`HFEmbeddings`: LangChain ``Embeddings`` over the bundled MiniLM (lazy torch).
 * :class:`LocalLLM`: LangChain ``LLM`` over a local causal LM (SmolLM2 by default).
@@ -18,6 +19,7 @@ from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector
 from .llms import LocalLLM
 from .retriever import ERASERetriever
+from .structured_query import ERASETranslator
 from .vectorstore import ERASEVectorStore
 
-__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM", "__version__"]
+__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASETranslator", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM", "__version__"]

@@ -1,42 +1,51 @@
-"""Node attributes and LlamaIndex ``MetadataFilters`` in terms of :mod:`erase_core.filters`.
+"""Node attributes, and LlamaIndex ``MetadataFilters`` in the core's filter language.
 
 What the index records for each node, besides its payload:
 
 * **subject** = the node's ``ref_doc_id`` (its SOURCE document), so that ``delete_ref_doc`` is
   ``ExampleIndex.forget_subject``: exact, one transaction, one audit entry. A node without a
   source document has no subject.
-* **metadata** = the flat part of ``node.metadata``: the values that are ``str``, ``int``,
-  ``float``, ``bool`` or ``None`` under string keys. Nested values (lists, dicts) are not
-  recorded as filterable metadata (they stay in the node, and come back with it); no EQ/IN
-  filter can match them anyway, in LlamaIndex's own semantics (``["a"] == "a"`` is False,
-  ``["a"] in ["a", "b"]`` is False), so leaving them out changes no result.
+* **metadata** = ``node.metadata`` as JSON, the form ``SimpleVectorStore`` filters on
+  (``model_dump(mode="json")``: a tuple or set becomes a list, a date its ISO string, NaN and
+  infinities ``None``). A value pydantic cannot serialise is left out (it stays in the node).
 
-Filters. A LlamaIndex ``MetadataFilters`` (or a core filter dict) becomes a core filter dict
-with LlamaIndex's semantics for the operators it supports: ``EQ`` (``metadata_value == value``)
-and ``IN`` (``metadata_value in value``), combined with ``AND``. Python equality is what
-LlamaIndex compares with, so ``1``, ``1.0`` and ``True`` are equal: a numeric value is expanded
-to every JSON spelling that equals it (``{"$in": [1, 1.0, true]}``), since the core compares
-canonical JSON. Everything else (NE, GT, LT, NIN, CONTAINS, ANY, ALL, TEXT_MATCH, IS_EMPTY,
-OR, NOT, nested MetadataFilters, a ``None`` or list value for EQ) raises
-:class:`~erase_core.ERASEError`: a filter is never silently ignored or half applied.
+Filters. Every ``FilterOperator`` and ``FilterCondition`` (AND, OR, NOT), nested
+``MetadataFilters`` included, is translated into :mod:`erase_core.filters`' language so that the
+matching nodes are the ones ``SimpleVectorStore`` lets through (its ``build_metadata_filter_fn``),
+with Python's comparisons: ``1``, ``1.0`` and ``True`` are equal, ``True > 0``, a missing or
+``None`` value matches only NE and NIN, CONTAINS/ANY/ALL are Python's ``in`` (list element,
+substring, dict key), IS_EMPTY is missing, ``None``, ``""`` or ``[]``. Two deliberate
+differences: where ``SimpleVectorStore`` raises ``TypeError`` for values that do not compare
+(``"a" > 1``, TEXT_MATCH on a number) the condition is simply false; and nested
+``MetadataFilters``, which it refuses, are supported. An operand of the wrong type for its
+operator (IN without a list, GT with a list, TEXT_MATCH without a string) raises
+:class:`~erase_core.ERASEError` at once, on every node count. A plain dict is taken as a core
+filter, with the core's JSON rule (``true`` is not ``1``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from erase_core import ERASEError
-from erase_core.filters import check_filter, value_key
+from erase_core.filters import check_filter
 
-_SCALARS = (str, int, float, bool, type(None))
-_SUPPORTED = "EQ and IN conditions combined with AND"
+#: A translated filter: a core filter dict (see :mod:`erase_core.filters`).
+Where = dict
 
-#: A normalised filter: per metadata field, the accepted values by canonical JSON key.
-Where = dict[str, dict[str, Any]]
+_ANY = TypeAdapter(Any)
+_MAX_SPELLINGS = 256  # alternatives one list value may expand to (2 per 0/1 element)
+_ORDER = {
+    FilterOperator.GT: ("$gt", lambda a, b: a > b), FilterOperator.GTE: ("$gte", lambda a, b: a >= b),
+    FilterOperator.LT: ("$lt", lambda a, b: a < b), FilterOperator.LTE: ("$lte", lambda a, b: a <= b),
+}
 
 
 def node_subject(node: BaseNode) -> str | None:
@@ -46,143 +55,147 @@ def node_subject(node: BaseNode) -> str | None:
 
 
 def flat_metadata(metadata: dict | None) -> dict:
-    """The filterable part of a node's metadata (flat scalar values under string keys)."""
-    return {
-        k: v for k, v in (metadata or {}).items()
-        if isinstance(k, str) and isinstance(v, _SCALARS) and not (isinstance(v, float) and not math.isfinite(v))
-    }
-
-
-def _equal_values(value: Any, what: str) -> list[Any]:
-    """Every JSON-storable scalar that Python's ``==`` finds equal to ``value``."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, bool) or isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return []  # no stored metadata value is NaN or infinite: nothing can match
-        out: list[Any] = [value]
-        if isinstance(value, float) and value.is_integer():
-            out.append(int(value))
-        elif not isinstance(value, float):
-            as_float = float(value)
-            if as_float == value:
-                out.append(as_float)
-        if value == 0:
-            out += [0, 0.0, -0.0, False]
-        elif value == 1:
-            out += [1, 1.0, True]
-        return out
-    if value is None:
-        raise ERASEError(
-            f"{what}: a None value is not supported (LlamaIndex's EQ/IN never match a missing or None "
-            "metadata value, and other stores differ): filter on a real value"
-        )
-    raise ERASEError(
-        f"{what}: value {value!r} ({type(value).__name__}) is not supported; filter values are str, int, "
-        "float or bool (nested metadata values are not filterable)"
-    )
-
-
-def _values(values: list[Any], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for v in values:
-        for e in _equal_values(v, what):
-            out.setdefault(value_key(e), e)
+    """The filterable metadata of a node: its JSON form, as ``SimpleVectorStore`` records it."""
+    out = {}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str):
+            continue
+        try:
+            out[key] = _ANY.dump_python(value, mode="json")
+        except (PydanticSerializationError, ValueError, TypeError, RecursionError):
+            continue
     return out
 
 
-def _and(into: Where, field: str, accepted: dict[str, Any]) -> None:
-    """Add a condition on ``field``; two conditions on one field must both hold (intersection)."""
-    if field in into:
-        into[field] = {key: v for key, v in into[field].items() if key in accepted}
-    else:
-        into[field] = accepted
+def _spellings(value: Any, what: str) -> list[Any]:
+    """Every JSON value that Python's ``==`` finds equal to ``value`` (``1``: also ``true``)."""
+    if value is None or isinstance(value, str):
+        return [value]
+    if isinstance(value, bool):
+        return [value, int(value)]
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return []  # no recorded value is NaN or infinite
+        return [value] + [b for b in (False, True) if b == value]
+    if isinstance(value, (list, tuple)):
+        options = [_spellings(v, what) for v in value]
+        if math.prod(len(o) for o in options) > _MAX_SPELLINGS:
+            raise ERASEError(f"{what}: the list value {value!r} has too many 0/1 elements to compare by Python equality")
+        return [list(p) for p in itertools.product(*options)]
+    raise ERASEError(f"{what}: value {value!r} ({type(value).__name__}) is not supported; filter values are str, int, float or lists of them")
 
 
-def _from_metadata_filters(filters: MetadataFilters) -> Where:
-    condition = filters.condition if filters.condition is not None else FilterCondition.AND
-    if condition != FilterCondition.AND:
-        raise ERASEError(
-            f"unsupported filter condition {getattr(condition, 'value', condition)!r}: ERASE supports {_SUPPORTED}"
-        )
-    where: Where = {}
+def _equal_to_any(values: list[Any], what: str) -> list[Any]:
+    """The spellings of values equal to one of ``values`` (``None`` never equals a metadata value)."""
+    return [s for v in values if v is not None for s in _spellings(v, what)]
+
+
+def _contains(key: str, value: Any, what: str) -> dict:
+    """``value in metadata[key]``: a list element, a substring or a dict key (Python's ``in``)."""
+    return {"$or": [{key: {"$contains": s}} for s in _spellings(value, what)]}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _need_list(f: MetadataFilter, what: str) -> list:
+    if not isinstance(f.value, (list, tuple)):
+        raise ERASEError(f"{what}: {f.operator.name} needs a list value, got {f.value!r}")
+    return list(f.value)
+
+
+def _need_str(f: MetadataFilter, what: str) -> str:
+    if not isinstance(f.value, str):
+        raise ERASEError(f"{what}: {f.operator.name} needs a string value, got {f.value!r}")
+    return f.value
+
+
+def _from_filter(f: MetadataFilter) -> dict:
+    key, op, value = f.key, f.operator, f.value
+    what = f"filter {op.name} on {key!r}"
+    if not isinstance(key, str) or key.startswith("$"):
+        raise ERASEError(f"{what}: metadata keys starting with '$' cannot be filtered (they are the filter language's operators)")
+    if op == FilterOperator.EQ:
+        return {key: {"$in": _equal_to_any([value], what)}}
+    if op == FilterOperator.NE:
+        return {key: {"$nin": _equal_to_any([value], what)}}
+    if op == FilterOperator.IN:
+        return {key: {"$in": _equal_to_any(_need_list(f, what), what)}}
+    if op == FilterOperator.NIN:
+        return {key: {"$nin": _equal_to_any(_need_list(f, what), what)}}
+    if op in _ORDER:
+        core_op, compare = _ORDER[op]
+        if isinstance(value, str):
+            return {key: {core_op: value}}
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ERASEError(f"{what} needs a finite number or a string, got {value!r}")
+        bools = [b for b in (False, True) if compare(b, value)]  # True > 0 in Python
+        return {"$or": [{key: {core_op: value}}, {key: {"$in": bools}}]} if bools else {key: {core_op: value}}
+    if op == FilterOperator.CONTAINS:
+        return _contains(key, value, what)
+    if op == FilterOperator.ANY:
+        return {"$or": [_contains(key, v, what) for v in _need_list(f, what)]}
+    if op == FilterOperator.ALL:
+        present = {key: {"$exists": True, "$ne": None}}  # ALL of [] holds for any value but a missing/None one
+        return {"$and": [present, *(_contains(key, v, what) for v in _need_list(f, what))]}
+    if op == FilterOperator.TEXT_MATCH:
+        return {key: {"$like": "%" + _escape_like(_need_str(f, what)) + "%"}}
+    if op == FilterOperator.TEXT_MATCH_INSENSITIVE:
+        return {key: {"$ilike": "%" + _escape_like(_need_str(f, what).lower()) + "%"}}
+    if op == FilterOperator.IS_EMPTY:
+        return {"$or": [{key: {"$exists": False}}, {key: {"$in": [None, "", []]}}]}
+    raise ERASEError(f"unsupported filter operator {getattr(op, 'value', op)!r} on {key!r}")
+
+
+def _from_metadata_filters(filters: MetadataFilters) -> dict:
+    parts = []
     for f in filters.filters:
         if isinstance(f, MetadataFilters):
-            raise ERASEError(f"nested MetadataFilters are not supported: ERASE supports {_SUPPORTED}")
-        if not isinstance(f, MetadataFilter):
-            raise ERASEError(f"expected MetadataFilter entries, got {type(f).__name__}")
-        what = f"filter on {f.key!r}"
-        if f.operator == FilterOperator.EQ:
-            if isinstance(f.value, list):
-                raise ERASEError(f"{what}: EQ with a list value is not supported (use FilterOperator.IN for 'one of')")
-            accepted = _values([f.value], what)
-        elif f.operator == FilterOperator.IN:
-            if not isinstance(f.value, list):
-                raise ERASEError(f"{what}: IN needs a list value, got {f.value!r}")
-            accepted = _values(f.value, what)
+            parts.append(_from_metadata_filters(f))
+        elif isinstance(f, MetadataFilter):
+            parts.append(_from_filter(f))
         else:
-            raise ERASEError(
-                f"unsupported filter operator {f.operator.value!r} ({f.operator.name}) on {f.key!r}: "
-                f"ERASE supports {_SUPPORTED}"
-            )
-        _and(where, f.key, accepted)
-    return where
-
-
-def _from_dict(where_dict: dict) -> Where:
-    check_filter(where_dict)  # the core's own validation (and its error messages)
-    where: Where = {}
-    for field, cond in where_dict.items():
-        what = f"filter on {field!r}"
-        if isinstance(cond, dict):
-            (op, arg), = cond.items()
-            accepted = _values(list(arg), what) if op == "$in" else _values([arg], what)
-        else:
-            accepted = _values([cond], what)
-        _and(where, field, accepted)
-    return where
+            raise ERASEError(f"expected MetadataFilter or MetadataFilters entries, got {type(f).__name__}")
+    condition = filters.condition if filters.condition is not None else FilterCondition.AND
+    if condition == FilterCondition.AND:
+        return {"$and": parts}
+    if condition == FilterCondition.OR:
+        return {"$or": parts}
+    if condition == FilterCondition.NOT:
+        return {"$not": parts}  # none of them holds
+    raise ERASEError(f"unsupported filter condition {getattr(condition, 'value', condition)!r}")
 
 
 def normalise(filters: Any) -> Where | None:
-    """A ``MetadataFilters`` or core filter dict as a :data:`Where`; None for "no filter"
-    (``None``, or a MetadataFilters with no filters, which LlamaIndex treats as no filter)."""
-    where = _normalise(filters)
-    if where is not None:
-        check_filter(to_core(where))  # e.g. a "$"-prefixed key: rejected now, not at the first query
-    return where
-
-
-def _normalise(filters: Any) -> Where | None:
+    """A ``MetadataFilters`` (or ``MetadataFilter``, or core filter dict) as a validated core
+    filter; None for "no filter" (``None``, or a MetadataFilters with no filters, which
+    LlamaIndex treats as no filter)."""
     if filters is None:
         return None
     if isinstance(filters, MetadataFilter):
         filters = MetadataFilters(filters=[filters])
     if isinstance(filters, MetadataFilters):
-        return _from_metadata_filters(filters) if filters.filters else None
-    if isinstance(filters, dict):
-        return _from_dict(filters)
-    raise ERASEError(
-        f"filters must be a llama_index MetadataFilters (or a core filter dict); got {type(filters).__name__}"
-    )
+        if not filters.filters:
+            return None
+        where = _from_metadata_filters(filters)
+    elif isinstance(filters, dict):
+        where = filters
+    else:
+        raise ERASEError(
+            f"filters must be a llama_index MetadataFilters (or a core filter dict); got {type(filters).__name__}"
+        )
+    check_filter(where)
+    return where
 
 
 def combine(a: Where | None, b: Where | None) -> Where | None:
     """Both filters must hold."""
     if a is None or b is None:
         return b if a is None else a
-    out = {f: dict(v) for f, v in a.items()}
-    for field, accepted in b.items():
-        _and(out, field, accepted)
-    return out
+    return {"$and": [a, b]}
 
 
 def to_core(where: Where) -> dict:
-    """The core filter dict (canonical: values sorted, plain equality for a single value)."""
-    out: dict = {}
-    for field in sorted(where):
-        accepted = where[field]
-        if len(accepted) == 1:
-            out[field] = next(iter(accepted.values()))
-        else:
-            out[field] = {"$in": [accepted[key] for key in sorted(accepted)]}
-    return out
+    """The core filter dict (a translated filter already is one)."""
+    return where

@@ -127,7 +127,7 @@ def test_filtered_similarity_is_exact_top_k_over_the_filtered_pool(tmp_path):
     with pytest.raises(ERASEError, match="unsupported"):
         index.select(X[0], filter={"lang": {"$regex": "e.*"}})
     with pytest.raises(ERASEError, match="unsupported"):
-        index.select(X[0], filter={"$or": [{"lang": "en"}]})
+        index.select(X[0], filter={"$nor": [{"lang": "en"}]})
     erase = ExampleIndex(k=2, strategy="erase")
     erase.add(X[:5], payloads[:5])
     with pytest.raises(ERASEError, match="similarity"):
