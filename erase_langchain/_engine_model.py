@@ -136,8 +136,9 @@ class EngineModel(BaseModel):
         return await run_in_executor(None, self.forget, ids, subject=subject, missing=missing)
 
     def forget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
-        """Exactly unlearn every item whose metadata matches ``filter`` (equality,
-        ``{"$eq": v}``, ``{"$in": [...]}``; all conditions must hold), in one transaction."""
+        """Exactly unlearn every item whose metadata matches ``filter`` (the filter language
+        of :mod:`erase_core.filters`: ``{"lang": "en"}``, ``{"stars": {"$lt": 3}}``, ``$or``...),
+        in one transaction."""
         receipt = self._engine.forget_where(filter)
         self._notify_forgot(receipt)
         return receipt

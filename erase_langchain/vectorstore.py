@@ -34,7 +34,7 @@ from ._common import as_id_list, as_subject, check_embedding_identity, check_k, 
 
 __all__ = ["ERASEVectorStore"]
 
-#: A metadata filter: the engine's dict (``{"lang": "en"}``, ``{"$eq": v}``, ``{"$in": [...]}``;
+#: A metadata filter: the engine's dict (``{"lang": "en"}``, ``{"stars": {"$gte": 4}}``, ``{"$or": [...]}``, see :mod:`erase_core.filters`;
 #: answered from an index of metadata values) or, as with ``InMemoryVectorStore``, a predicate
 #: on the ``Document`` (evaluated on every stored document).
 Filter = dict | Callable[[Document], bool] | None

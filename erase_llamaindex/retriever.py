@@ -6,8 +6,8 @@ and whose vector is the node's embedding. ``forget`` removes a node from the ind
 the retriever is bound to a persist directory, from its files (its row's key is shredded).
 The retriever keeps no other copy: nodes are rebuilt from the index on every retrieval.
 
-Each example also records the node's ``ref_doc_id`` as its *subject* and the flat part of its
-metadata (see :mod:`erase_llamaindex._filters`): ``delete_ref_doc`` is the index's
+Each example also records the node's ``ref_doc_id`` as its *subject* and its metadata as
+JSON (see :mod:`erase_llamaindex._filters`): ``delete_ref_doc`` is the index's
 ``forget_subject`` and ``MetadataFilters`` become the index's selection filters.
 """
 
@@ -143,8 +143,8 @@ class ERASERetriever(BaseRetriever):
     query_scores : ``erase`` only. True (default): embed the query and score each node by cosine
         similarity to it (comparable with other retrievers' scores). False: do not embed the
         query; score by similarity to the node's cluster centroid.
-    filters : ``similarity`` and ``mmr`` only. LlamaIndex ``MetadataFilters`` (EQ and IN
-        conditions joined by AND; anything else raises), or a core filter dict: every retrieval
+    filters : ``similarity`` and ``mmr`` only. LlamaIndex ``MetadataFilters`` (every operator
+        and condition, as ``SimpleVectorStore`` answers them), or a core filter dict: every retrieval
         ranks only the nodes whose metadata match, like ``VectorIndexRetriever(filters=...)``.
         ``retrieve(query, filters=...)`` adds a per-call filter (both must hold).
     fetch_k, lambda_mult : ``mmr`` only: candidates considered, and the weight of similarity
@@ -502,9 +502,8 @@ class ERASERetriever(BaseRetriever):
         """Embed and add nodes (ids: their node ids, which must be new). Atomic: on any error
         nothing is added. Nodes that carry an ``embedding`` are not re-embedded.
 
-        Each node's ``ref_doc_id`` is recorded (for :meth:`delete_ref_doc`) and so is the flat
-        part of its metadata (str/int/float/bool/None values, for filters and
-        :meth:`forget_where`); nested metadata values stay in the node but are not filterable."""
+        Each node's ``ref_doc_id`` is recorded (for :meth:`delete_ref_doc`) and so is its
+        metadata as JSON (for filters and :meth:`forget_where`)."""
         nodes = list(nodes)
         if not nodes:
             return []
@@ -586,8 +585,8 @@ class ERASERetriever(BaseRetriever):
         return await asyncio.to_thread(self.delete_ref_doc, ref_doc_id, delete_from_docstore, **delete_kwargs)
 
     def forget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
-        """Exactly unlearn every node whose metadata match ``filters`` (``MetadataFilters`` with
-        EQ/IN conditions joined by AND, or a core filter dict; anything else raises), in one
+        """Exactly unlearn every node whose metadata match ``filters`` (``MetadataFilters``, or a
+        core filter dict; a bad filter raises), in one
         transaction with one receipt and one audit-log entry. Works with both strategies. An
         empty filter raises (it is not "forget everything")."""
         where = normalise(filters)

@@ -3,7 +3,7 @@
 A drop-in for ``SimpleVectorStore`` under ``VectorStoreIndex`` / ``StorageContext``, over an
 :class:`erase_core.ExampleIndex`: each node is one example (id = node id, vector = its
 embedding, payload = the node as :mod:`erase_llamaindex._nodes` stores it, subject = its
-``ref_doc_id``, metadata = the flat part of its metadata, see :mod:`erase_llamaindex._filters`).
+``ref_doc_id``, metadata = its metadata as JSON, see :mod:`erase_llamaindex._filters`).
 
 ``stores_text = True``: the store keeps the nodes themselves, so ``VectorStoreIndex`` keeps no
 copy of their text in its docstore, and ``delete`` / ``delete_nodes`` / ``clear`` are the only
@@ -124,7 +124,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         index.delete_ref_doc(document.doc_id)      # exact, and erased from the store file
 
     Differences from ``SimpleVectorStore`` (each raises rather than guess): nodes need an
-    embedding; filters are EQ/IN joined by AND; query modes DEFAULT and MMR; ``delete_nodes``
+    embedding; query modes DEFAULT and MMR; ``delete_nodes``
     with neither ids nor filters raises (use :meth:`clear`); nodes without a ``ref_doc_id`` are
     not reached by :meth:`delete` (delete them by id). Similarities are cosine similarities (also
     for MMR). ``delete``/``delete_nodes``/``clear`` return ``None``, as LlamaIndex declares;
