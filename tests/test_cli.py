@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from erase_core import ExampleIndex
 from erase_core.cli import main
 from conftest import REPO_ROOT, clustered
@@ -57,6 +59,7 @@ def test_subcommands_of_other_packages_come_from_entry_points():
     assert cli.plugin_commands()["demo"].value == "erase_langchain.demo:main"
 
 
+@pytest.mark.processes
 def test_select_into_a_closed_pipe_prints_no_traceback(tmp_path):
     """`erase select STORE | head`: the reader leaves early; erase exits quietly."""
     import subprocess

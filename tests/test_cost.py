@@ -338,6 +338,7 @@ def test_plot_cost_custom_ratios_and_validation(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.processes
 def test_no_matplotlib_at_import():
     import subprocess
     import sys

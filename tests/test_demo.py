@@ -45,6 +45,7 @@ def run_fresh(tmp_path: Path, code: str, timeout: float) -> subprocess.Completed
     return proc
 
 
+@pytest.mark.processes
 def test_demo_data_path_with_empty_home_and_no_data_dir(tmp_path):
     """The demo's defaults find the task in the package: nothing set, nothing fetched, nothing written."""
     proc = run_fresh(tmp_path, """
@@ -69,6 +70,8 @@ print(json.dumps({"task": task.name, "source": str(task.source), "n": len(task),
 
 
 @pytest.mark.slow
+@pytest.mark.processes
+@pytest.mark.models
 def test_short_demo_end_to_end_with_empty_home(tmp_path):
     """`erase demo` itself, shortened, with the real models (from their PyPI packages) and no data option."""
     out = tmp_path / "summary.json"

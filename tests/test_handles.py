@@ -90,6 +90,7 @@ def test_bad_parameters_are_rejected_before_a_file_is_written(tmp_path):
         assert not path.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.processes
 def test_open_never_writes_to_an_empty_or_foreign_file(tmp_path):
     empty = tmp_path / "empty.sqlite"
     empty.write_bytes(b"")
@@ -139,6 +140,7 @@ def test_interleaved_handles_always_equal_a_fresh_build(tmp_path_factory, data, 
     assert_keys_match_rows(path)
 
 
+@pytest.mark.processes
 def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
     path = tmp_path / "pool.sqlite"
     log, stop = tmp_path / "forgotten.log", tmp_path / "stop"
@@ -179,6 +181,7 @@ def test_processes_and_the_cli_never_serve_a_forgotten_example(tmp_path):
     assert_keys_match_rows(path)
 
 
+@pytest.mark.processes
 def test_a_second_handle_in_the_same_process_keeps_the_first_ones_locks(tmp_path):
     """Opening (and closing) a second handle must not drop this process's SQLite locks on the
     database: POSIX locks die with ANY close() of the file, so another process's exit would then

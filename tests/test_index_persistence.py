@@ -17,7 +17,7 @@ from erase_core import ERASEError, ExampleIndex
 from erase_core.storage import CorruptStoreError, keys_path
 from conftest import REPO_ROOT, clustered
 from residue import all_file_bytes, decryptable_ids, sealed_rows, surviving
-from killing import kill_after
+from killing import kill_after, kill_moments
 from test_store import assert_keys_match_rows, key_slots, owned_slots
 
 
@@ -225,6 +225,7 @@ def _copy_store(src, dst) -> None:
 
 
 @pytest.mark.parametrize("op", ["forget", "add"])
+@pytest.mark.processes
 def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
     n = 2000
     X = clustered(n, d=16, blobs=6, seed=2)
@@ -252,7 +253,7 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
     victim_keys = [sealed[v][0] for v in victims[:200]]
     kept_keys = [sealed[i][0] for i in ids[1:40:2]]
     outcomes = set()
-    for trial, delay in enumerate([0.0, 0.02, 0.05, 0.1, 0.2]):
+    for trial, delay in enumerate(kill_moments([0.0, 0.05, 0.2], long=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5])):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
         path = work / "pool.sqlite"
@@ -312,6 +313,7 @@ _ONE_BY_ONE = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
     """A writer process forgets one id per transaction (the removal fast path) while a reader
     process selects; SIGKILL lands somewhere in that sequence. On reopen the store equals a
@@ -331,7 +333,7 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
     index.close()
     sealed = sealed_rows(template)
     forgotten_counts, recomputes, rejoined = set(), [], []
-    for trial, delay in enumerate([0.1, 0.4, 1.0, 2.0]):
+    for trial, delay in enumerate(kill_moments([0.1, 0.7, 2.0], long=[0.1, 0.4, 0.7, 1.0, 1.5, 2.0, 3.0])):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
         path = work / "pool.sqlite"

@@ -194,6 +194,7 @@ def _forget_in_child(path: str, victim: str) -> None:
         index.forget([victim])
 
 
+@pytest.mark.processes
 def test_a_handle_opened_from_the_image_catches_up_on_another_process(tmp_path):
     path = tmp_path / "s.db"
     ids = build(path)
@@ -318,12 +319,13 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.processes
 def test_kill_during_an_open_that_writes_the_image(tmp_path):
     """SIGKILL at random moments of a long open (which writes the image: temporary file, rename,
     key): the store always reopens to the same digest, and any image it then reads is whole."""
     import shutil
     from erase_core.storage import keys_path
-    from killing import kill_after
+    from killing import kill_after, kill_moments
 
     repo = str(Path(__file__).resolve().parents[1])
     template = tmp_path / "template.db"
@@ -333,7 +335,7 @@ def test_kill_during_an_open_that_writes_the_image(tmp_path):
                   [{"t": "p" * 50, "i": i} for i in range(n)], ids=[f"r{i}" for i in range(n)])
         want = index.digest()
     outcomes = []
-    for trial, delay in enumerate([0.05, 0.2, 0.4, 0.6, 0.8, 1.2]):
+    for trial, delay in enumerate(kill_moments([0.05, 0.4, 0.8], long=[0.05, 0.2, 0.4, 0.6, 0.8, 1.2, 1.6])):
         work = tmp_path / f"t{trial}"
         work.mkdir()
         path = work / "s.db"

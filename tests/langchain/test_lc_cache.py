@@ -158,6 +158,7 @@ def test_erase_strategy_fixed_set(inner):
 
 
 # ---------------------------------------------------------------------- forgets elsewhere
+@pytest.mark.processes
 def test_forget_by_another_handle_or_process(tmp_path):
     path = tmp_path / "shots.sqlite"
     sel = selector(persist_path=path)

@@ -36,8 +36,8 @@ class TopicParser(BaseOutputParser[str]):
 
 
 @pytest.fixture(scope="module")
-def llm():
-    return LocalLLM(max_new_tokens=4)
+def llm(smollm2):
+    return LocalLLM(model=smollm2, max_new_tokens=4)
 
 
 def make_chain(selector, llm):

@@ -13,7 +13,7 @@ from langchain_core.structured_query import Comparator, Comparison, Operation, O
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from erase_core import ERASEError
-from erase_langchain import ERASERetriever, ERASETranslator, ERASEVectorStore
+from erase_langchain import ERASEExampleSelector, ERASERetriever, ERASETranslator, ERASEVectorStore
 from lc_helpers import NGramEmbeddings
 
 
@@ -184,6 +184,16 @@ def test_retriever_and_forget_where_take_the_full_language():
     got = r.invoke("review", filter=WHERE)
     assert {TEXTS.index(d.page_content) for d in got} == WANT and 0 < len(WANT) < len(TEXTS)
     assert asyncio.run(r.ainvoke("review", filter=WHERE)) == got
+
+
+def test_selector_takes_the_full_language():
+    emb = NGramEmbeddings(dim=64)
+    examples = [{"input": t, "output": str(i), **m} for i, (t, m) in enumerate(zip(TEXTS, META))]
+    selector = ERASEExampleSelector.from_examples(examples, emb, k=len(TEXTS), input_keys=["input"], strategy="similarity",
+                                                  metadata_keys=["lang", "stars", "tags"])
+    got = selector.select_examples({"input": "review"}, filter=WHERE)
+    assert {int(e["output"]) for e in got} == WANT
+    assert {int(e["output"]) for e in selector.with_filter({"stars": {"$lt": 2}}).select_examples({"input": "x"})} == {0}
 
 
 def test_vector_store_forget_where_equals_a_fresh_build(tmp_path):

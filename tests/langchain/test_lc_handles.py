@@ -15,6 +15,7 @@ from lc_helpers import EXAMPLES, IDS, NGramEmbeddings  # noqa: E402
 
 
 @pytest.mark.parametrize("strategy", ["erase", "similarity"])
+@pytest.mark.processes
 def test_selectors_on_one_store_see_each_others_forgets(tmp_path, strategy):
     path = tmp_path / "shots.sqlite"
     emb = NGramEmbeddings()

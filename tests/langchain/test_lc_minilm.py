@@ -33,10 +33,11 @@ PARAPHRASES = {
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    return HFEmbeddings()
+def minilm(minilm):
+    return HFEmbeddings(embedder=minilm)  # the HFEmbedder of tests/conftest.py, loaded once
 
 
+@pytest.mark.processes
 def test_import_is_lazy():
     code = "import sys, erase_langchain; e = erase_langchain.HFEmbeddings(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)

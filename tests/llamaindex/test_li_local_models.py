@@ -26,6 +26,7 @@ needs_llm = pytest.mark.skipif(
 )
 
 
+@pytest.mark.processes
 def test_importing_the_package_does_not_import_torch():
     code = textwrap.dedent(
         """
@@ -88,7 +89,7 @@ def label(response) -> str:
 
 @pytest.mark.slow
 @needs_llm
-def test_few_shot_query_engine_with_smollm2():
+def test_few_shot_query_engine_with_smollm2(smollm2):
     class RecordingLLM(LocalLLM):
         prompts: list = []
 
@@ -97,7 +98,7 @@ def test_few_shot_query_engine_with_smollm2():
             return super()._generate(prompt, formatted, **kwargs)
 
     # no stop strings: transformers' stop_strings criterion costs seconds per call on CPU
-    llm = RecordingLLM(max_new_tokens=3, device="cpu", prompts=[])
+    llm = RecordingLLM(lm=smollm2, max_new_tokens=3, prompts=[])
     r = shots()
     eng = engine(r, llm)
     assert label(eng.query("What a wonderful, beautiful day at the beach, I loved it")) == "positive"
