@@ -542,3 +542,25 @@ def test_a_row_deleted_with_plain_sql_is_caught(tmp_path):
     with pytest.raises(CorruptStoreError, match="row-set digest"):
         ExampleIndex.open(path)
     index.close()
+
+
+def test_the_row_set_record_cannot_be_adjusted_without_the_key(tmp_path):
+    import sqlite3
+
+    from erase_core.storage import CorruptStoreError
+
+    path = tmp_path / "pool.sqlite"
+    index, X, ids = _pool(path)
+    index.forget(["x1", "x2"])
+    index.upsert(X[:1] * -1, [{"new": 1}], ids=["x3"])
+    assert index.verify()  # the record followed every write
+    index.close()
+    con = sqlite3.connect(path)
+    record = con.execute("SELECT rows_digest FROM state").fetchone()[0]
+    digest, count, mac = record.split(".")
+    con.execute("DELETE FROM examples WHERE row = 5")
+    con.execute("UPDATE state SET rows_digest = ?", (f"{digest}.{int(count) - 1}.{mac}",))  # the count, not the seal
+    con.commit()
+    con.close()
+    with pytest.raises(CorruptStoreError, match="row-set digest"):
+        ExampleIndex.open(path)

@@ -200,7 +200,7 @@ class ExampleStore:
             )
             conn.execute("INSERT INTO config (k, json) VALUES (0, ?)", (text,))
             conn.execute("INSERT INTO state (k, version, n_slots, log_floor, dim, rows_digest) VALUES (0, 0, 0, 0, NULL, ?)",
-                         (rowset.EMPTY,))
+                         (rowset.seal(rowset.rowset_key(secret), rowset.EMPTY, 0),))
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -268,8 +268,9 @@ class ExampleStore:
                     conn.execute("DELETE FROM meta WHERE key = 'audit_key'")  # secure_delete zeroes it
                     conn.execute("ALTER TABLE state ADD COLUMN rows_digest TEXT")
                     rows = [r[0] for r in conn.execute("SELECT row FROM examples")]
+                    key = rowset.rowset_key(self._keys.audit_secret())
                     conn.execute("UPDATE state SET rows_digest = ? WHERE k = 0",
-                                 (rowset.of_rows(rowset.rowset_key(self._keys.audit_secret()), rows),))
+                                 (rowset.seal(key, rowset.of_rows(key, rows), len(rows)),))
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -290,18 +291,23 @@ class ExampleStore:
         return key
 
     def _check_row_set(self, rows: Sequence[int] | None = None, digest: str | None = None) -> None:
-        """Compare the row numbers present with the keyed row-set digest; a row deleted or
-        inserted with plain SQL is a :class:`CorruptStoreError`. ``rows``/``digest``: read at
-        one version by the caller (else both are read now, from the key-slot index)."""
-        if rows is None:
-            with self._reading() as conn:
-                digest = conn.execute("SELECT rows_digest FROM state WHERE k = 0").fetchone()[0]
-                rows = [r[0] for r in conn.execute("SELECT row FROM examples ORDER BY key_slot")]
-        if digest != rowset.of_rows(self._rowset_key(), rows):
+        """Check the rows present against the sealed row-set record (:mod:`.rowset`): a row
+        deleted or inserted with plain SQL is a :class:`CorruptStoreError`. ``rows`` and
+        ``digest`` (the record), read at one version by a caller that read every row: the full
+        check; without them, the cheap one of every open (the record's seal and the row count)."""
+        try:
+            if rows is None:
+                with self._reading() as conn:
+                    digest = conn.execute("SELECT rows_digest FROM state WHERE k = 0").fetchone()[0]
+                    count = conn.execute("SELECT count(*) FROM examples").fetchone()[0]
+                rowset.check_count(self._rowset_key(), digest, count)
+            else:
+                rowset.check_rows(self._rowset_key(), digest, rows)
+        except rowset.RowSetMismatch:
             raise CorruptStoreError(
                 f"{self.path} is damaged: its set of rows does not match the row-set digest "
                 "(a row was deleted or inserted behind the library's back, or the database was edited)"
-            )
+            ) from None
 
     # ================================================================== reading
     def published_version(self) -> int:
@@ -780,9 +786,12 @@ class WriteTransaction:
         if self.version - floor > 2 * LOG_RETAIN:
             floor = self.version - LOG_RETAIN
             conn.execute("DELETE FROM changes WHERE seq <= ?", (floor,))
-        digest = rowset.updated(self._rows_digest, self._store._rowset_key(),
-                                [row for op, row in self._ops if op == _OP_ADD],
-                                [row for op, row in self._ops if op == _OP_DEL])
+        try:
+            digest = rowset.record_after(self._store._rowset_key(), self._rows_digest,
+                                         [row for op, row in self._ops if op == _OP_ADD],
+                                         [row for op, row in self._ops if op == _OP_DEL])
+        except rowset.RowSetMismatch:
+            raise CorruptStoreError(f"{self._store.path} is damaged: its row-set record does not authenticate") from None
         conn.execute(
             "UPDATE state SET version = ?, n_slots = ?, log_floor = ?, rows_digest = ? WHERE k = 0",
             (self.version, self._n_slots, floor, digest),
