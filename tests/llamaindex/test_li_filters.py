@@ -533,6 +533,9 @@ def test_bad_filter_messages_name_the_problem():
         r.retrieve("q", filters=mf(f("tenant", ["acme"], FilterOperator.GT)))
     with pytest.raises(ERASEError, match=r"unsupported operator '\$regex' on field 'tenant'"):
         r.retrieve("q", filters={"tenant": {"$regex": "a"}})
+    with pytest.raises(ERASEError, match="too many 0/1 elements"):  # [1, 0, ...] == [True, False, ...] in Python
+        r.retrieve("q", filters=mf(f("flags", [1, 0] * 5)))
+    assert r.retrieve("q", filters=mf(f("flags", [1, 0] * 4))) == []  # 256 spellings: still answered
 
 
 def test_python_equality_in_metadata_filters_json_equality_in_core_dicts():
