@@ -153,3 +153,46 @@ def cells(row: str) -> int:
     row = re.sub(r"`[^`]*`", "code", row.strip())  # a | inside inline code is not a cell border
     row = row.replace("\\|", "")
     return len(row.strip("|").split("|"))
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+RESULTS_PATH = re.compile(r"benchmarks/results/[A-Za-z0-9_.*-]*[A-Za-z0-9_*]")
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors of a markdown file (lower case, punctuation dropped, spaces to -)."""
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    seen: dict[str, int] = {}
+    out = set()
+    for m in re.finditer(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", text, re.M):
+        heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", m[1])  # a link in a heading keeps its text
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def test_links_and_results_paths_resolve():
+    """Every relative link (file and #anchor) and every benchmarks/results/ path named in the docs exists.
+
+    Written results paths that a command creates (``--out``) count too: a results file the docs
+    name must be in the repository, or the doc must not name it.
+    """
+    bad = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for m in LINK.finditer(text):
+            target = m[1]
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            if not dest.exists():
+                bad.append(f"{path.relative_to(ROOT)}: link {target}")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                bad.append(f"{path.relative_to(ROOT)}: anchor {target}")
+        for m in RESULTS_PATH.finditer(text):
+            if not any(ROOT.glob(m[0])):  # a pattern (tune_defaults*.json) names at least one file
+                bad.append(f"{path.relative_to(ROOT)}: {m[0]}")
+    assert bad == []
