@@ -239,6 +239,20 @@ def _retry_if_row_gone(method):
     return reading
 
 
+def _announcing_forget(method):
+    """Tell the forget listeners (:meth:`ExampleIndex.add_forget_listener`) the ids a committed
+    forget or replacement removed, after the index's lock is released."""
+
+    @functools.wraps(method)
+    def announcing(self, *args, **kwargs):
+        receipt = method(self, *args, **kwargs)
+        if receipt.ids:
+            self._announce_forget(receipt)
+        return receipt
+
+    return announcing
+
+
 class _ModelLag:
     """Pool changes a handle has applied to its rows but not yet to its clustering: it caught
     up to a version whose writer posted the ``erase`` selection (see ``_apply_changes``), so
@@ -315,6 +329,7 @@ class ExampleIndex:
         # Validates every clustering parameter before anything is written anywhere.
         QuantizedKMeans(self.k, epsilon=self.epsilon, n_iter=self.n_iter, seed=self.seed, projection_dim=projection_dim)
         self._lock = threading.RLock()
+        self._forget_listeners: list = []
         self._dim: int | None = None
         self._store: ExampleStore | None = None
         self._secret: bytes | None = None
@@ -751,6 +766,7 @@ class ExampleIndex:
             self._post_after_commit(txn.version)
             return ids
 
+    @_announcing_forget
     def upsert(self, vectors, payloads: Sequence[Any], ids: Sequence[str], *,
                subjects: Sequence[str | None] | None = None, metadata: Sequence[dict | None] | None = None) -> ForgetReceipt:
         """Add examples, replacing any with the same id: exactly ``forget`` of the present ids
@@ -851,6 +867,7 @@ class ExampleIndex:
             self._sync()
             return sorted(self._attributes.matching(where))
 
+    @_announcing_forget
     def _forget(self, resolve, *, request: str, subject: str | None = None, where: dict | None = None) -> ForgetReceipt:
         """Resolve the ids against the current pool, forget them, log the request; all or nothing."""
         start = time.perf_counter()
@@ -1238,6 +1255,41 @@ class ExampleIndex:
             before = self._version
             self._sync()
             return self._version != before
+
+    def add_forget_listener(self, callback) -> None:
+        """Call ``callback(ids)`` (a tuple of ids) after every committed forget through this
+        handle (``forget``, ``forget_subject``, ``forget_where``, and ``upsert`` for the ids it
+        replaced), once the index's lock is released, before the forget returns. Caches of
+        derived data (LLM response caches) drop what came from those examples here. Forgets by
+        other handles on the store are not announced here: compare :attr:`version` to see them."""
+        if not callable(callback):
+            raise ERASEError(f"a forget listener must be callable, got {callback!r}")
+        with self._lock:
+            if callback not in self._forget_listeners:
+                self._forget_listeners.append(callback)
+
+    def remove_forget_listener(self, callback) -> None:
+        """Stop calling ``callback`` (no-op when it was not added)."""
+        with self._lock:
+            if callback in self._forget_listeners:
+                self._forget_listeners.remove(callback)
+
+    def _announce_forget(self, receipt: ForgetReceipt) -> None:
+        """Call every forget listener; the forget has committed, so a failing listener does not
+        stop the others and is reported afterwards."""
+        with self._lock:
+            listeners = list(self._forget_listeners)
+        failed = None
+        for callback in listeners:
+            try:
+                callback(receipt.ids)
+            except Exception as exc:  # noqa: BLE001 - reported below, after the others ran
+                failed = failed or exc
+        if failed is not None:
+            raise ERASEError(
+                f"the forget committed ({len(receipt.ids)} example(s) forgotten), but a forget listener failed "
+                f"({failed!r})"
+            ) from failed
 
     def __len__(self) -> int:
         n, version = len(self._ids), self._version

@@ -1,6 +1,7 @@
 """The pydantic fields and validation shared by the selector and the retriever: the engine's
 parameters, building (or reopening) the engine from them, and forgetting (by id, by subject,
-by metadata filter), which also tells any watching :class:`~erase_langchain.ForgettingCache`."""
+by metadata filter). Forgets reach a watching :class:`~erase_langchain.ForgettingCache` through
+the engine's forget listeners; selections through :mod:`erase_langchain._handouts`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
 
+from . import _handouts
 from ._common import as_id_list, as_subject, build_or_open_index, check_embedding_identity, check_k, check_matches, check_mmr
 
 
@@ -61,8 +63,6 @@ class EngineModel(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    _listeners: list = PrivateAttr(default_factory=list)
-
     @field_validator("persist_path", mode="before")
     @classmethod
     def _path_to_str(cls, value: Any) -> Any:
@@ -90,24 +90,10 @@ class EngineModel(BaseModel):
             raise ERASEError(f"this {type(self).__name__} has no example index: it was built without validation")
         return self.index
 
-    # ------------------------------------------------------------------ listeners (caches)
-    def _add_listener(self, listener: Any) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
-
+    # ------------------------------------------------------------------ caches
     def _notify_selected(self, selected: list[SelectedExample]) -> None:
-        for listener in list(self._listeners):
-            listener.on_selected(self, selected)
-
-    def _notify_forgot(self, receipt: ForgetReceipt) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener.on_forgot(self)
-            except Exception as exc:
-                raise ERASEError(
-                    f"the forget committed ({len(receipt.ids)} item(s) forgotten), but a watching cache could not "
-                    f"drop its entries ({exc!r}); fix it and call its purge_forgotten()"
-                ) from exc
+        """Report what is handed out (a watching ``ForgettingCache`` learns what prompts may hold)."""
+        _handouts.handed_out(self.index, [(s.id, s.payload) for s in selected])
 
     # ------------------------------------------------------------------ forgetting
     def forget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
@@ -126,7 +112,6 @@ class EngineModel(BaseModel):
             receipt = self._engine.forget(as_id_list(ids), missing=missing)
         else:
             raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
-        self._notify_forgot(receipt)
         return receipt
 
     async def aforget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
@@ -139,9 +124,7 @@ class EngineModel(BaseModel):
         """Exactly unlearn every item whose metadata matches ``filter`` (the filter language
         of :mod:`erase_core.filters`: ``{"lang": "en"}``, ``{"stars": {"$lt": 3}}``, ``$or``...),
         in one transaction."""
-        receipt = self._engine.forget_where(filter)
-        self._notify_forgot(receipt)
-        return receipt
+        return self._engine.forget_where(filter)
 
     async def aforget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
         """Async :meth:`forget_where` (runs in an executor)."""

@@ -2,85 +2,106 @@
 
 A forget removes an example from the selector exactly, but an LLM response cache keyed by the
 prompt still holds every prompt that contained it (and the generation derived from it). This
-wrapper around any :class:`~langchain_core.caches.BaseCache` remembers, for every entry written
-through it, which examples of the watched selectors/retrievers its prompt contains, and drops
-those entries when the examples are forgotten.
+wrapper around any :class:`~langchain_core.caches.BaseCache` records, for every entry written
+through it, the ids of the watched examples its prompt contains, and drops those entries when
+any of them is forgotten.
 
-How it knows which examples a prompt contains: a watched source (an
-:class:`~erase_langchain.ERASEExampleSelector` with the prompt that renders its examples, or an
-:class:`~erase_langchain.ERASERetriever`) reports every selection to the cache, with ids. The
-cache renders each selected example as the prompt will (``example_prompt.format(...)`` exactly as
-``FewShotPromptTemplate`` does; each message's text for chat example prompts; ``page_content``
-for documents), and a prompt *contains* the example when it contains that rendering (for chat
-prompts: every message text of it, raw or JSON-escaped, as chat models' cache keys are JSON).
-The renderings are kept only as keyed hashes (a random per-cache key), never as text: the
-hashes of forgotten examples stay behind as tombstones, so that a generation in flight during
-a forget is not cached, without the cache keeping a copy of what was forgotten.
+How it works:
+
+* **Forgets** reach the cache through the engine's forget hook
+  (:meth:`erase_core.ExampleIndex.add_forget_listener`): every forget, forget by subject or
+  filter, ``delete`` and upsert-replacement through any object over a watched engine (an ERASE
+  selector, retriever or vector store, a stock selector or ``VectorStoreRetriever`` over an
+  ``ERASEVectorStore``) drops the entries before it returns. Forgets by another handle or
+  process on the same store are seen at the next ``lookup``/``update`` (the store's version).
+* **Which examples a prompt contains** is decided once per entry, when it is written
+  (``update``, once per generation): the objects over a watched engine report every item they
+  hand out (:mod:`erase_langchain._handouts`); the cache renders each one as the prompt does
+  (``example_prompt`` for few-shot prompts, ``page_content`` for documents) and keeps the
+  rendering as keyed hashes (a random per-cache key), never as text. ``update`` looks for those
+  renderings in the prompt (anchored hashes every 16 characters), so the entry is keyed by
+  the ids that produced it.
+* **Lookups** cost what the wrapped cache costs (plus, for a watched store, the engine's
+  check of the store's version): nothing is hashed or scanned.
+
+A forgotten example's rendering stays behind as keyed hashes (a tombstone), so a generation in
+flight during the forget, whose prompt holds it, is not stored.
 
 ``BaseCache`` has no per-entry delete, so an entry is dropped by rebuilding the inner cache:
-the surviving entries written through this wrapper are read back, the inner cache is cleared
-(``inner.clear()``) and they are written again. Whatever else the inner cache held goes too.
-
-Usage::
-
-    cache = ForgettingCache(SQLiteCache("llm_cache.db"))   # or ForgettingCache() (in memory)
-    cache.watch(few_shot_prompt)             # a FewShotPromptTemplate over an ERASEExampleSelector
-    set_llm_cache(cache)                     # or llm = FakeListLLM(..., cache=cache)
-    ...
-    selector.forget(subject="customer-4711") # the entries whose prompts held those examples are gone
-
-See docs/langchain.md ("Caches forget too") for exactly what is and is not covered.
+the surviving entries written through this wrapper are read back, ``inner.clear()`` runs and
+they are written again. Entries the wrapper did not write do not survive that.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import threading
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache, InMemoryCache
+from langchain_core.example_selectors import MaxMarginalRelevanceExampleSelector, SemanticSimilarityExampleSelector
 from langchain_core.prompts import StringPromptTemplate
 from langchain_core.runnables.config import run_in_executor
+from langchain_core.vectorstores import VectorStoreRetriever
 
-from erase_core import ERASEError, SelectedExample
+from erase_core import ERASEError, ExampleIndex, UnknownIdError
+
+from . import _handouts
 
 __all__ = ["ForgettingCache"]
 
-_ANCHOR = 16  # characters: a needle at least this long is located by its first _ANCHOR characters
+_STRIDE = 16  # the prompt is hashed at every _STRIDE-th position, in windows of _STRIDE characters
+_LONG = 2 * _STRIDE - 1  # a text this long holds a whole window at a multiple of _STRIDE wherever it starts
 
-#: A text as kept by the cache: (length in characters, keyed hash of its first ``_ANCHOR``
-#: characters or None when shorter, keyed hash of the whole text).
-Needle = tuple[int, "bytes | None", bytes]
+#: A text as kept by the cache: (length in characters, keyed hash of the whole text, keyed
+#: hashes of its windows: at offsets 0..15, or the whole text's when shorter than ``_LONG``).
+Needle = tuple[int, bytes, tuple[int, ...]]
 
 
 class _NeedleIndex:
-    """Keyed hashes of texts, and which owners (examples, tombstones) they belong to; finds the
-    ones a prompt contains without keeping the texts themselves."""
+    """Keyed hashes of texts and their owners; finds the texts a prompt contains without keeping
+    the texts. A text of at least ``_LONG`` characters is indexed by the hashes of its 16
+    windows at offsets 0..15, so the prompt is hashed only at every 16th position; shorter
+    texts by their whole hash, compared with every window of their length."""
 
     def __init__(self) -> None:
-        self._key = os.urandom(32)
+        key = os.urandom(32)
+        self._key = key
+        self._salt = int.from_bytes(key[:8], "little")  # window hashes are keyed too
         self._owners: dict[Needle, set] = {}
-        self._by_anchor: dict[bytes, set[Needle]] = {}
-        self._short: dict[int, set[bytes]] = {}
+        self._anchors: dict[int, set[tuple[Needle, int]]] = {}  # window hash -> (needle, offset)
+        self._short: dict[int, dict[int, set[Needle]]] = {}  # length -> window hash -> needles
 
-    def _hash(self, text: str) -> bytes:
+    def _full(self, text: str) -> bytes:
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
+
+    def _window(self, text: str) -> int:
+        return hash((self._salt, text))
 
     def needle(self, text: str) -> Needle:
         n = len(text)
-        return n, (self._hash(text[:_ANCHOR]) if n >= _ANCHOR else None), self._hash(text)
+        if n >= _LONG:
+            windows = tuple(self._window(text[o : o + _STRIDE]) for o in range(_STRIDE))
+        else:
+            windows = (self._window(text),)
+        return n, self._full(text), windows
+
+    def __bool__(self) -> bool:
+        return bool(self._owners)
 
     def add(self, needle: Needle, owner: Any) -> None:
         owners = self._owners.get(needle)
         if owners is None:
             owners = self._owners[needle] = set()
-            n, anchor, full = needle
-            if anchor is None:
-                self._short.setdefault(n, set()).add(full)
+            windows = needle[2]
+            if needle[0] >= _LONG:
+                for offset, w in enumerate(windows):
+                    self._anchors.setdefault(w, set()).add((needle, offset))
             else:
-                self._by_anchor.setdefault(anchor, set()).add(needle)
+                self._short.setdefault(needle[0], {}).setdefault(windows[0], set()).add(needle)
         owners.add(owner)
 
     def discard(self, needle: Needle, owner: Any) -> None:
@@ -91,33 +112,40 @@ class _NeedleIndex:
         if owners:
             return
         del self._owners[needle]
-        n, anchor, full = needle
-        if anchor is None:
-            self._short[n].discard(full)
-            if not self._short[n]:
-                del self._short[n]
+        windows = needle[2]
+        if needle[0] >= _LONG:
+            for offset, w in enumerate(windows):
+                group = self._anchors[w]
+                group.discard((needle, offset))
+                if not group:
+                    del self._anchors[w]
         else:
-            self._by_anchor[anchor].discard(needle)
-            if not self._by_anchor[anchor]:
-                del self._by_anchor[anchor]
+            by_hash = self._short[needle[0]]
+            by_hash[windows[0]].discard(needle)
+            if not by_hash[windows[0]]:
+                del by_hash[windows[0]]
+            if not by_hash:
+                del self._short[needle[0]]
 
     def find(self, prompt: str) -> tuple[set[Needle], set]:
         """The needles ``prompt`` contains, and their owners."""
         hits: set[Needle] = set()
-        size, h = len(prompt), self._hash
-        if self._by_anchor:
-            for p in range(size - _ANCHOR + 1):
-                group = self._by_anchor.get(h(prompt[p : p + _ANCHOR]))
+        size, full, salt = len(prompt), self._full, self._salt
+        anchors = self._anchors
+        if anchors:
+            for q in range(0, size - _STRIDE + 1, _STRIDE):
+                group = anchors.get(hash((salt, prompt[q : q + _STRIDE])))
                 if group:
-                    for needle in group:
-                        n = needle[0]
-                        if needle not in hits and p + n <= size and h(prompt[p : p + n]) == needle[2]:
+                    for needle, offset in group:
+                        start, n = q - offset, needle[0]
+                        if needle not in hits and start >= 0 and start + n <= size and full(prompt[start : start + n]) == needle[1]:
                             hits.add(needle)
-        for n, hashes in self._short.items():
+        for n, by_hash in self._short.items():
             for p in range(size - n + 1):
-                full = h(prompt[p : p + n])
-                if full in hashes:
-                    hits.add((n, None, full))
+                shorts = by_hash.get(hash((salt, prompt[p : p + n])))
+                if shorts:
+                    h = full(prompt[p : p + n])
+                    hits.update(short for short in shorts if short[1] == h)
         owners: set = set()
         for needle in hits:
             owners |= self._owners[needle]
@@ -143,200 +171,304 @@ def _message_texts(message: Any) -> list[str]:
     return out
 
 
-class _Watch:
-    """One watched selector (with the prompt that renders its examples) or retriever."""
+class _Renderer:
+    """How one watched consumer puts a stored item into prompts: ``example_prompt`` applied to
+    the example (the payload, or for a vector store's documents their metadata, as the stock
+    selectors do), or a document's ``page_content``."""
 
-    def __init__(self, cache: "ForgettingCache", source: Any, example_prompt: Any, number: int) -> None:
-        self.cache, self.source, self.example_prompt, self.number = cache, source, example_prompt, number
-        self.index = source.index
-        self.token: str | None = None  # the index digest when this watch last checked for forgets
-        self.parts: dict[str, frozenset] = {}  # live example id -> its rendering (keyed hashes)
+    def __init__(self, example_prompt: Any = None, from_metadata: bool = False) -> None:
+        self.example_prompt, self.from_metadata = example_prompt, from_metadata
 
-    # called by the source
-    def on_selected(self, source: Any, selected: list[SelectedExample]) -> None:
-        self.cache._selected(self, source, selected)
+    def key(self) -> tuple:
+        return (id(self.example_prompt), self.from_metadata)
 
-    def on_forgot(self, source: Any) -> None:
-        self.cache.purge_forgotten()
-
-    def texts(self, source: Any, item: SelectedExample) -> list[str]:
-        """How ``item`` appears in a prompt: the texts that must all occur in it."""
-        if self.example_prompt is None:  # a retriever: documents are put in prompts by their text
-            return [item.payload["page_content"]]
-        example = source._project([item])[0]
+    def texts(self, example_id: str, payload: Any) -> list[str]:
+        """The texts that all occur in a prompt holding the item."""
         prompt = self.example_prompt
+        if prompt is None:
+            if not isinstance(payload, dict) or not isinstance(payload.get("page_content"), str):
+                raise ERASEError(f"ForgettingCache: item {example_id!r} is not a document (no page_content); watch the "
+                                 "few-shot prompt that renders it instead")
+            return [payload["page_content"]]
+        example = payload.get("metadata") if self.from_metadata and isinstance(payload, dict) else payload
+        if not isinstance(example, dict):
+            raise ERASEError(f"ForgettingCache: item {example_id!r} is not an example (a dict of fields)")
         try:
             values = {key: example[key] for key in prompt.input_variables}
         except KeyError as exc:
             raise ERASEError(
-                f"ForgettingCache: the watched example_prompt needs {exc.args[0]!r}, which selected example "
-                f"{item.id!r} lacks; watch the prompt template that actually renders this selector's examples"
+                f"ForgettingCache: the watched example_prompt needs {exc.args[0]!r}, which example {example_id!r} "
+                "lacks; watch the prompt template that actually renders this selector's examples"
             ) from None
         if isinstance(prompt, StringPromptTemplate):
             return [prompt.format(**values)]
         return [t for message in prompt.format_messages(**values) for t in _message_texts(message)]
 
 
+def _index_of(source: Any) -> ExampleIndex:
+    if not isinstance(source.index, ExampleIndex):
+        raise ERASEError(f"this {type(source).__name__} has no example index: it was built without validation")
+    return source.index
+
+
+class _Pool:
+    """One watched engine: its renderers, and the items it handed out that are still live."""
+
+    def __init__(self, index: ExampleIndex, number: int) -> None:
+        self.index, self.number = index, number
+        self.renderers: list[_Renderer] = []
+        self.stored = index.path is not None  # other handles may forget: follow the store's version
+        self.version: int | None = None
+        #: live item id -> (keyed hash of its payload, its renderings: one per renderer, each a
+        #: frozenset of parts, each part the frozenset of its variants' needles (any may occur))
+        self.items: dict[str, tuple[bytes, tuple[frozenset, ...]]] = {}
+        self.on_forget: Callable[[Sequence[str]], None] = lambda ids: None  # set by watch, kept to unsubscribe
+        self.on_handout: Callable[[Sequence[_handouts.Item]], None] = lambda items: None
+
+
 class ForgettingCache(BaseCache):
-    """An LLM cache (around any ``BaseCache``) that forgets what the watched selectors forget.
+    """An LLM cache (around any ``BaseCache``) that forgets what the watched engines forget.
 
     ``inner``: the cache that stores the generations (default: a new ``InMemoryCache``).
-    ``clear_inner``: clear ``inner`` now (default). Entries already in it were not written
-    through this wrapper, so which examples their prompts contain is unknown and no forget
-    could remove them; pass ``False`` only for a cache that holds nothing derived from
-    forgettable examples.
+    ``clear_inner``: clear ``inner`` now (default ``False``). Entries already in it were not
+    written through this wrapper, so which examples their prompts contain is unknown and no
+    forget removes them on purpose; the first forget that drops an entry rebuilds ``inner`` from
+    this wrapper's entries, and they go then.
 
-    Call :meth:`watch` for every ERASE selector/retriever whose output reaches the LLM, before
-    serving. Then, for every entry written through this cache whose prompt contains a watched
-    example (as its prompt template renders it):
+    Call :meth:`watch` for every ERASE source whose output reaches the LLM, before serving.
+    Then, for every entry written through this cache whose prompt contains an item a watched
+    engine handed out (rendered as the watched prompt renders it):
 
-    * a forget through a watched object (``forget(ids)``, ``forget(subject=)``,
-      ``forget_where``, async twins) drops the entry from ``inner`` before it returns;
-    * a forget anywhere else on the same engine or store (another selector object, another
-      handle or process on the same ``persist_path``, the ``erase`` CLI) is noticed at this
-      cache's next ``lookup``/``update``/``clear``/:meth:`purge_forgotten`, which drops the entry before
-      doing anything else: no lookup that starts after the forget committed returns it;
-    * a generation whose prompt contains an example forgotten meanwhile (an LLM call in flight
-      during the forget) is not stored.
+    * a forget through any object over the engine (``forget(ids)``, ``forget(subject=)``,
+      ``forget_where``, ``delete``, an upsert replacing the item, async twins) drops the entry
+      from ``inner`` before it returns;
+    * a forget by another handle or process on the same store (the ``erase`` CLI too) is
+      noticed at this cache's next ``lookup``/``update``/``clear``/:meth:`purge_forgotten`,
+      which drops the entry before anything else;
+    * a generation whose prompt contains an example forgotten meanwhile is not stored.
 
     Not covered: entries written to ``inner`` by anything but this wrapper, prompts that render
-    an example differently from the watched template, and a forget followed by re-adding the
-    same id with the same content elsewhere before this cache looked (the content is live again).
-    Whether a dropped entry's bytes leave the disk is up to ``inner.clear()`` (for SQLite:
-    ``PRAGMA secure_delete=ON``, or ``VACUUM``).
+    an item differently from the watched template, items that reach prompts without a watched
+    engine handing them out. Whether a dropped entry's bytes leave the disk is up to
+    ``inner.clear()`` (for SQLite: ``PRAGMA secure_delete=ON``, or ``VACUUM``).
     """
 
-    def __init__(self, inner: BaseCache | None = None, *, clear_inner: bool = True) -> None:
+    def __init__(self, inner: BaseCache | None = None, *, clear_inner: bool = False) -> None:
         self.inner: BaseCache = InMemoryCache() if inner is None else inner
         if not isinstance(self.inner, BaseCache):
             raise TypeError(f"inner must be a langchain_core BaseCache, got {type(self.inner).__name__}")
         if clear_inner:
             self.inner.clear()
         self._lock = threading.RLock()
-        self._watches: list[_Watch] = []
+        self._pools: list[_Pool] = []
         self._needles = _NeedleIndex()
-        self._entries: dict[tuple[str, str], frozenset] = {}  # (prompt, llm_string) -> live owners in it
-        self._by_owner: dict[tuple, set[tuple[str, str]]] = {}
-        self._tombs: dict[int, frozenset] = {}  # renderings of forgotten examples (keyed hashes only)
-        self._tomb_of: dict[frozenset, int] = {}
+        self._entries: dict[tuple[str, str], frozenset] = {}  # (prompt, llm_string) -> (pool, id) in it
+        self._by_owner: dict[tuple[int, str], set[tuple[str, str]]] = {}
+        self._tombs: dict[frozenset, int] = {}  # renderings of forgotten items (keyed hashes only)
 
     # ------------------------------------------------------------------ watching
     def watch(self, source: Any, example_prompt: Any = None) -> "ForgettingCache":
-        """Track the examples ``source`` puts in prompts; returns this cache.
+        """Track what ``source`` puts in prompts; returns this cache.
 
-        ``source``: a ``FewShotPromptTemplate`` / ``FewShotChatMessagePromptTemplate`` whose
-        ``example_selector`` is an ``ERASEExampleSelector`` (its ``example_prompt`` says how
-        examples are rendered); or an ``ERASEExampleSelector`` with ``example_prompt=`` (the
-        template its prompt renders each example with); or an ``ERASERetriever`` (documents
-        are recognised by their ``page_content``)."""
+        ``source``: a ``FewShotPromptTemplate`` / ``FewShotChatMessagePromptTemplate`` over an
+        ``ERASEExampleSelector`` or a stock ``SemanticSimilarityExampleSelector`` /
+        ``MaxMarginalRelevanceExampleSelector`` over an ``ERASEVectorStore`` (its
+        ``example_prompt`` says how examples are rendered); one of those selectors with
+        ``example_prompt=``; or an ``ERASERetriever``, ``ERASEVectorStore`` or
+        ``VectorStoreRetriever`` over one (documents are recognised by ``page_content``).
+        Everything over the same engine is watched with it."""
+        index, renderer = self._resolve(source, example_prompt)
+        with self._lock:
+            pool = next((p for p in self._pools if p.index is index), None)
+            if pool is None:
+                pool = _Pool(index, len(self._pools))
+                self._pools.append(pool)
+                pool.on_forget = functools.partial(self._forgotten, pool)
+                pool.on_handout = functools.partial(self._handed_out, pool)
+                index.add_forget_listener(pool.on_forget)
+                _handouts.subscribe(index, pool.on_handout)
+            if any(r.key() == renderer.key() for r in pool.renderers):
+                return self
+            pool.renderers.append(renderer)
+            known = list(pool.items)
+        if known:  # items seen before this renderer: render them its way too
+            self._handed_out(pool, [(i, p) for i, p in self._payloads(index, known)], refresh=True)
+        return self
+
+    @staticmethod
+    def _resolve(source: Any, example_prompt: Any) -> tuple[ExampleIndex, _Renderer]:
         from .example_selector import ERASEExampleSelector
         from .retriever import ERASERetriever
+        from .vectorstore import ERASEVectorStore
 
         if hasattr(source, "example_selector") and hasattr(source, "example_prompt"):
             if example_prompt is not None:
                 raise ERASEError("example_prompt= is taken from the few-shot prompt template; do not give it too")
-            if not isinstance(source.example_selector, ERASEExampleSelector):
-                raise ERASEError(
-                    "this few-shot prompt has no ERASEExampleSelector (a fixed examples=[...] list cannot forget)"
-                )
+            if source.example_selector is None:
+                raise ERASEError("this few-shot prompt has no example selector (a fixed examples=[...] list cannot forget)")
             source, example_prompt = source.example_selector, source.example_prompt
-        if isinstance(source, ERASEExampleSelector):
+            if not isinstance(source, (ERASEExampleSelector, SemanticSimilarityExampleSelector,
+                                       MaxMarginalRelevanceExampleSelector)):
+                raise ERASEError(f"this few-shot prompt's selector ({type(source).__name__}) is not an "
+                                 "ERASEExampleSelector or a stock selector over an ERASEVectorStore")
+        if isinstance(source, (ERASEExampleSelector, SemanticSimilarityExampleSelector, MaxMarginalRelevanceExampleSelector)):
             if example_prompt is None:
                 raise ERASEError(
                     "watching a selector needs example_prompt=, the template each example is rendered with "
                     "(or watch the FewShotPromptTemplate itself)"
                 )
-        elif isinstance(source, ERASERetriever):
-            if example_prompt is not None:
-                raise ERASEError("a retriever's documents are recognised by page_content; example_prompt does not apply")
-        else:
-            raise TypeError(f"cannot watch {type(source).__name__}: give an ERASE selector, retriever or few-shot prompt")
-        with self._lock:
-            for w in self._watches:
-                if w.source is source and w.example_prompt is example_prompt:
-                    return self
-            watch = _Watch(self, source, example_prompt, len(self._watches))
-            self._watches.append(watch)
-            source._add_listener(watch)
-        return self
+            if isinstance(source, ERASEExampleSelector):
+                return _index_of(source), _Renderer(example_prompt, from_metadata=source.vectorstore is not None)
+            if not isinstance(source.vectorstore, ERASEVectorStore):
+                raise ERASEError(f"this {type(source).__name__} is over {type(source.vectorstore).__name__}, not an "
+                                 "ERASEVectorStore: nothing there can be forgotten exactly")
+            return source.vectorstore.index, _Renderer(example_prompt, from_metadata=True)
+        if example_prompt is not None:
+            raise ERASEError("documents are recognised by page_content; example_prompt does not apply")
+        if isinstance(source, VectorStoreRetriever):
+            if not isinstance(source.vectorstore, ERASEVectorStore):
+                raise ERASEError(f"this retriever is over {type(source.vectorstore).__name__}, not an ERASEVectorStore")
+            source = source.vectorstore
+        if isinstance(source, ERASERetriever):
+            return _index_of(source), _Renderer()
+        if isinstance(source, ERASEVectorStore):
+            return source.index, _Renderer()
+        raise TypeError(f"cannot watch {type(source).__name__}: give an ERASE selector, retriever, vector store, "
+                        "a stock selector or retriever over an ERASEVectorStore, or a few-shot prompt")
 
-    def _selected(self, watch: _Watch, source: Any, selected: list[SelectedExample]) -> None:
-        renderings = [(item.id, self._rendering(watch.texts(source, item))) for item in selected]
+    def close(self) -> None:
+        """Stop watching (the engines no longer call this cache); the entries stay in ``inner``."""
         with self._lock:
-            for example_id, parts in renderings:
-                old = watch.parts.get(example_id)
-                if old == parts:
+            pools, self._pools = self._pools, []
+        for pool in pools:
+            pool.index.remove_forget_listener(pool.on_forget)
+            _handouts.unsubscribe(pool.index, pool.on_handout)
+
+    # ------------------------------------------------------------------ items handed out
+    def _payload_hash(self, payload: Any) -> bytes:
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr)
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._needles._key, digest_size=16).digest()
+
+    @staticmethod
+    def _payloads(index: ExampleIndex, ids: Sequence[str]) -> list[tuple[str, Any]]:
+        """The current payloads of those of ``ids`` still in ``index``."""
+        out = []
+        for example_id in ids:
+            try:
+                out.append((example_id, index.get(example_id)))
+            except UnknownIdError:
+                pass
+        return out
+
+    def _handed_out(self, pool: _Pool, items: Sequence[tuple[str, Any]], refresh: bool = False) -> None:
+        """Register what a watched engine handed out. A new item is then checked against the
+        engine: one handed out just before its forget committed is buried at once."""
+        fresh = []
+        with self._lock:
+            if pool not in self._pools:
+                return
+            for example_id, payload in items:
+                digest = self._payload_hash(payload)
+                held = pool.items.get(example_id)
+                if held is not None and held[0] == digest and not refresh:
                     continue
-                if old is not None:  # ids are unique in a pool: the old content under this id was forgotten
-                    self._bury(watch, [example_id])
-                if parts:
-                    self._register(watch, example_id, parts)
-            # selected just before a forget committed: bury now (a later forget changes the digest)
-            self._bury(watch, [i for i, _ in renderings if i in watch.parts and i not in watch.index])
+                renderings = tuple(dict.fromkeys(self._rendering(r.texts(example_id, payload)) for r in pool.renderers))
+                if held is not None:
+                    if held[0] == digest and held[1] == renderings:
+                        continue
+                    self._bury(pool, [example_id], tomb=held[0] != digest)
+                self._register(pool, example_id, digest, renderings)
+                fresh.append((example_id, digest))
+        if fresh:
+            current = {i: self._payload_hash(p) for i, p in self._payloads(pool.index, [i for i, _ in fresh])}
+            gone = [i for i, digest in fresh if current.get(i) != digest]
+            if gone:
+                self._forgotten(pool, gone, only_if=dict(fresh))
 
     def _rendering(self, texts: list[str]) -> frozenset:
-        """Keyed hashes of an example's texts (all must occur): per text, the set of its variants
+        """Keyed hashes of an item's texts (all must occur): per text, its variants' needles
         (any may occur). Empty texts are no evidence and are left out."""
         return frozenset(frozenset(self._needles.needle(v) for v in _variants(t)) for t in texts if t)
 
-    def _register(self, watch: _Watch, example_id: str, parts: frozenset) -> None:
-        watch.parts[example_id] = parts
-        owner = ("live", watch.number, example_id)
-        for part in parts:
-            for needle in part:
-                self._needles.add(needle, owner)
+    def _register(self, pool: _Pool, example_id: str, digest: bytes, renderings: tuple[frozenset, ...]) -> None:
+        pool.items[example_id] = (digest, renderings)
+        owner = (pool.number, example_id)
+        for rendering in renderings:
+            for part in rendering:
+                for needle in part:
+                    self._needles.add(needle, owner)
 
-    def _bury(self, watch: _Watch, ids: list[str]) -> None:
-        """``ids`` were forgotten: keep their renderings as tombstones and drop their entries."""
+    # ------------------------------------------------------------------ forgets
+    def _forgotten(self, pool: _Pool, ids: Sequence[str], only_if: dict | None = None) -> None:
+        """The engine's forget listener: drop the entries of ``ids`` (``only_if``: only where the
+        held payload is still the one that was checked)."""
+        with self._lock:
+            gone = [i for i in ids if i in pool.items and (only_if is None or pool.items[i][0] == only_if.get(i))]
+            if gone:
+                self._bury(pool, gone)
+
+    def _bury(self, pool: _Pool, ids: list[str], tomb: bool = True) -> None:
+        """``ids`` are gone: keep their renderings as tombstones and drop their entries."""
         dropped: set[tuple[str, str]] = set()
         for example_id in ids:
-            parts = watch.parts.pop(example_id, None)
-            if parts is None:
+            held = pool.items.pop(example_id, None)
+            if held is None:
                 continue
-            owner = ("live", watch.number, example_id)
-            for part in parts:
-                for needle in part:
-                    self._needles.discard(needle, owner)
-            if parts not in self._tomb_of:
-                tomb = len(self._tombs)
-                self._tombs[tomb], self._tomb_of[parts] = parts, tomb
-                for part in parts:
+            owner = (pool.number, example_id)
+            for rendering in held[1]:
+                for part in rendering:
                     for needle in part:
-                        self._needles.add(needle, ("dead", tomb))
+                        self._needles.discard(needle, owner)
+                if tomb and rendering and rendering not in self._tombs:
+                    self._tombs[rendering] = len(self._tombs)
+                    for part in rendering:
+                        for needle in part:
+                            self._needles.add(needle, ("dead", rendering))
             dropped |= self._by_owner.pop(owner, set())
         self._drop_entries(dropped)
 
-    # ------------------------------------------------------------------ keeping up with forgets
     def purge_forgotten(self) -> None:
-        """Drop the entries of examples forgotten anywhere (other objects, handles, processes)
+        """Drop the entries of items forgotten by other handles or processes on a watched store
         since the last check. Every ``lookup``/``update``/``clear`` does this first."""
-        with self._lock:
-            for watch in self._watches:
-                token = watch.index.digest()  # catches up with the store; changes on every forget
-                if token != watch.token:
-                    gone = [i for i in watch.parts if i not in watch.index]
-                    if gone:
-                        self._bury(watch, gone)
-                    watch.token = token
+        for pool in list(self._pools):
+            if not pool.stored:
+                continue  # an in-memory engine has no other handle: its forgets are announced
+            version = pool.index.version  # catches up with the store
+            if version == pool.version:
+                continue
+            with self._lock:
+                held = {i: digest for i, (digest, _) in pool.items.items()}
+            current = {i: self._payload_hash(p) for i, p in self._payloads(pool.index, list(held))}
+            gone = [i for i, digest in held.items() if current.get(i) != digest]
+            if gone:
+                self._forgotten(pool, gone, only_if=held)
+            pool.version = version
 
     async def apurge_forgotten(self) -> None:
         """Async :meth:`purge_forgotten` (runs in an executor)."""
         await run_in_executor(None, self.purge_forgotten)
 
     def _contained(self, prompt: str) -> tuple[set, bool]:
-        """The live examples ``prompt`` contains, and whether it contains a forgotten one."""
+        """The live items ``prompt`` contains, and whether it contains a forgotten one."""
+        if not self._needles:
+            return set(), False
         hits, owners = self._needles.find(prompt)
-        live, live_parts, dead = set(), set(), []
+        live, live_renderings, dead = set(), set(), []
         for owner in owners:
-            parts = self._watches[owner[1]].parts[owner[2]] if owner[0] == "live" else self._tombs[owner[1]]
-            if all(part & hits for part in parts):
-                if owner[0] == "live":
+            if owner[0] == "dead":
+                if all(part & hits for part in owner[1]):
+                    dead.append(owner[1])
+                continue
+            pool = self._pools[owner[0]] if owner[0] < len(self._pools) else None
+            held = pool.items.get(owner[1]) if pool is not None and pool.number == owner[0] else None
+            if held is None:
+                continue
+            for rendering in held[1]:
+                if all(part & hits for part in rendering):
                     live.add(owner)
-                    live_parts.add(parts)
-                else:
-                    dead.append(parts)
-        # a forgotten rendering that is also a live example's (a duplicate) is live content
-        return live, any(parts not in live_parts for parts in dead)
+                    live_renderings.add(rendering)
+        # a forgotten rendering that is also a live item's (a duplicate) is live content
+        return live, any(r not in live_renderings for r in dead)
 
     def _drop_entries(self, keys: set[tuple[str, str]]) -> None:
         """Remove entries from ``inner``: ``BaseCache`` has no delete, so read back the others,
@@ -367,15 +499,13 @@ class ForgettingCache(BaseCache):
 
     # ------------------------------------------------------------------ BaseCache
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        self.purge_forgotten()
         with self._lock:
-            self.purge_forgotten()
-            if self._tombs and self._contained(prompt)[1]:
-                return None
             return self.inner.lookup(prompt, llm_string)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        self.purge_forgotten()
         with self._lock:
-            self.purge_forgotten()
             live, forgotten = self._contained(prompt)
             if forgotten:
                 return  # the prompt holds an example forgotten while the LLM ran: do not keep it
@@ -387,8 +517,8 @@ class ForgettingCache(BaseCache):
                 self._by_owner.setdefault(owner, set()).add(key)
 
     def clear(self, **kwargs: Any) -> None:
+        self.purge_forgotten()
         with self._lock:
-            self.purge_forgotten()
             self.inner.clear(**kwargs)
             self._entries.clear()
             self._by_owner.clear()
@@ -409,9 +539,9 @@ class ForgettingCache(BaseCache):
             return len(self._entries)
 
     def holds(self, example_id: str) -> int:
-        """How many held entries contain the (live) example ``example_id`` of any watched source."""
+        """How many held entries contain the (live) item ``example_id`` of any watched engine."""
         with self._lock:
-            return sum(len(keys) for owner, keys in self._by_owner.items() if owner[2] == example_id)
+            return sum(len(keys) for owner, keys in self._by_owner.items() if owner[1] == example_id)
 
     def __repr__(self) -> str:
-        return f"ForgettingCache(inner={type(self.inner).__name__}, entries={len(self._entries)}, watches={len(self._watches)})"
+        return f"ForgettingCache(inner={type(self.inner).__name__}, entries={len(self._entries)}, engines={len(self._pools)})"

@@ -30,6 +30,7 @@ from erase_core import ERASEError, ExampleIndex, ForgetReceipt
 from erase_core._validation import reject_unknown_kwargs
 from erase_core.filters import check_filter
 
+from . import _handouts
 from ._common import as_id_list, as_subject, check_embedding_identity, check_k, document_rows, to_float_rows
 
 __all__ = ["ERASEVectorStore"]
@@ -220,7 +221,9 @@ class ERASEVectorStore(VectorStore):
         id that is not a non-empty string raises)."""
         ids = as_id_list(ids)
         with self.index.lock:
-            return [self._document(i, self.index.get(i)) for i in ids if i in self.index]
+            found = [(i, self.index.get(i)) for i in ids if i in self.index]
+        _handouts.handed_out(self.index, found)
+        return [self._document(i, payload) for i, payload in found]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await run_in_executor(None, self.get_by_ids, ids)
@@ -241,6 +244,7 @@ class ERASEVectorStore(VectorStore):
                 check_filter(filter)
                 where = filter
             found = self.index.search(np.asarray(embedding, dtype=np.float64), k, filter=where, **options)
+        _handouts.handed_out(self.index, [(s.id, s.payload) for s in found])
         return [(self._document(s.id, s.payload), s.score) for s in found]
 
     @staticmethod

@@ -220,8 +220,8 @@ def test_the_cache_keeps_no_forgotten_text():
     run_all(prompt | fake_llm(cache))
     victim = victim_in_some_prompts(sel, cache)
     sel.forget(victim)
-    state = pickle.dumps((cache._needles._owners, cache._needles._by_anchor, cache._needles._short, cache._tombs,
-                          cache._entries, cache._by_owner, [w.parts for w in cache._watches]))
+    state = pickle.dumps((cache._needles._owners, cache._needles._anchors, cache._needles._short, cache._tombs,
+                          cache._entries, cache._by_owner, [p.items for p in cache._pools]))
     assert not surviving(state, [text_of(victim).encode(), victim.encode()])
     kept = next(i for i in sel.ids if cache.holds(i))
     assert text_of(kept).encode() in state  # the survivors' prompts are held (the inner cache's keys)
@@ -315,7 +315,7 @@ def test_watch_rules_and_clear_inner():
     sel = selector()
     with pytest.raises(ERASEError, match="example_prompt"):
         ForgettingCache().watch(sel)
-    with pytest.raises(ERASEError, match="no ERASEExampleSelector"):
+    with pytest.raises(ERASEError, match="no example selector"):
         ForgettingCache().watch(FewShotPromptTemplate(examples=EXAMPLES[:2], example_prompt=EXAMPLE_PROMPT,
                                                       suffix="{input}", input_variables=["input"]))
     with pytest.raises(TypeError):
@@ -325,13 +325,13 @@ def test_watch_rules_and_clear_inner():
     with pytest.raises(ERASEError, match="needs 'missing'"):
         wrong.select_examples({"input": "x"})  # a template that cannot render the examples: loud
     cache = ForgettingCache().watch(sel, example_prompt=EXAMPLE_PROMPT)
-    assert cache.watch(sel, example_prompt=EXAMPLE_PROMPT) is cache and len(cache._watches) == 1
+    assert cache.watch(sel, example_prompt=EXAMPLE_PROMPT) is cache and len(cache._pools) == 1
+    assert len(cache._pools[0].renderers) == 1
     old = InMemoryCache()
     old.update("an old prompt", "llm", [Generation(text="old")])
-    ForgettingCache(old)  # unknown entries cannot be forgotten: cleared by default
+    assert ForgettingCache(old).lookup("an old prompt", "llm")[0].text == "old"  # kept unless asked
+    ForgettingCache(old, clear_inner=True)
     assert old.lookup("an old prompt", "llm") is None
-    old.update("an old prompt", "llm", [Generation(text="old")])
-    assert ForgettingCache(old, clear_inner=False).lookup("an old prompt", "llm")[0].text == "old"
 
 
 def test_with_filter_copy_is_watched():
@@ -388,3 +388,192 @@ def test_concurrent_chains_and_forgets():
     assert len(cache) > 0
     assert not any(text_of(i) in p for i in gone for p in stored_prompts(cache.inner))
     assert all(cache.holds(i) == 0 for i in gone)
+
+
+# ---------------------------------------------------------------------- every source kind, through the core's hook
+from langchain_core.example_selectors import (  # noqa: E402
+    MaxMarginalRelevanceExampleSelector,
+    SemanticSimilarityExampleSelector,
+)
+
+from erase_langchain import ERASEVectorStore  # noqa: E402
+
+
+def example_store(tmp_path=None) -> ERASEVectorStore:
+    store = ERASEVectorStore(NGramEmbeddings(), persist_path=None if tmp_path is None else tmp_path / "store.sqlite",
+                             subject_key="user")
+    store.add_texts([ex["input"] for ex in OWNED], [dict(ex) for ex in OWNED], ids=IDS)
+    return store
+
+
+def stock_selector(kind, store):
+    cls = SemanticSimilarityExampleSelector if kind == "similarity" else MaxMarginalRelevanceExampleSelector
+    return cls(vectorstore=store, k=3, input_keys=["input"])
+
+
+def check_forget_reaches_cache(cache, llm, chain, inputs, forget, text_of_id=text_of):
+    """Run, rerun from the cache, forget the victim through ``forget`` (which returns every id it
+    forgot); the entries holding any of them go, the others are still served, and the ones that
+    went are recomputed."""
+    for q in inputs:
+        chain.invoke(q)
+    assert len(cache) == len(inputs)
+    calls = llm.i
+    for q in inputs:
+        chain.invoke(q)
+    assert llm.i == calls  # served from the cache
+    victim = max((i for i in IDS if 0 < cache.holds(i) < len(cache)), key=lambda i: (cache.holds(i), i))
+    assert len([p for p in stored_prompts(cache.inner) if text_of_id(victim) in p]) == cache.holds(victim) > 0
+    prompts, before = stored_prompts(cache.inner), len(cache)
+    gone = forget(victim)
+    assert victim in gone
+    texts = [text_of_id(i) for i in gone]
+    holding = [p for p in prompts if any(t in p for t in texts)]
+    assert all(cache.holds(i) == 0 for i in gone)
+    assert not any(t in p for t in texts for p in stored_prompts(cache.inner))
+    assert len(cache) == before - len(holding)  # unrelated entries stay ...
+    assert len(cache) > 0 or len(gone) > 1  # (one id is in some prompts only: the victim's choice)
+    calls = llm.i
+    for q in inputs:
+        chain.invoke(q)
+    assert llm.i == calls + len(holding)  # ... and are served; the dropped ones are recomputed
+    return victim
+
+
+@pytest.mark.parametrize("kind", ["similarity", "mmr"])
+@pytest.mark.parametrize("how", ["delete", "forget_subject", "forget_where", "upsert"])
+def test_stock_selector_over_the_store(kind, how):
+    store = example_store()
+    prompt = few_shot(stock_selector(kind, store))
+    cache = ForgettingCache().watch(prompt)
+    llm = fake_llm(cache)
+    chain = prompt | llm
+
+    def forget(victim):
+        example = OWNED[IDS.index(victim)]
+        if how == "delete":
+            store.delete([victim])
+            return [victim]
+        if how == "forget_subject":
+            return store.forget(subject=example["user"]).ids
+        if how == "forget_where":
+            return store.forget_where({"$and": [{"user": example["user"]}, {"lang": example["lang"]}]}).ids
+        # same id, new content: the old content is forgotten
+        return store.index.upsert(store.embedding.embed_documents(["a brand new text"]),
+                                  [{"page_content": "a brand new text", "metadata": {"input": "a brand new text",
+                                                                                     "output": "other"}}], [victim]).ids
+
+    victim = check_forget_reaches_cache(cache, llm, chain, [{"input": q} for q in QUERIES], forget)
+    assert victim not in store.ids or how == "upsert"
+
+
+def test_erase_selector_over_the_store_and_the_store_watched_twice():
+    store = example_store()
+    sel = ERASEExampleSelector(vectorstore=store, k=3, input_keys=["input"], strategy="similarity")
+    prompt = few_shot(sel)
+    cache = ForgettingCache().watch(prompt).watch(store)  # one engine, two renderings
+    assert len(cache._pools) == 1 and len(cache._pools[0].renderers) == 2
+    llm = fake_llm(cache)
+    check_forget_reaches_cache(cache, llm, prompt | llm, [{"input": q} for q in QUERIES],
+                               lambda victim: sel.forget(victim).ids)
+
+
+@pytest.mark.parametrize("source", ["store", "vectorstore_retriever", "mmr_retriever", "erase_retriever"])
+def test_rag_chain_over_each_retriever(source):
+    store = example_store()
+    retriever = {
+        "store": store.as_retriever(search_kwargs={"k": 2}),
+        "vectorstore_retriever": store.as_retriever(search_kwargs={"k": 2}),
+        "mmr_retriever": store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 6}),
+        "erase_retriever": ERASERetriever(embeddings=NGramEmbeddings(), index=store.index, k=2, strategy="similarity"),
+    }[source]
+    cache = ForgettingCache().watch(store if source == "store" else retriever)
+    llm = fake_llm(cache)
+    template = PromptTemplate.from_template("Context:\n{context}\n\nQuestion: {question}\nAnswer:")
+    chain = {"context": retriever | (lambda ds: "\n\n".join(d.page_content for d in ds)),
+             "question": lambda q: q} | template | llm
+    check_forget_reaches_cache(cache, llm, chain, QUERIES, lambda victim: store.delete([victim]) and [victim])
+
+
+async def test_async_rag_chain_over_a_vectorstore_retriever():
+    store = example_store()
+    retriever = store.as_retriever(search_kwargs={"k": 2})
+    cache = ForgettingCache().watch(retriever)
+    llm = fake_llm(cache)
+    template = PromptTemplate.from_template("Context:\n{context}\n\nQuestion: {question}\nAnswer:")
+    chain = {"context": retriever | (lambda ds: "\n\n".join(d.page_content for d in ds)),
+             "question": lambda q: q} | template | llm
+    for q in QUERIES:
+        await chain.ainvoke(q)
+    victim = max((i for i in IDS if cache.holds(i)), key=lambda i: (cache.holds(i), i))
+    await store.adelete([victim])
+    assert cache.holds(victim) == 0 and not any(text_of(victim) in p for p in stored_prompts(cache.inner))
+
+
+def test_store_forgotten_by_another_handle(tmp_path):
+    store = example_store(tmp_path)
+    prompt = few_shot(stock_selector("similarity", store))
+    cache = ForgettingCache().watch(prompt)
+    run_all(prompt | fake_llm(cache))
+    victim = max((i for i in IDS if cache.holds(i)), key=lambda i: (cache.holds(i), i))
+    other = ERASEVectorStore.open(tmp_path / "store.sqlite", NGramEmbeddings())
+    other.delete([victim])  # not announced to this process's handle: seen at the next lookup
+    assert cache.holds(victim) > 0
+    assert cache.lookup("any prompt", "llm") is None
+    assert cache.holds(victim) == 0 and not any(text_of(victim) in p for p in stored_prompts(cache.inner))
+    other.close()
+    store.close()
+
+
+def test_lookup_scans_nothing_and_update_scans_once(monkeypatch):
+    sel = selector()
+    prompt = few_shot(sel)
+    cache = ForgettingCache().watch(prompt)
+    scans = []
+    real = cache._needles.find
+    monkeypatch.setattr(cache._needles, "find", lambda p: scans.append(p) or real(p))
+    chain = prompt | fake_llm(cache)
+    run_all(chain)
+    assert len(scans) == len(QUERIES)  # one scan per generation written
+    run_all(chain)
+    assert len(scans) == len(QUERIES)  # hits: no scan at all
+
+
+def test_forget_listener_hook():
+    """The core's public hook: called with the ids of every committed forget through the handle
+    (forget, forget_subject, forget_where, upsert's replaced ids), not for no-ops; removable."""
+    store = example_store()
+    index = store.index
+    heard = []
+    index.add_forget_listener(heard.append)
+    index.add_forget_listener(heard.append)  # once only
+    store.delete(["ex00"])
+    store.delete(["no-such-id"])  # nothing forgotten: nothing announced
+    index.forget_where({"user": "bob"})
+    store.add_texts(["new"], [{}], ids=["ex02"])  # replacement
+    store.add_texts(["newer"], [{}], ids=["brand-new"])  # no replacement
+    bob = tuple(i for i, ex in zip(IDS, OWNED) if ex["user"] == "bob")
+    assert heard == [("ex00",), bob, ("ex02",)]
+    index.remove_forget_listener(heard.append)
+    store.delete(["ex03"])
+    assert len(heard) == 3
+    with pytest.raises(ERASEError, match="callable"):
+        index.add_forget_listener("not callable")
+
+    def broken(ids):
+        raise RuntimeError("boom")
+
+    index.add_forget_listener(broken)
+    index.add_forget_listener(heard.append)
+    with pytest.raises(ERASEError, match="committed.*boom"):
+        store.delete(["ex04"])
+    assert "ex04" not in store.ids and heard[-1] == ("ex04",)  # committed, and the other listener ran
+
+
+def test_close_stops_watching():
+    store = example_store()
+    cache = ForgettingCache().watch(store)
+    cache.close()
+    store.similarity_search("football", k=2)
+    assert cache._needles._owners == {}
+    store.delete(["ex00"])  # no error, nothing to do
