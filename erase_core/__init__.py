@@ -6,6 +6,7 @@ Framework-free: nothing here imports LangChain or LlamaIndex.
 from ._validation import DuplicateIdError, ERASEError, InvalidIdError, UnknownArgumentError, UnknownIdError
 from ._version import __version__
 from .example_index import ExampleIndex, ForgetReceipt, IndexClosedError
+from .payloads import payload_json
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
 from .selection import SelectedExample
 from .storage import CorruptStoreError, ExampleStore, StoreError
@@ -28,4 +29,5 @@ __all__ = [
     "UnknownIdError",
     "UpdateReport",
     "__version__",
+    "payload_json",
 ]

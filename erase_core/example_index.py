@@ -29,6 +29,7 @@ from ._validation import (ERASEError, reject_unknown_kwargs, UnknownIdError, che
 from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
 from .payload_texts import PayloadTexts
+from .payloads import payload_json
 from .storage.errors import RowGoneError
 from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
@@ -123,15 +124,6 @@ def _filter_text(where: dict) -> str:
     return _check_text(text, "the filter")
 
 
-def _payload_json(payload: Any) -> str:
-    try:
-        return json.dumps(payload, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ERASEError(f"payload is not JSON-serialisable: {exc}") from None
-    except RecursionError:
-        raise ERASEError("payload is nested too deeply to serialise as JSON") from None
-
-
 def _example_hash(example_id: str, payload_json: str, vector: np.ndarray, attrs: str = "") -> int:
     h = hashlib.blake2b(digest_size=8)
     h.update(example_id.encode())
@@ -166,7 +158,7 @@ class _Incoming:
             raise ERASEError(f"got {len(subjects)} subjects and {len(metadata)} metadata for {n} vectors")
         attrs = [attrs_json(check_subject(s, f"subjects[{j}]"), check_metadata(m, f"metadata[{j}]"))
                  for j, (s, m) in enumerate(zip(subjects, metadata))]
-        payload_jsons = [_payload_json(p) for p in payloads]
+        payload_jsons = [payload_json(p) for p in payloads]
         unit = _normalise(X)
         try:
             hashes = [_example_hash(i, pj, row, a) for i, pj, row, a in zip(ids, payload_jsons, unit, attrs)]

@@ -59,12 +59,6 @@ _CONSTRUCTOR_KEYWORDS = ("index", "embed_model", "similarity_top_k", "query_scor
                          "object_map", "verbose", "filters", "fetch_k", "lambda_mult")
 _CALL_FILTERS: contextvars.ContextVar = contextvars.ContextVar("erase_llamaindex_call_filters", default=None)
 
-try:  # the exact JSON text ExampleIndex.add would store (its digest hashes that text)
-    from erase_core.example_index import _payload_json
-except ImportError:  # pragma: no cover - kept in step with erase_core by the digest check in persist()
-    def _payload_json(payload: Any) -> str:
-        return json.dumps(payload, sort_keys=True, ensure_ascii=False, allow_nan=False)
-
 
 def _resolve_embed_model(embed_model: Any) -> BaseEmbedding:
     """``None``: ``Settings.embed_model`` when one was set explicitly, else :class:`HFEmbedding`
