@@ -53,6 +53,13 @@ __all__ = ["ERASEVectorStore", "MANIFEST_FORMAT"]
 #: ``format`` of the JSON manifest :meth:`ERASEVectorStore.persist` writes.
 MANIFEST_FORMAT = "erase-llamaindex-vector-store"
 _MANIFEST_VERSION = 1
+#: What a plain ``StorageContext.from_defaults(persist_dir=...)`` says when it meets a manifest:
+#: LlamaIndex reads every ``*__vector_store.json`` as ``SimpleVectorStore`` data, and a manifest
+#: alone would parse as an empty one (retrieval answering ``[]``). The manifest therefore carries
+#: an ``embedding_dict`` whose only "vector" is this sentence, so that load fails with it.
+_NOT_SIMPLE = ("this persist_dir holds an ERASE vector store, not a SimpleVectorStore: open it with "
+               "erase_llamaindex.ERASEVectorStore.from_persist_dir(persist_dir) and pass it as "
+               "StorageContext.from_defaults(persist_dir=..., vector_store=...)")
 _NAMESPACE_SEP = "__"  # as StorageContext names namespaced vector stores
 _STORE_SUFFIX = ".erase.sqlite"
 _MMR_KWARGS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
@@ -438,7 +445,8 @@ class ERASEVectorStore(BasePydanticVectorStore):
                 bound = store_path
             bound = Path(bound).resolve()
             reference = bound.name if bound.parent == p.parent.resolve() else str(bound)
-            write_json_atomically(p, {"format": MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "store": reference})
+            write_json_atomically(p, {"format": MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "store": reference,
+                                      "embedding_dict": {"erase": [_NOT_SIMPLE]}})
 
     def __reduce__(self):
         """Pickles and copies carry the index as ExampleIndex does: a store file by path (the copy

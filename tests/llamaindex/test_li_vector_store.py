@@ -315,7 +315,9 @@ def test_persist_writes_a_manifest_and_binds(tmp_path):
     d = tmp_path / "store"
     s.persist(str(d / "default__vector_store.json"))
     manifest = json.loads((d / "default__vector_store.json").read_text())
+    guard = manifest.pop("embedding_dict")  # makes a SimpleVectorStore load fail, with instructions
     assert manifest == {"format": "erase-llamaindex-vector-store", "version": 1, "store": "default__vector_store.erase.sqlite"}
+    assert list(guard) == ["erase"] and "from_persist_dir" in guard["erase"][0]
     assert s.path == (d / "default__vector_store.erase.sqlite").absolute()
     s.delete_nodes([NODES[0].node_id])  # bound: written to the store file
     reopened = ERASEVectorStore.from_persist_dir(str(d))
@@ -449,6 +451,23 @@ def test_storage_context_persist_and_load_index_from_storage(tmp_path):
     assert not [i for i in ctx.vector_stores["default"].index.ids if i.startswith("doc-0-")]
     ref = index_over(ERASEVectorStore.from_defaults(seed=SEED), documents(3)[1:])
     assert loaded.vector_store.index.digest() == ref.vector_store.index.digest()
+
+
+def test_a_plain_reload_of_an_erase_persist_dir_fails_loudly(tmp_path):
+    """StorageContext.from_defaults(persist_dir=...) without vector_store= reads every
+    *__vector_store.json as SimpleVectorStore data: on an ERASE directory it must not come back
+    as an empty store (retrieval answering []), but fail, saying how to open it."""
+    d = str(tmp_path / "storage")
+    ctx = StorageContext.from_defaults(vector_store=ERASEVectorStore.from_defaults(seed=SEED))
+    VectorStoreIndex.from_documents(documents(3), storage_context=ctx, embed_model=EMBED, transformations=[SPLITTER])
+    ctx.persist(persist_dir=d)
+    with pytest.raises(ValueError, match="ERASE vector store.*from_persist_dir"):
+        StorageContext.from_defaults(persist_dir=d)
+    # the ERASE way opens it, with everything in it
+    loaded = load_index_from_storage(
+        StorageContext.from_defaults(persist_dir=d, vector_store=ERASEVectorStore.from_persist_dir(d)), embed_model=EMBED,
+    )
+    assert loaded.as_retriever(similarity_top_k=50).retrieve("topic 1")
 
 
 def _secret_document():
