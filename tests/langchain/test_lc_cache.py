@@ -577,3 +577,20 @@ def test_close_stops_watching():
     store.similarity_search("football", k=2)
     assert cache._needles._owners == {}
     store.delete(["ex00"])  # no error, nothing to do
+
+
+# ---------------------------------------------------------------------- LangChain's standard cache suites
+from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite  # noqa: E402
+
+
+class TestForgettingCacheStandardSync(SyncCacheTestSuite):
+    @pytest.fixture
+    def cache(self):
+        store = example_store()
+        return ForgettingCache().watch(few_shot(stock_selector("similarity", store))).watch(store)
+
+
+class TestForgettingCacheStandardAsync(AsyncCacheTestSuite):
+    @pytest.fixture
+    async def cache(self):
+        return ForgettingCache().watch(few_shot(selector()))
