@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from ._validation import (ERASEError, reject_unknown_kwargs, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_real,
+from ._validation import (ERASEError, check_id, reject_unknown_kwargs, UnknownIdError, check_ids, check_known_ids, check_positive_int, check_real,
                           check_vectors)
 from .filters import AttributeIndex, attrs_json, check_filter, check_metadata, check_subject, parse_attrs
 from .hashing import MultisetHash
@@ -1110,7 +1110,7 @@ class ExampleIndex:
         """``{"subject": ..., "metadata": {...}}`` of an example (copies)."""
         with self._lock:
             self._sync()
-            if example_id not in self._slot_of:
+            if check_id(example_id, "example_id") not in self._slot_of:
                 raise UnknownIdError(f"unknown id {example_id!r}")
             subject, metadata = parse_attrs(self._attrs_json.get(example_id, ""))
             return {"subject": subject, "metadata": metadata}
@@ -1197,7 +1197,7 @@ class ExampleIndex:
         """A copy of the example's payload."""
         with self._lock:
             self._sync()
-            if example_id not in self._payload_json:
+            if check_id(example_id, "example_id") not in self._payload_json:
                 raise UnknownIdError(f"unknown id {example_id!r}")
             return self._payload(example_id)
 
@@ -1205,7 +1205,7 @@ class ExampleIndex:
         """The stored (unit, float32) embedding of an example (a copy)."""
         with self._lock:
             self._sync()
-            if example_id not in self._slot_of:
+            if check_id(example_id, "example_id") not in self._slot_of:
                 raise UnknownIdError(f"unknown id {example_id!r}")
             return self._vectors[self._slot_of[example_id]].copy()
 
