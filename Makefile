@@ -18,9 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
-# Test processes: one per CPU (pytest-xdist). Tests that use a model share a worker (tests/conftest.py).
+# Test processes: one per CPU (pytest-xdist); a test file runs in one of them, files with model
+# tests first (tests/conftest.py), and each process loads a model at most once.
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## Run the whole test suite (what CI runs).
 test: $(STAMP)

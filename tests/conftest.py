@@ -11,8 +11,9 @@ Markers (registered in pyproject.toml):
 * ``slow``: long in itself (a fine-tuning run, a benchmark, a whole demo).
 
 `make test-fast` runs ``-m "not slow and not models and not processes"``. Under pytest-xdist
-(`make test`, ``--dist loadgroup``) each test process loads a model at most once (session
-fixtures), and the model tests of one module stay together in one process.
+(`make test`, ``--dist loadfile``) each test process loads a model at most once (session
+fixtures) and a module's tests stay in one process, so module fixtures are built once, in order.
+(``--dist loadgroup`` with ``xdist_group`` marks does not group under pytest 9 + xdist 3.8.)
 """
 
 from __future__ import annotations
@@ -97,16 +98,15 @@ def minilm():
 MODEL_FIXTURES = ("smollm2", "minilm")
 
 
+def pytest_itemcollected(item):
+    if any(name in item.fixturenames for name in MODEL_FIXTURES):
+        item.add_marker(pytest.mark.models)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if any(name in item.fixturenames for name in MODEL_FIXTURES):
-            item.add_marker(pytest.mark.models)
-            if item.get_closest_marker("xdist_group") is None:
-                # a module's model tests run in one worker (under `--dist loadgroup`): its
-                # module-scoped fixtures (a fine-tuned model, say) are built once, in order
-                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if hasattr(config, "workerinput"):
-        # in a pytest-xdist worker: the long tests first, so the run does not end waiting on one
+        # in a pytest-xdist worker: the files with long tests first (`make test` runs
+        # --dist loadfile --no-loadscope-reorder: files go to workers in this order)
         def rank(item):
             if item.get_closest_marker("models"):
                 return 0
