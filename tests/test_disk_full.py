@@ -6,27 +6,20 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
 from erase_core import ERASEError, ExampleIndex
 from conftest import clustered
+from mounts import tmpfs
 from test_store import assert_keys_match_rows
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "3m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(directory) -> object:

@@ -480,17 +480,10 @@ def test_a_store_opened_through_a_symlink_uses_the_real_files(tmp_path):
 
 @pytest.fixture
 def read_only_mount(tmp_path):
-    import subprocess
+    from mounts import tmpfs
 
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_store_on_a_read_only_mount_says_so(read_only_mount, capsys):
