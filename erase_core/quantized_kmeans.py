@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 import numpy as np
 from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a str (ensure_ascii)
@@ -37,7 +39,8 @@ from .seeding import RaceKey, Seeding, insertion_changes_seeding, seed_plusplus
 _BLOCK_BYTES = 1 << 22
 
 
-_THREADPOOLS = None
+_THREADPOOLS: Any = None
+_THREADPOOLS_MODULES = 0
 
 
 def _one_blas_thread():
@@ -46,14 +49,17 @@ def _one_blas_thread():
     machine, while on a loaded one (threads spinning at barriers for a core another process
     holds) it made a recompute take seconds. Local to the library's hot path: the caller's own
     BLAS settings are restored on exit. A no-op without threadpoolctl."""
-    global _THREADPOOLS
-    if _THREADPOOLS is None:
+    global _THREADPOOLS, _THREADPOOLS_MODULES
+    # BLAS libraries loaded after the controller was built (torch, faiss imported later) would
+    # escape it: rebuild it whenever modules were imported since (a new library comes with one).
+    if _THREADPOOLS is None or (_THREADPOOLS and _THREADPOOLS_MODULES != len(sys.modules)):
         try:
             from threadpoolctl import ThreadpoolController
 
             _THREADPOOLS = ThreadpoolController()
         except Exception:  # pragma: no cover - threadpoolctl is a dependency
             _THREADPOOLS = False
+        _THREADPOOLS_MODULES = len(sys.modules)
     if not _THREADPOOLS:
         return contextlib.nullcontext()
     return _THREADPOOLS.limit(limits=1, user_api="blas")

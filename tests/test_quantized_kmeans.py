@@ -224,6 +224,38 @@ def test_default_projection_resolves_by_dimension():
         QuantizedKMeans(3, projection_dim=-1)
 
 
+@pytest.mark.processes
+def test_blas_libraries_loaded_after_the_first_fit_are_limited_too():
+    """The BLAS limit covers libraries imported after the library's first fit (faiss's OpenBLAS
+    here): a fresh process fits, imports faiss, and fits again under a spy."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from threadpoolctl import threadpool_info, threadpool_limits
+        import erase_core.quantized_kmeans as qk
+        X = np.random.default_rng(0).normal(size=(200, 8))
+        ids = [str(i) for i in range(200)]
+        qk.QuantizedKMeans(3).fit(X, ids)
+        n_before = len([i for i in threadpool_info() if i["user_api"] == "blas"])
+        import faiss  # noqa: F401  (brings its own OpenBLAS)
+        seen = []
+        real = qk.QuantizedKMeans._statistics
+        def spy(self, labels):
+            seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+            return real(self, labels)
+        qk.QuantizedKMeans._statistics = spy
+        with threadpool_limits(2, user_api="blas"):
+            qk.QuantizedKMeans(3).fit(X, ids)
+        assert len(seen[0]) > n_before, (n_before, seen[0])
+        assert all(t == 1 for threads in seen for t in threads), seen
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def test_fit_and_recomputes_limit_blas_threads_locally():
     """The hot path runs BLAS on one thread and gives the caller's setting back."""
     from threadpoolctl import threadpool_info, threadpool_limits
