@@ -9,10 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from erase_core import ERASEError, ExampleIndex, IndexClosedError
+from erase_core import ERASEError, ExampleIndex, IndexClosedError, payload_json
 from erase_core.storage import StoreError, keys_path
 from erase_core.storage import keyfile as keyfile_module
 from conftest import clustered
+from residue import assert_sealed, vector_windows
 from test_store import assert_keys_match_rows, key_slots
 
 N = 12
@@ -269,6 +270,7 @@ def test_no_handle_reads_a_forgotten_example_once_its_commit_happened(tmp_path, 
     reader = ExampleIndex.open(path)  # opened before: it holds the victim in memory
     assert victim in reader and reader.select(X[0])  # and an erase handle a select_nowait snapshot
     victim_key = key_slots(path)[_slot_of(path, victim, reader)]
+    victim_plain = [payload_json(reader.get(victim)).encode("utf-8"), *vector_windows(reader.vector(victim).tobytes())]
     child = subprocess.Popen([sys.executable, "-c", _WRITER, step, mode, victim, str(path)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -306,6 +308,11 @@ def test_no_handle_reads_a_forgotten_example_once_its_commit_happened(tmp_path, 
     _gone_everywhere(reader, X, ids, victim)
     assert reader.verify() and index.verify() and reader.digest() == index.digest()
     assert index.forgotten(example_id=victim)  # the audit entry committed with the forget
+    # every file under the directory, in 32-byte windows: neither the example nor its key
+    kept_key = key_slots(path)[_slot_of(path, next(i for i in ids if i != victim), reader)]
+    for handle in (reader, index):
+        handle.close()
+    assert_sealed(tmp_path, path, victim_plain, live_keys=[kept_key], shredded_keys=[victim_key])
 
 
 def _slot_of(path, victim, handle) -> int:
