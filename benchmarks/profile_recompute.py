@@ -3,8 +3,8 @@
 run, and the others (the trajectory changed to its end), with each one's cost.
 
 One ``QuantizedKMeans(4)`` (d = 384, the defaults) forgets random victims one id per call; each
-recompute is classified by whether ``_finish`` was told the run rejoined. The first recompute
-(it builds the score table) is left out.
+recompute is classified by its report's ``rejoined`` (``UpdateReport.rejoined``). The first
+recompute (it builds the score table) is left out.
 
     python benchmarks/profile_recompute.py --n 1000000 --forgets 20000 --seed 1
 
@@ -41,17 +41,9 @@ def main(argv=None) -> None:
     ids = [str(i) for i in range(args.n)]
     model = QuantizedKMeans(4).fit(X, ids)
     victims = [ids[i] for i in np.random.default_rng(args.seed).choice(args.n, args.forgets, replace=False)]
-    finish, flags = QuantizedKMeans._finish, []
-
-    def spy(self, *a, rejoined=False, **kw):
-        flags.append(rejoined)
-        return finish(self, *a, rejoined=rejoined, **kw)
-
-    QuantizedKMeans._finish = spy
     kinds = {"rejoined": [], "other": []}
     first = True
     for v in victims:
-        flags.clear()
         t = time.perf_counter()
         report = model.remove([v])
         dt = (time.perf_counter() - t) * 1e3
@@ -59,8 +51,7 @@ def main(argv=None) -> None:
             if first:
                 first = False
                 continue
-            kinds["rejoined" if any(flags) else "other"].append(dt)
-    QuantizedKMeans._finish = finish
+            kinds["rejoined" if report.rejoined else "other"].append(dt)
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "n": args.n, "forgets": args.forgets, "seed": args.seed,
            "load": os.getloadavg()[0]}
     for kind, ms in kinds.items():

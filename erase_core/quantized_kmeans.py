@@ -19,16 +19,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import struct
 import sys
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import numpy as np
 from json.encoder import encode_basestring_ascii as _json_str  # json.dumps of a str (ensure_ascii)
 
-from ._validation import ERASEError, check_ids, check_known_ids, check_positive_int, check_real, check_vectors
-from .fixed_point import MAX_GUARANTEED_DIM, FixedPointSpace, max_epsilon, max_unit_scale
+from ._validation import ERASEError, check_ids, check_known_ids, check_vectors
+from .fixed_point import FixedPointSpace
+from .params import (DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, MAX_CLUSTERS, MAX_ITER, MAX_PROJECTION_DIM, MIN_SCALE,
+                     check_params, parameter_limits)
 from .hashing import (MultisetHash, _mix_int, column_weight, id_hashes, row_form_ints, row_forms,
                       row_hashes, splitmix64)
 from .score_table import ScoreTable, scores
@@ -69,51 +71,27 @@ def _block_rows(width: int) -> int:
     return max(256, _BLOCK_BYTES // (8 * max(1, width)))
 
 
-def _shown(limit: float) -> str:
-    """``limit`` to 6 significant digits, rounded down (so the value shown is accepted)."""
-    exact = Decimal(limit)
-    return format(exact.quantize(Decimal(1).scaleb(exact.adjusted() - 5), rounding=ROUND_FLOOR).normalize(), "f")
+#: Defaults and limits of the parameters: declared with their rules in :mod:`erase_core.params`.
+__all__ = ["DEFAULT_EPSILON", "DEFAULT_PROJECTION_DIM", "FittedState", "MAX_CLUSTERS", "MAX_ITER", "MAX_PROJECTION_DIM",
+           "MIN_SCALE", "QuantizedKMeans", "STATE_FORMAT", "UpdateReport", "parameter_limits"]
 
 
-#: Default grid spacing and projection, chosen by measurement (docs/benchmarks.md).
-DEFAULT_EPSILON = 0.07
-DEFAULT_PROJECTION_DIM = 32
-
-#: Parameter limits, checked by the constructor. Labels are int16, hence k < 2^15 (k-means++
-#: seeding is k passes over the data: ~85 s at k = 2^15 on as many points). Every Lloyd
-#: iteration keeps a label column (n x (n_iter + 1)) and k x d' centroids and statistics, and
-#: quantized Lloyd repeats its centroids after tens of iterations, hence n_iter <= 1000.
-#: Projecting is for speed, so a target above 4096 dimensions (more than most embeddings
-#: have) is of no use. A scale below 1e-6 is an integer unit of over a million input units.
-#: The upper limits of scale and epsilon depend on the projection: :func:`parameter_limits`.
-MAX_CLUSTERS = 2**15 - 1
-MAX_ITER = 1000
-MAX_PROJECTION_DIM = 4096
-MIN_SCALE = 1e-6
-
-
-def parameter_limits(projection_dim: int | None = None, scale: float = 4096.0) -> dict[str, float]:
-    """The largest ``scale`` (for this projection setting) and ``epsilon`` (for this scale too)
-    that the constructor accepts.
-
-    They keep any vectors of norm <= 1 with up to :data:`~erase_core.fixed_point.MAX_GUARANTEED_DIM`
-    dimensions in the exact range of :mod:`.fixed_point`. The worst inputs are the widest, so
-    the limits are those of the clustering spaces the setting gives for DEFAULT_PROJECTION_DIM
-    and MAX_GUARANTEED_DIM input dimensions."""
-    if projection_dim is None:
-        spaces = [(DEFAULT_PROJECTION_DIM, None), (MAX_GUARANTEED_DIM, DEFAULT_PROJECTION_DIM)]
-    else:
-        spaces = [(MAX_GUARANTEED_DIM, projection_dim or None)]
-    return {
-        "scale": min(max_unit_scale(d, p) for d, p in spaces),
-        "epsilon": min(max_epsilon(d, p, scale) for d, p in spaces),
-    }
+#: Version of :meth:`FittedState.to_bytes`' layout (stored inside a store's open image,
+#: which keeps those bytes without reading them).
+STATE_FORMAT = 1
+_STATE_MAGIC = b"QKMSTATE"
+_STATE_PREFIX = struct.Struct("<8sII")  # magic, format, header length (the header is padded to 8 bytes)
 
 
 @dataclass
 class FittedState:
     """A fit's seeding and per-iteration records (see :meth:`QuantizedKMeans.export_state`):
-    ``labels`` is n x (used columns) in the fit's row order. Plain JSON and arrays: no pickle."""
+    ``labels`` is n x (used columns) in the fit's row order. Plain JSON and arrays: no pickle.
+
+    :meth:`to_bytes` / :meth:`from_bytes` are its one serialised form (the clustering owns its
+    format): ``b"QKMSTATE"``, u32 :data:`STATE_FORMAT`, u32 header length, a JSON header
+    (parameters, seeding, shapes), then centroids f8, sums i8, counts i8 and labels i2,
+    little-endian."""
 
     params: dict
     n_rec: int
@@ -125,6 +103,51 @@ class FittedState:
     counts: np.ndarray
     labels: np.ndarray
 
+    def to_bytes(self) -> bytes:
+        n, cols = self.labels.shape
+        k, m = self.centroids.shape[1], self.centroids.shape[2]
+        header = json.dumps({"params": self.params, "n_rec": int(self.n_rec), "converged": bool(self.converged),
+                             "seeds": list(self.seeds), "keys": [list(key) for key in self.keys],
+                             "n": int(n), "label_cols": int(cols), "k": int(k), "m": int(m)},
+                            ensure_ascii=False).encode("utf-8")
+        header += b" " * (-len(header) % 8)  # the arrays that follow start 8-byte aligned
+        return b"".join([_STATE_PREFIX.pack(_STATE_MAGIC, STATE_FORMAT, len(header)), header,
+                         np.ascontiguousarray(self.centroids, dtype="<f8").tobytes(),
+                         np.ascontiguousarray(self.sums, dtype="<i8").tobytes(),
+                         np.ascontiguousarray(self.counts, dtype="<i8").tobytes(),
+                         np.ascontiguousarray(self.labels, dtype="<i2").tobytes()])
+
+    __bytes__ = to_bytes
+
+    @classmethod
+    def from_bytes(cls, data) -> "FittedState":
+        """The state :meth:`to_bytes` wrote (``data``: any bytes-like object; the arrays are
+        read-only views of it, not copies). Anything else raises :class:`ValueError`."""
+        view = memoryview(data).cast("B")
+        try:
+            magic, fmt, header_len = _STATE_PREFIX.unpack_from(view, 0)
+            if magic != _STATE_MAGIC or fmt != STATE_FORMAT:
+                raise ValueError(f"not a clustering state of format {STATE_FORMAT}")
+            at = _STATE_PREFIX.size
+            head = json.loads(bytes(view[at : at + header_len]))
+            at += header_len
+            n, cols, k, m, n_rec = (int(head[key]) for key in ("n", "label_cols", "k", "m", "n_rec"))
+            sizes = [8 * (n_rec + 1) * k * m, 8 * n_rec * k * m, 8 * n_rec * k, 2 * n * cols]
+            if min(n, cols, k, m, n_rec) < 0 or at + sum(sizes) != len(view):
+                raise ValueError("clustering state of the wrong size")
+            cuts = np.cumsum([at] + sizes).tolist()
+            piece = [view[cuts[i] : cuts[i + 1]] for i in range(4)]
+            return cls(
+                params=head["params"], n_rec=n_rec, converged=bool(head["converged"]), seeds=list(head["seeds"]),
+                keys=[tuple(key) for key in head["keys"]],
+                centroids=np.frombuffer(piece[0], dtype="<f8").reshape(n_rec + 1, k, m),
+                sums=np.frombuffer(piece[1], dtype="<i8").reshape(n_rec, k, m),
+                counts=np.frombuffer(piece[2], dtype="<i8").reshape(n_rec, k),
+                labels=np.frombuffer(piece[3], dtype="<i2").reshape(n, cols),
+            )
+        except (KeyError, TypeError, struct.error, json.JSONDecodeError) as exc:
+            raise ValueError(f"malformed clustering state: {exc!r}") from None
+
 
 @dataclass(frozen=True)
 class UpdateReport:
@@ -132,11 +155,15 @@ class UpdateReport:
 
     ``recompute_from`` is None when only statistics were updated, -1 when the seeding had to
     be rerun (a full refit), or the Lloyd iteration from which the model was recomputed.
+    ``rejoined``: see the field.
     """
 
     n_points: int
     recompute_from: int | None
     representatives_changed: bool
+    #: A recompute that stopped where the new run rejoined the previous one (the same
+    #: centroids from some iteration on), rather than running to its end.
+    rejoined: bool = False
 
     @property
     def recomputed(self) -> bool:
@@ -173,6 +200,7 @@ class QuantizedKMeans:
     _points_hash: MultisetHash  # multiset hash of the points with their labels
     _rep_slot: np.ndarray  # per cluster: the slot of its representative, -1 for none
     _digest_parts: tuple[str, str] | None  # cached parts of digest(), None: recompute
+    _rejoined: bool  # whether the last recompute stopped where it rejoined the previous run
 
     def __init__(
         self,
@@ -184,21 +212,15 @@ class QuantizedKMeans:
         scale: float = 4096.0,
         projection_dim: int | None = None,
     ):
-        self.n_clusters = check_positive_int(n_clusters, "n_clusters", maximum=MAX_CLUSTERS)
-        self.n_iter = check_positive_int(n_iter, "n_iter", maximum=MAX_ITER)
-        self.epsilon = DEFAULT_EPSILON if epsilon is None else check_real(epsilon, "epsilon")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ERASEError(f"seed must be an integer, got {seed!r}")
-        self.seed = int(seed)
-        self.scale = check_real(scale, "scale")
-        if projection_dim is not None:
-            projection_dim = check_positive_int(projection_dim, "projection_dim", minimum=0, maximum=MAX_PROJECTION_DIM)
-        self.projection_dim = projection_dim
-        self._check_scale_and_epsilon()
+        p = check_params("QuantizedKMeans", dict(n_clusters=n_clusters, n_iter=n_iter, epsilon=epsilon, seed=seed,
+                                                 scale=scale, projection_dim=projection_dim))
+        self.n_clusters, self.n_iter, self.epsilon = p["n_clusters"], p["n_iter"], p["epsilon"]
+        self.seed, self.scale, self.projection_dim = p["seed"], p["scale"], p["projection_dim"]
         self._fitted = False
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, ids=None, *, id_hashes: np.ndarray | None = None, state: "FittedState | None" = None) -> "QuantizedKMeans":
+    def fit(self, X, ids=None, *, id_hashes: np.ndarray | None = None,
+            state: "FittedState | bytes | memoryview | None" = None) -> "QuantizedKMeans":
         """Cluster the rows of ``X`` (ids default to "0".."n-1"). A float32 ``X`` is read as is
         (no float64 copy of the whole input). ``id_hashes``: the ids' :func:`~.hashing.id_hashes`
         when the caller already has them (a store keeps them); otherwise computed here.
@@ -207,7 +229,10 @@ class QuantizedKMeans:
         (e.g. read back from a store's authenticated open image): the seeding and the Lloyd
         iterations are then installed instead of rerun; the coordinates, hashes and
         representatives are still derived from ``X``. A state that does not fit these rows
-        and parameters raises :class:`ValueError` (the caller fits instead)."""
+        and parameters raises :class:`ValueError` (the caller fits instead). It may also be
+        given serialised, as :meth:`to_state` (:meth:`FittedState.to_bytes`) wrote it."""
+        if state is not None and not isinstance(state, FittedState):
+            state = FittedState.from_bytes(state)
         with _one_blas_thread():
             return self._fit(X, ids, id_hashes, state)
 
@@ -221,6 +246,11 @@ class QuantizedKMeans:
             centroids=self._C[: self._n_rec + 1].copy(), sums=self._S[: self._n_rec].copy(),
             counts=self._N[: self._n_rec].copy(), labels=self._labels[: self._n, :ncols].copy(),
         )
+
+    def to_state(self) -> bytes:
+        """:meth:`export_state` serialised (:meth:`FittedState.to_bytes`): what ``fit(X, ids,
+        state=...)`` installs on the same rows in the same order instead of refitting."""
+        return self.export_state().to_bytes()
 
     def _state_params(self) -> dict:
         return {"k": self.n_clusters, "n_iter": self.n_iter, "seed": self.seed, "epsilon": float(self.epsilon).hex(),
@@ -310,7 +340,7 @@ class QuantizedKMeans:
         self._delete_slots(slots)
         if changed is not None:
             self._resume_after(*changed)
-            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids())
+            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids(), self._rejoined)
         if removed_reps:
             row_of = {i: r for r, i in enumerate(ids)}
             for j in {int(labels[row_of[rep], self._final_col]) for rep in removed_reps}:
@@ -370,7 +400,7 @@ class QuantizedKMeans:
             self._table.set_rows(start, self._n, coords, scores)
         if changed is not None:
             self._resume_after(*changed, fresh=new_slots)
-            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids())
+            return UpdateReport(len(ids), changed[0] + 1, reps_before != self._rep_ids(), self._rejoined)
         self._set_elements(new_slots, forms_current=True)
         self._points_hash.add_lanes(self._elem[new_slots, 1:])
         for s in new_slots:
@@ -494,22 +524,6 @@ class QuantizedKMeans:
         """Clustering-space coordinates (input units) of known ids."""
         self._check_fitted()
         return self._space.to_float(self._coords[[self._slot_of[i] for i in ids]])
-
-    def _check_scale_and_epsilon(self) -> None:
-        """Reject a scale or epsilon outside [MIN_SCALE or 0, :func:`parameter_limits`]."""
-        where = f"projection_dim={self.projection_dim!r}"
-        top = parameter_limits(self.projection_dim)["scale"]
-        if not MIN_SCALE <= self.scale <= top:
-            raise ERASEError(
-                f"scale must be in [{MIN_SCALE:g}, {_shown(top)}] with {where}, got {self.scale!r}: a larger "
-                f"scale overflows exact arithmetic on unit vectors of up to {MAX_GUARANTEED_DIM} dimensions"
-            )
-        top = parameter_limits(self.projection_dim, self.scale)["epsilon"]
-        if not 0 < self.epsilon <= top:
-            raise ERASEError(
-                f"epsilon must be in (0, {_shown(top)}] with scale={self.scale:g} and {where}, got "
-                f"{self.epsilon!r}: a coarser grid overflows exact arithmetic"
-            )
 
     def _resolve_projection(self, dim: int) -> int | None:
         """The projection actually used for input dimension ``dim`` (None: none)."""
@@ -859,6 +873,7 @@ class QuantizedKMeans:
         point's score for its final label, when the recompute computed the final column.
         ``rejoined``: the final column and centroids are the previous run's, so representatives
         are chosen again only where one was forgotten or a ``fresh`` point may be nearer."""
+        self._rejoined = rejoined
         self._final_col = self._n_rec - 1 if self._converged else self.n_iter
         ncols = self._ncols()
         if changed is not None and ncols != old_ncols:  # columns added or dropped: forms follow

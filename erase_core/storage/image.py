@@ -17,10 +17,13 @@ A missing, damaged, stale or unreadable image is never an error: the handle open
 way. Format (plaintext, little-endian): ``b"ERASEIMG"``, u32 format, u32 header length, a JSON
 header (``n``, ``dim``, section sizes), then the sections ``rows`` (i8), ``id_hash`` (u8),
 ``example_hash`` (u8), ``vectors`` (f4, n x dim), the UTF-8 ids as a JSON list, a JSON
-object of the attributes of the rows that have any, and the fitted clustering (JSON of its
-parameters and seeding, then its centroids f8, sums i8, counts i8 and labels i2; both empty
-for strategies without one), so an open installs the fit instead of rerunning it
-(:meth:`~erase_core.quantized_kmeans.QuantizedKMeans.fit` with ``state``). No pickle anywhere.
+object of the attributes of the rows that have any, and the fitted clustering as the bytes
+the clustering serialised itself to (empty for strategies without one; the image does not
+read them: :meth:`~erase_core.quantized_kmeans.FittedState.to_bytes` is their format), so an
+open installs the fit instead of rerunning it
+(:meth:`~erase_core.quantized_kmeans.QuantizedKMeans.fit` with ``state``). An image of an
+older format (3 kept the clustering's arrays as two sections of its own) is ignored: the handle
+opens the long way and writes a new one. No pickle anywhere.
 
 Payloads are not in the image: they can be large (kilobytes each) and a handle needs only the
 few it returns, so it reads those from their rows when first asked (:class:`~erase_core.
@@ -34,13 +37,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..quantized_kmeans import FittedState
 from .rows import PlainRow
 
 __all__ = ["IMAGE_MIN_ROWS", "ImageData", "image_min_rows", "image_path", "pack_image", "read_image_file", "seal_image", "write_image_file"]
@@ -49,7 +51,8 @@ __all__ = ["IMAGE_MIN_ROWS", "ImageData", "image_min_rows", "image_path", "pack_
 #: (``ERASE_IMAGE_MIN_ROWS`` in the environment overrides it, e.g. for tests).
 IMAGE_MIN_ROWS = 5_000
 _MAGIC = b"ERASEIMG"
-_FORMAT = 3
+_FORMAT = 4
+_SECTIONS = 7
 _FILE_MAGIC = b"ERASE-IMAGE-1\n\x00\x00"
 _PREFIX = struct.Struct("<8sII")
 _FILE_HEAD = struct.Struct("<16sQQ")  # magic, version, chunk count
@@ -84,26 +87,19 @@ class ImageData:
     vectors: np.ndarray
     ids: list[str]
     attrs: dict[str, str]
-    model: FittedState | None = None
+    #: The clustering's serialised state, as given to :func:`pack_image` (None: no clustering).
+    model: memoryview | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def pack_image(rows: Sequence[PlainRow], dim: int, model: FittedState | None = None) -> bytes:
+def pack_image(rows: Sequence[PlainRow], dim: int, model: Any = None) -> bytes:
     """The plaintext image of ``rows`` (decrypted rows, in row order; payloads left out) and of
-    the clustering fitted on them in that order."""
+    the clustering fitted on them in that order: ``model`` is its serialised state, bytes or
+    an object that gives them (``bytes(model)``, e.g. a ``FittedState``); None for no clustering."""
     n = len(rows)
-    if model is None:
-        model_json, model_arrays = b"", b""
-    else:
-        model_json = json.dumps({"params": model.params, "n_rec": model.n_rec, "converged": model.converged,
-                                 "seeds": model.seeds, "keys": model.keys, "label_cols": int(model.labels.shape[1])},
-                                ensure_ascii=False).encode("utf-8")
-        model_arrays = b"".join([np.ascontiguousarray(model.centroids, dtype="<f8").tobytes(),
-                                 np.ascontiguousarray(model.sums, dtype="<i8").tobytes(),
-                                 np.ascontiguousarray(model.counts, dtype="<i8").tobytes(),
-                                 np.ascontiguousarray(model.labels, dtype="<i2").tobytes()])
+    model_bytes = b"" if model is None else bytes(model)
     sections = [
         np.fromiter((r.row for r in rows), dtype="<i8", count=n).tobytes(),
         np.fromiter((r.id_hash for r in rows), dtype="<u8", count=n).tobytes(),
@@ -111,8 +107,7 @@ def pack_image(rows: Sequence[PlainRow], dim: int, model: FittedState | None = N
         b"".join(r.vector for r in rows),
         json.dumps([r.id for r in rows], ensure_ascii=False).encode("utf-8"),
         json.dumps({r.id: r.attrs_json for r in rows if r.attrs_json}, ensure_ascii=False).encode("utf-8"),
-        model_json,
-        model_arrays,
+        model_bytes,
     ]
     if len(sections[3]) != 4 * n * dim:
         raise ValueError("image rows do not all have the store's dimension")
@@ -190,18 +185,15 @@ def _parse(plain: memoryview, version: int) -> ImageData | None:
     header = json.loads(bytes(plain[at : at + header_len]))
     at += header_len
     n, dim, sizes = int(header["n"]), int(header["dim"]), [int(s) for s in header["sizes"]]
-    if len(sizes) != 8 or at + sum(sizes) != len(plain) or n < 0 or dim < 1:
+    if len(sizes) != _SECTIONS or at + sum(sizes) != len(plain) or n < 0 or dim < 1:
         return None
     cuts = np.cumsum([at] + sizes).tolist()
-    part = [memoryview(plain)[cuts[i] : cuts[i + 1]] for i in range(8)]
+    part = [memoryview(plain)[cuts[i] : cuts[i + 1]] for i in range(_SECTIONS)]
     if sizes[:4] != [8 * n, 8 * n, 8 * n, 4 * n * dim]:
         return None
     ids = json.loads(bytes(part[4]))
     attrs = json.loads(bytes(part[5]))
     if not isinstance(ids, list) or len(ids) != n or not isinstance(attrs, dict):
-        return None
-    model = _parse_model(bytes(part[6]), part[7], n) if sizes[6] else None
-    if sizes[6] and model is None:
         return None
     return ImageData(
         version=version, dim=dim,
@@ -209,28 +201,7 @@ def _parse(plain: memoryview, version: int) -> ImageData | None:
         id_hash=np.frombuffer(part[1], dtype="<u8").astype(np.uint64),
         example_hash=np.frombuffer(part[2], dtype="<u8").astype(np.uint64),
         vectors=np.frombuffer(part[3], dtype="<f4").reshape(n, dim),  # writable view of the decrypted array
-        ids=ids, attrs=attrs, model=model,
-    )
-
-
-def _parse_model(text: bytes, arrays: memoryview, n: int) -> FittedState | None:
-    head = json.loads(text)
-    k, n_rec, cols = int(head["params"]["k"]), int(head["n_rec"]), int(head["label_cols"])
-    sizes = [8 * (n_rec + 1) * k, 8 * n_rec * k, 8 * n_rec * k, 2 * n * cols]
-    per_dim = sizes[0] + sizes[1]  # centroids and sums scale with the clustering dimension m
-    rest = len(arrays) - sizes[2] - sizes[3]
-    if per_dim <= 0 or rest <= 0 or rest % per_dim:
-        return None
-    m = rest // per_dim
-    cuts = np.cumsum([0, sizes[0] * m, sizes[1] * m, sizes[2], sizes[3]]).tolist()
-    piece = [arrays[cuts[i] : cuts[i + 1]] for i in range(4)]
-    return FittedState(
-        params=head["params"], n_rec=n_rec, converged=bool(head["converged"]), seeds=list(head["seeds"]),
-        keys=[tuple(key) for key in head["keys"]],
-        centroids=np.frombuffer(piece[0], dtype="<f8").reshape(n_rec + 1, k, m),
-        sums=np.frombuffer(piece[1], dtype="<i8").reshape(n_rec, k, m),
-        counts=np.frombuffer(piece[2], dtype="<i8").reshape(n_rec, k),
-        labels=np.frombuffer(piece[3], dtype="<i2").reshape(n, cols),
+        ids=ids, attrs=attrs, model=part[6] if sizes[6] else None,
     )
 
 
