@@ -31,13 +31,14 @@ from .hashing import MultisetHash
 from .payload_texts import PayloadTexts
 from .payloads import payload_json
 from .storage.errors import RowGoneError
+from .storage.locate import create_store, open_store, store_exists
 from .storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
 from .storage.audit import matches as audit_matches
 from .quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
 from .selection import STRATEGIES, SelectedExample, fill_representatives, mmr_rank, top_k_by_cosine
 
 if TYPE_CHECKING:
-    from .storage import ExampleStore
+    from .storage.interface import Store
 
 FORMAT_VERSION = 1
 
@@ -323,22 +324,15 @@ class ExampleIndex:
         self._lock = threading.RLock()
         self._forget_listeners: list = []
         self._dim: int | None = None
-        self._store: ExampleStore | None = None
+        self._store: Store | None = None
         self._secret: bytes | None = None
         self._memory_log: MemoryAuditLog | None = None
         self._notes: dict[str, str] = {}  # application notes of an in-memory index
         self._closed_path: Path | None = None  # the store a closed index was on
         self._reset_memory()
         if path is not None:
-            from .storage import ExampleStore, StoreError
-
-            try:
-                self._store = ExampleStore.create(path, self.config())
-                self._secret = self._store.audit_secret()
-            except StoreError as exc:
-                if _is_store(path):
-                    raise ERASEError(f"{path} already holds an example store: reopen it with ExampleIndex.open(path)") from None
-                raise exc
+            self._store = create_store(path, self.config())
+            self._secret = self._store.audit_secret()
 
     def _reset_memory(self) -> None:
         self._vectors = np.zeros((0, 0 if self._dim is None else self._dim), dtype=np.float32)
@@ -373,14 +367,15 @@ class ExampleIndex:
         }
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ExampleIndex":
+    def open(cls, path: str | os.PathLike, *, timings: dict | None = None) -> "ExampleIndex":
         """Open a persisted index (any number of handles may have it open at once).
 
         Nothing is re-embedded and the digest is that of a fresh build on the stored rows. A file
-        that is not a store is rejected and left untouched."""
-        from .storage import ExampleStore
-
-        store = ExampleStore.open(path)
+        that is not a store is rejected and left untouched. ``timings``: a dict that receives
+        the seconds the open spent building memory (``build_memory_s``, when it opened from the
+        store's open image) and the total (``open_s``), for benchmarks."""
+        start = time.perf_counter()
+        store = open_store(path)
         try:
             config = store.config()
             if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
@@ -395,10 +390,12 @@ class ExampleIndex:
             index._store = store
             index._secret = store.audit_secret()
             with index._lock:
-                index._load_store()
+                index._load_store(timings)
         except BaseException:
             store.close()
             raise
+        if timings is not None:
+            timings["open_s"] = time.perf_counter() - start
         return index
 
     @classmethod
@@ -409,9 +406,7 @@ class ExampleIndex:
         reject_unknown_kwargs("ExampleIndex.open_or_create",
                               {key: v for key, v in params.items() if key not in INDEX_PARAMETERS[1:]},
                               ("path",) + INDEX_PARAMETERS)
-        from .storage import as_store_path
-
-        if as_store_path(path).exists() and os.path.getsize(path) > 0:
+        if store_exists(path):
             index = cls.open(path)
             wanted = {"k": k, **params}
             config = index.config()
@@ -424,7 +419,7 @@ class ExampleIndex:
             return index
         return cls(k, path=path, **params)
 
-    def _load_store(self) -> None:
+    def _load_store(self, timings: dict | None = None) -> None:
         """Fill memory from the store: from its open image and the changes since (fast), or
         from every row (then write the image for the next open). Either way the result is a
         fresh build on the store's rows."""
@@ -435,7 +430,10 @@ class ExampleIndex:
         if img is not None:
             changes = store.changes_since(img.version)
             if changes is not None:
+                start = time.perf_counter()
                 self._load_image(img)
+                if timings is not None:
+                    timings["build_memory_s"] = time.perf_counter() - start
                 if changes.version != self._version:
                     self._apply_changes(changes)
                 return
@@ -472,7 +470,7 @@ class ExampleIndex:
         self._fitted_model = model
         self._model_lag = None
 
-    def _on_store(self) -> ExampleStore:
+    def _on_store(self) -> Store:
         """The store of a store-backed index (for steps that only such an index takes)."""
         if self._store is None:
             raise ERASEError("this step needs the index's store file, and the index has none (in memory, or closed)")
@@ -1367,12 +1365,12 @@ class ExampleIndex:
         follow deletions.
         """
         from .hashing import id_hash
-        from .storage import ExampleStore, NewRow
+        from .storage import NewRow
 
         with self._lock:
             self._sync()
             self._payload_json.load_all()
-            store = ExampleStore.create(path, self.config())
+            store = create_store(path, self.config())
             try:
                 order = sorted(self._ids)
                 if order:
@@ -1503,8 +1501,3 @@ def _index_from_state(state: dict) -> ExampleIndex:
         raise ERASEError("the copied index does not reproduce the original's digest")
     return index
 
-
-def _is_store(path) -> bool:
-    from .storage.example_store import is_store_file
-
-    return is_store_file(path)
