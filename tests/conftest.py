@@ -183,3 +183,34 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         _Guard.item = None
+
+
+# ------------------------------------------------------------------- PostgreSQL
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster for this test process (tests/pg_cluster.py). Tests that
+    need one are skipped, with the reason, only where the server binaries or psycopg are missing."""
+    from pg_cluster import Cluster, missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"PostgreSQL server programs not found: {', '.join(missing)} (apt-get install postgresql-15)")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip('psycopg is not installed (pip install "erase-icl[postgres]")')
+    cluster = Cluster(fsync=False)  # durability across power loss is not what these tests check
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster):
+    """The DSN of a new, empty schema of the test cluster: where one PostgreSQL store goes."""
+    return pg_cluster.new_schema()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request, tmp_path):
+    """Where a store goes, on each backend: a SQLite file path, or a PostgreSQL DSN."""
+    if request.param == "sqlite":
+        return tmp_path / "pool.sqlite"
+    return request.getfixturevalue("pg_dsn")

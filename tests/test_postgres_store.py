@@ -1,0 +1,299 @@
+"""The PostgreSQL store (erase_core/storage/postgres): exactness against a fresh build,
+replicas that share nothing but the DSN, kill -9 mid-forget, the residue left in the cluster's
+files after a forget, and bad input. Runs on a throwaway cluster (tests/pg_cluster.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from erase_core import ERASEError, ExampleIndex
+from erase_core.storage import StoreError
+from conftest import REPO_ROOT, clustered
+from killing import kill_after, kill_moments
+from residue import all_file_bytes, surviving
+
+pytest.importorskip("psycopg", reason='psycopg is not installed (pip install "erase-icl[postgres]")')
+
+from erase_core.storage.postgres import PostgresStore  # noqa: E402
+from erase_core.storage.postgres.keys import Unwrapper  # noqa: E402
+
+
+def payload(i: int) -> dict:
+    return {"input": f"secret question {i} MARKER{i:04d}X", "output": f"answer {i}"}
+
+
+def build(location, n=120, seed=5, strategy="erase"):
+    X = clustered(n, d=10, blobs=4, seed=8)
+    ids = [f"person-{i:04d}@example.org" for i in range(n)]
+    index = ExampleIndex(k=4, strategy=strategy, seed=seed, path=location)
+    index.add(X, [payload(i) for i in range(n)], ids=ids)
+    return index, X, ids
+
+
+def fresh(X, ids, keep, seed=5, extra=()):
+    index = ExampleIndex(k=4, seed=seed)
+    index.add(X[keep], [payload(i) for i in keep], ids=[ids[i] for i in keep])
+    for vectors, payloads, new_ids in extra:
+        index.upsert(vectors, payloads, ids=new_ids)
+    return index
+
+
+def test_add_forget_upsert_are_a_fresh_build_in_every_handle(pg_dsn):
+    index, X, ids = build(pg_dsn)
+    other = ExampleIndex.open(pg_dsn)
+    assert other.digest() == index.digest()
+    index.forget(ids[:5])
+    other.forget([ids[7]])
+    index.upsert(X[:2] * 2, [{"input": "new"}] * 2, ids=[ids[10], "n2"])  # one replaced, one new
+    keep = [i for i in range(120) if i not in (0, 1, 2, 3, 4, 7, 10)]
+    expected = fresh(X, ids, keep, extra=[(X[:2] * 2, [{"input": "new"}] * 2, [ids[10], "n2"])])
+    assert index.digest() == other.digest() == expected.digest()
+    assert [s.id for s in other.select()] == [s.id for s in expected.select()]
+    assert ids[0] not in other and other.get(ids[10]) == {"input": "new"}
+    assert other.verify() and index.verify()
+    index.close()
+    other.close()
+    with ExampleIndex.open(pg_dsn) as reopened:
+        assert reopened.digest() == expected.digest() and reopened.verify()
+        assert [e["count"] for e in reopened.audit()] == [5, 1, 1]  # the upsert replaced one
+
+
+def test_open_or_create_takes_a_dsn(pg_dsn):
+    X = clustered(30, d=6, seed=1)
+    with ExampleIndex.open_or_create(pg_dsn, k=3, seed=2) as first:
+        first.add(X, [payload(i) for i in range(30)], ids=[f"e{i}" for i in range(30)])
+        digest = first.digest()
+        first.set_note("model", "test-embedder")
+    with ExampleIndex.open_or_create(pg_dsn, k=3, seed=2) as again:
+        assert again.digest() == digest and len(again) == 30 and again.note("model") == "test-embedder"
+    with pytest.raises(ERASEError, match="other parameters"):
+        ExampleIndex.open_or_create(pg_dsn, k=5)
+    with pytest.raises(ERASEError, match="already holds an example store"):
+        ExampleIndex(k=3, path=pg_dsn)
+
+
+def test_changes_since_and_the_pruned_log(pg_dsn, monkeypatch):
+    index, X, ids = build(pg_dsn, n=40)
+    store = PostgresStore.open(pg_dsn)
+    version = store.published_version()
+    index.forget(ids[:3])
+    index.add(X[:1] * 3, [{"input": "x"}], ids=["x1"])
+    changes = store.changes_since(version)
+    assert changes.version == version + 4 and len(changes.added) == 1 and changes.added[0].id == "x1"
+    assert sorted(changes.removed) == sorted(index._row_of.get(i, -1) for i in ids[:3]) or len(changes.removed) == 3
+    assert store.changes_since(changes.version).version == changes.version
+    from erase_core.storage.postgres import store as pg_store
+
+    monkeypatch.setattr(pg_store, "LOG_RETAIN", 2)
+    index.forget(ids[3:8])  # the log now exceeds twice LOG_RETAIN: pruned
+    assert store.changes_since(version) is None  # too far behind: reload
+    assert [r.id for r in store.load()[2]] == sorted(index.ids, key=lambda i: index._row_of[i])
+    store.close()
+    index.close()
+
+
+_REPLICA = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {repo!r})
+    from erase_core import ExampleIndex
+    index = ExampleIndex.open({dsn!r})
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "forget":
+            index.forget([arg])
+            print(json.dumps("ok"), flush=True)
+        elif cmd == "read":
+            print(json.dumps({{"ids": sorted(index.ids), "digest": index.digest(),
+                               "select": [s.id for s in index.select()]}}), flush=True)
+    """
+)
+
+
+@pytest.mark.processes
+def test_two_replicas_sharing_only_the_dsn_see_each_others_forgets(pg_dsn, tmp_path):
+    """Two processes in separate directories, sharing nothing but the DSN: once a forget
+    returns in one, the very next read in the other does not return the example."""
+    index, X, ids = build(pg_dsn, n=80)
+    index.close()
+    replicas = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        proc = subprocess.Popen([sys.executable, "-c", _REPLICA.format(repo=str(REPO_ROOT), dsn=pg_dsn)], cwd=home,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        replicas.append(proc)
+
+    def ask(proc, line):
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    try:
+        gone = []
+        for turn, victim in enumerate(ids[:6]):
+            writer, reader = replicas[turn % 2], replicas[1 - turn % 2]
+            assert ask(writer, f"forget {victim}") == "ok"
+            gone.append(victim)
+            seen = ask(reader, "read")
+            assert victim not in seen["ids"] and victim not in seen["select"]
+        keep = [i for i in range(80) if ids[i] not in gone]
+        assert seen["digest"] == ask(replicas[0], "read")["digest"] == fresh(X, ids, keep).digest()
+    finally:
+        for proc in replicas:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        for f in tmp_path.rglob("*"):  # shared nothing: neither replica wrote a file
+            assert f.is_dir(), f
+
+
+_FORGETTER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from erase_core import ExampleIndex
+    index = ExampleIndex.open({dsn!r})
+    print("ready", flush=True)
+    index.forget({victims!r})
+    print("done", flush=True)
+    """
+)
+
+
+def bucket_keys(cluster, dsn) -> dict[int, bytes]:
+    return {b: bytes(k) for b, k in cluster.sql("SELECT bucket, key FROM erase_keys", dsn=dsn)}
+
+
+def row_keys(cluster, dsn) -> dict[int, bytes]:
+    """Every row's own key, unwrapped (what the test can know; the library never writes it in clear)."""
+    store = PostgresStore.open(dsn)
+    try:
+        unwrap = Unwrapper(store._uuid, bucket_keys(cluster, dsn))
+        rows = cluster.sql("SELECT row, bucket, wrapped FROM erase_examples", dsn=dsn)
+        return {r: unwrap(r, b, bytes(w)) for r, b, w in rows}
+    finally:
+        store.close()
+
+
+@pytest.mark.processes
+def test_kill_during_a_forget_leaves_before_or_after_and_the_shred_is_finished(pg_cluster):
+    n = 600
+    X = clustered(n, d=16, blobs=6, seed=2)
+    ids = [f"k{i:05d}" for i in range(n)]
+    victims = ids[::2]
+    keep = list(range(1, n, 2))
+    before = fresh(X, ids, list(range(n)), seed=1)
+    before_digest, after_digest = before.digest(), fresh(X, ids, keep, seed=1).digest()
+    outcomes = set()
+    for trial, delay in enumerate(kill_moments([0.0, 0.1, 0.3], long=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8])):
+        dsn = pg_cluster.new_schema()
+        with ExampleIndex(k=4, seed=1, path=dsn) as index:
+            index.add(X, [payload(i) for i in range(n)], ids=ids)
+            rows = dict(index._row_of)
+        old_keys = bucket_keys(pg_cluster, dsn)
+        kill_after(_FORGETTER.format(repo=str(REPO_ROOT), dsn=dsn, victims=victims), delay)
+        with ExampleIndex.open(dsn) as reopened:  # the open finishes a pending shred
+            digest = reopened.digest()
+            assert digest in (before_digest, after_digest), f"trial {trial}: torn state"
+            assert reopened.verify()
+            assert reopened._store.settled_version() is not None, f"trial {trial}: shred left pending"
+        outcomes.add("before" if digest == before_digest else "after")
+        if digest == after_digest:
+            files = all_file_bytes(pg_cluster.data)
+            replaced = {rows[v] % 1024 for v in victims}
+            assert not surviving(files, [old_keys[b] for b in replaced]), f"trial {trial}: a replaced key survived"
+    print("kill during forget: outcomes", sorted(outcomes))
+
+
+def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, pg_dsn):
+    """The residue scan: after a forget returns (its shred step done), no 32-byte window of the
+    forgotten payload, vector, row key or its bucket's old key is in any file under the data
+    directory (heap, indexes, WAL, pg_xact, ...); the live keys are (the scan can fail)."""
+    index, X, ids = build(pg_dsn, n=300)
+    victims = ids[:3]
+    rows = {i: index._row_of[i] for i in victims}
+    keys_before = bucket_keys(pg_cluster, pg_dsn)
+    row_key = row_keys(pg_cluster, pg_dsn)
+    pg_cluster.sql("CHECKPOINT")
+    files = all_file_bytes(pg_cluster.data)
+    old = [keys_before[rows[v] % 1024] for v in victims]
+    assert all(surviving(files, [key]) for key in old)  # before the forget: on disk, in clear
+    index.forget(victims)
+    keys_after = bucket_keys(pg_cluster, pg_dsn)
+    files = all_file_bytes(pg_cluster.data)
+    assert any(name.startswith("pg_wal/") for name in files) and any(name.startswith("pg_xact/") for name in files)
+    plaintext = []
+    for v in victims:
+        i = ids.index(v)
+        plaintext += [json.dumps(payload(i), sort_keys=True).encode(),
+                      (X[i] / np.linalg.norm(X[i])).astype("<f4").tobytes(), row_key[rows[v]]]
+    assert not surviving(files, plaintext), "a forgotten payload, vector or row key is on disk"
+    assert not surviving(files, old), "a replaced bucket key survived the shred step"
+    live = [keys_after[b] for b in (rows[victims[0]] % 1024, (rows[victims[0]] + 1) % 1024)]
+    assert all(surviving(files, [key]) for key in live)  # the scan finds keys that are there
+    # the forgotten rows' dead tuples may still be in the heap: under keys no file holds
+    assert all(v not in index for v in victims) and index.verify()
+    index.close()
+
+
+def test_a_failed_shred_step_is_finished_by_the_next_open(pg_dsn, monkeypatch):
+    index, X, ids = build(pg_dsn, n=60)
+    from erase_core.storage.postgres import shred
+
+    real = shred.purge
+
+    def broken(conn):
+        raise StoreError("injected: CHECKPOINT failed")
+
+    monkeypatch.setattr(shred, "purge", broken)
+    with pytest.raises(StoreError, match="committed"):
+        index.forget([ids[0]])
+    monkeypatch.setattr(shred, "purge", real)
+    with ExampleIndex.open(pg_dsn) as other:
+        assert ids[0] not in other and other._store.settled_version() is not None
+    assert ids[0] not in index and index.verify()
+    index.close()
+
+
+def test_a_server_that_is_down_is_a_clear_error_naming_it_without_a_hang(pg_cluster, tmp_path):
+    down = f"postgresql:///postgres?host={tmp_path}&port=5999&user=postgres"
+    start = time.monotonic()
+    with pytest.raises(ERASEError, match=f"socket {tmp_path}, port 5999"):
+        ExampleIndex.open(down)
+    with pytest.raises(ERASEError, match="host 127.0.0.1, port 9"):
+        ExampleIndex(k=3, path="postgresql://postgres@127.0.0.1:9/postgres")
+    assert time.monotonic() - start < 30
+    with pytest.raises(ERASEError, match="no example store"):
+        ExampleIndex.open(pg_cluster.new_schema())
+
+
+def test_foreign_tables_and_future_layouts_are_refused_untouched(pg_cluster):
+    dsn = pg_cluster.new_schema()
+    pg_cluster.sql("CREATE TABLE erase_meta (something int)", dsn=dsn)
+    with pytest.raises(ERASEError, match="not an ERASE"):
+        ExampleIndex(k=3, path=dsn)
+    with pytest.raises(ERASEError, match="not an ERASE"):
+        ExampleIndex.open(dsn)
+    assert pg_cluster.sql("SELECT count(*) FROM erase_meta", dsn=dsn) == [(0,)]
+    dsn = pg_cluster.new_schema()
+    ExampleIndex(k=3, path=dsn).close()
+    pg_cluster.sql("UPDATE erase_meta SET value = '99' WHERE key = 'schema_version'", dsn=dsn)
+    with pytest.raises(ERASEError, match="layout version 99"):
+        ExampleIndex.open(dsn)
+
+
+def test_a_row_deleted_behind_the_librarys_back_is_caught(pg_dsn, pg_cluster):
+    index, X, ids = build(pg_dsn, n=30)
+    index.close()
+    pg_cluster.sql("DELETE FROM erase_examples WHERE row = 3", dsn=pg_dsn)
+    with pytest.raises(ERASEError, match="row-set"):
+        ExampleIndex.open(pg_dsn)
