@@ -28,8 +28,8 @@ def fresh_build(rows: dict[str, tuple[np.ndarray, object]], **params) -> Example
     return index
 
 
-def test_every_handle_sees_every_forget_and_add(tmp_path):
-    path = tmp_path / "pool.sqlite"
+def test_every_handle_sees_every_forget_and_add(store_location):
+    path = store_location  # a SQLite file, and a PostgreSQL schema
     X = clustered(80, d=12, seed=3)
     ids = [f"ex{i:03d}" for i in range(80)]
     a = ExampleIndex(k=4, strategy="similarity", seed=2, path=path)

@@ -13,11 +13,15 @@ import time
 import numpy as np
 import pytest
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from erase_core import ERASEError, ExampleIndex
 from erase_core.storage import StoreError
 from conftest import REPO_ROOT, clustered
 from killing import kill_after, kill_moments
 from residue import all_file_bytes, surviving
+from test_handles import fresh_build
 
 pytest.importorskip("psycopg", reason='psycopg is not installed (pip install "erase-icl[postgres]")')
 
@@ -312,3 +316,52 @@ def test_a_row_deleted_behind_the_librarys_back_is_caught(pg_dsn, pg_cluster):
     pg_cluster.sql("DELETE FROM erase_examples WHERE row = 3", dsn=pg_dsn)
     with pytest.raises(ERASEError, match="row-set"):
         ExampleIndex.open(pg_dsn)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), seed=st.integers(0, 3))
+def test_interleaved_handles_on_postgres_always_equal_a_fresh_build(pg_cluster, data, seed):
+    dsn = pg_cluster.new_schema()
+    X = clustered(30, d=6, blobs=3, seed=seed)
+    params = dict(k=3, strategy="erase", seed=seed, epsilon=0.02)
+    first = ExampleIndex(path=dsn, **params)
+    first.add(X[:12], [{"i": i} for i in range(12)], ids=[f"x{i:02d}" for i in range(12)])
+    handles = [first, ExampleIndex.open(dsn), ExampleIndex.open(dsn)]
+    truth = {f"x{i:02d}": (X[i], {"i": i}) for i in range(12)}
+    next_i = 12
+    for _ in range(data.draw(st.integers(2, 6))):
+        h = handles[data.draw(st.integers(0, 2))]
+        if next_i < 30 and data.draw(st.booleans()):
+            new = [f"x{i:02d}" for i in range(next_i, min(30, next_i + data.draw(st.integers(1, 3))))]
+            h.add(X[next_i:next_i + len(new)], [{"i": int(i[1:])} for i in new], ids=new)
+            truth.update({i: (X[int(i[1:])], {"i": int(i[1:])}) for i in new})
+            next_i += len(new)
+        elif len(truth) > 3:
+            victims = data.draw(st.lists(st.sampled_from(sorted(truth)), min_size=1, max_size=2, unique=True))
+            h.forget(victims)
+            for v in victims:
+                del truth[v]
+        reader = handles[data.draw(st.integers(0, 2))]
+        want = fresh_build(truth, **params)
+        assert [(s.id, s.score) for s in reader.select()] == [(s.id, s.score) for s in want.select()]
+        assert reader.digest() == want.digest()
+    for h in handles:
+        h.close()
+
+
+@pytest.mark.processes
+def test_the_cli_takes_a_dsn(pg_dsn):
+    index, X, ids = build(pg_dsn, n=40)
+    index.close()
+
+    def erase(*args):
+        return subprocess.run([sys.executable, "-m", "erase_core.cli", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    assert erase("forget", pg_dsn, ids[3]).returncode == 0
+    verified = erase("verify", pg_dsn)
+    assert verified.returncode == 0 and "OK: 39 examples" in verified.stdout
+    info = erase("info", pg_dsn)
+    assert info.returncode == 0 and ids[3] not in info.stdout
+    down = erase("info", "postgresql://postgres@127.0.0.1:9/postgres")
+    assert down.returncode != 0 and "host 127.0.0.1, port 9" in down.stderr
