@@ -4,6 +4,8 @@
 * :class:`ERASERetriever`: a ``BaseRetriever`` over the same engine.
 * :class:`ERASEVectorStore`: a ``VectorStore`` whose ``delete`` is an exact, persisted forget
   (upsert, MMR, filters; the stock example selectors work over it).
+* :class:`ERASERecordManager`: LangChain's indexing record manager, kept in the store and
+  forgotten with the rows it describes.
 * :class:`ERASETranslator`: a ``structured_query`` visitor (self-query retrieval over the store).
 * :class:`ForgettingCache`: an LLM cache wrapper that drops what the selectors forget.
 * :class:`HFEmbeddings`: LangChain ``Embeddings`` over the bundled MiniLM (lazy torch).
@@ -18,8 +20,9 @@ from .cache import ForgettingCache
 from .embeddings import HFEmbeddings
 from .example_selector import ERASEExampleSelector
 from .llms import LocalLLM
+from .record_manager import ERASERecordManager
 from .retriever import ERASERetriever
 from .structured_query import ERASETranslator
 from .vectorstore import ERASEVectorStore
 
-__all__ = ["ERASEExampleSelector", "ERASERetriever", "ERASETranslator", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM", "__version__"]
+__all__ = ["ERASEExampleSelector", "ERASERecordManager", "ERASERetriever", "ERASETranslator", "ERASEVectorStore", "ForgettingCache", "HFEmbeddings", "LocalLLM", "__version__"]

@@ -10,6 +10,8 @@
   erased from the persisted files), ``delete_ref_doc`` (every node of a source document) and
   ``forget_where`` (by metadata), ``MetadataFilters`` on retrieve (``similarity``/``mmr``),
   ``insert_nodes``, ``persist``/``from_persist_dir``.
+* :class:`ERASEDocumentStore` / :class:`ERASEKVStore` -- a docstore / key-value store kept in the
+  ERASE store, sealed, whose entries are forgotten with the nodes they describe.
 * :func:`few_shot_prompt` / :func:`few_shot_function` -- the retriever behind a
   ``PromptTemplate`` variable (``function_mappings``).
 * :class:`HFEmbedding` -- the project's ``HFEmbedder`` (MiniLM) as a ``BaseEmbedding``.
@@ -20,14 +22,18 @@ torch and transformers are imported only when a model is first used. See docs/ll
 
 from erase_core import ERASEError, ForgetReceipt, __version__
 
+from .docstore import ERASEDocumentStore
 from .embeddings import HFEmbedding
 from .few_shot import few_shot_function, few_shot_prompt, format_example, format_examples
+from .kvstore import ERASEKVStore
 from .llm import LocalLLM
 from .retriever import PERSIST_SETTINGS_FILENAME, PERSIST_STORE_FILENAME, ERASERetriever
 from .vector_store import ERASEVectorStore
 
 __all__ = [
+    "ERASEDocumentStore",
     "ERASEError",
+    "ERASEKVStore",
     "ERASERetriever",
     "ERASEVectorStore",
     "ForgetReceipt",

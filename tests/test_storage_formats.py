@@ -44,3 +44,37 @@ def test_every_version_constant_of_the_storage_is_in_the_table():
         for m in re.finditer(r"^(_?(?:SCHEMA_VERSION|FORMAT|FORMAT_VERSION|_FORMAT|STATE_FORMAT))\s*=", path.read_text(), re.M):
             found.add(f"{module}.{m[1]}")
     assert found and found <= documented
+
+
+def test_a_layout_3_store_is_migrated_to_layout_4_with_a_records_table(tmp_path):
+    """Layout 3 had no sealed records: it opens, gains the (empty) table, and then keeps
+    records that a forget deletes with their rows."""
+    import sqlite3
+
+    import numpy as np
+
+    from erase_core import ExampleIndex
+    from erase_core.records import ExampleRecords
+
+    path = tmp_path / "pool.sqlite"
+    index = ExampleIndex(k=2, path=path, seed=3)
+    index.add(np.eye(4)[:3] + 0.1, [{"t": i} for i in range(3)], ids=["a", "b", "c"])
+    digest = index.digest()
+    index.close()
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE records")
+    con.execute("PRAGMA user_version = 3")
+    con.commit()
+    con.close()
+    migrated = ExampleIndex.open(path)
+    assert migrated.digest() == digest
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert con.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+    con.close()
+    records = ExampleRecords(migrated)
+    records.put("ns", [("a", "hash-of-a", "a"), ("b", "hash-of-b", "b")])
+    migrated.forget(["a"])
+    assert records.get("ns") == {"b": "hash-of-b"}
+    records.close()
+    migrated.close()

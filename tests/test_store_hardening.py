@@ -422,12 +422,12 @@ def test_a_layout_2_store_is_migrated_on_open(tmp_path):
     assert migrated.forgotten(example_id="x7")  # old entries, hashed under the old secret
     assert keys_path(path).read_bytes()[96:128] == secret
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
     assert con.execute("SELECT count(*) FROM meta WHERE key = 'audit_key'").fetchone()[0] == 0
     con.close()
     assert secret.hex().encode() not in _every_byte(tmp_path)  # nor in the WAL
     migrated.forget(["x8"])
-    second = ExampleIndex.open(path)  # a second open finds layout 3
+    second = ExampleIndex.open(path)  # a second open finds layout 4
     assert "x8" not in second and second.forgotten(example_id="x8")
     second.close()
     migrated.close()
@@ -454,10 +454,10 @@ def test_a_newer_layout_is_refused_with_its_version(tmp_path):
     path = tmp_path / "pool.sqlite"
     _pool(path)[0].close()
     con = sqlite3.connect(path)
-    con.execute("PRAGMA user_version = 4")
+    con.execute("PRAGMA user_version = 5")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="layout version 4; this code reads version 3"):
+    with pytest.raises(StoreError, match="layout version 5; this code reads version 4"):
         ExampleIndex.open(path)
 
 

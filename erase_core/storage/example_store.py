@@ -51,6 +51,7 @@ from typing import Iterator, Sequence
 
 from .errors import CorruptStoreError, RowGoneError, StoreError
 from .image import ImageData, image_path, pack_image, read_image_file, seal_image, write_image_file
+from . import records as sealed_records
 from . import rowset
 from .keyfile import ZERO_KEY, KeyFile
 from .rows import PlainRow, new_key, open_many, seal
@@ -60,15 +61,24 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Changes", "ExampleStore", "NewRo
 #: ``PRAGMA application_id`` of an ERASE store ("ERSE").
 APPLICATION_ID = 0x45525345
 #: ``PRAGMA user_version`` of the current layout (1 was the plaintext layout; 2 kept the audit
-#: secret in the database and had no row-set digest: it is migrated on open).
-SCHEMA_VERSION = 3
-_MIGRATABLE = (2,)
+#: secret in the database and had no row-set digest; 3 had no sealed records: both are
+#: migrated on open).
+SCHEMA_VERSION = 4
+_MIGRATABLE = (2, 3)
 _FORMAT_NAME = "erase-example-store"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Change-log entries kept; a handle further behind reloads instead of replaying.
 LOG_RETAIN = 100_000
 _CHUNK = 500
 _OP_ADD, _OP_DEL = 1, 2
+
+# Sealed records (records.py): keyed-hash name, namespace and binding; sealed under their own key slot.
+_RECORDS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (name BLOB PRIMARY KEY NOT NULL, ns BLOB NOT NULL, bound BLOB,"
+    " key_slot INTEGER NOT NULL UNIQUE, blob BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS records_ns ON records (ns)",
+    "CREATE INDEX IF NOT EXISTS records_bound ON records (bound)",
+)
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -82,6 +92,7 @@ _SCHEMA = (
     "CREATE TABLE changes (seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, row INTEGER NOT NULL)",
     # The deletion audit log (audit.py): keyed hashes and digests only, hash-chained.
     "CREATE TABLE audit (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)",
+    *_RECORDS_SCHEMA,
 )
 
 
@@ -232,7 +243,7 @@ class ExampleStore:
             try:
                 store_uuid = _check_schema(conn, path, layout)
                 _configure(conn, path)
-                keys = KeyFile.open(keys_path(path), store_uuid, (1, 2) if layout in _MIGRATABLE else (2,))
+                keys = KeyFile.open(keys_path(path), store_uuid, (1, 2) if layout == 2 else (2,))
                 store = cls(path, conn, keys, store_uuid, _file_id(path))
             except BaseException:
                 conn.close()
@@ -252,15 +263,19 @@ class ExampleStore:
         return store
 
     def _migrate_locked(self) -> None:
-        """Bring a layout-2 store to layout 3 (caller holds the write lock): move the audit
-        secret from the database to the key file, then drop it from the database and add
-        the row-set digest, in one transaction. Interrupted anywhere, the next open does it
-        again (the secret written to the key file first is the same one)."""
+        """Bring a layout-2 or -3 store to layout 4 (caller holds the write lock). From 2: move
+        the audit secret from the database to the key file, then drop it from the database and
+        add the row-set digest; from 2 or 3: add the records table; in one transaction.
+        Interrupted anywhere, the next open does it again (the secret written to the key file
+        first is the same one)."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # not done meanwhile
+                layout = conn.execute("PRAGMA user_version").fetchone()[0]
+                for stmt in _RECORDS_SCHEMA if layout in _MIGRATABLE else ():
+                    conn.execute(stmt)
+                if layout == 2:
                     row = conn.execute("SELECT value FROM meta WHERE key = 'audit_key'").fetchone()
                     if row is None:
                         raise StoreError(f"{self.path} (layout 2) has no audit secret to migrate")
@@ -271,6 +286,7 @@ class ExampleStore:
                     key = rowset.rowset_key(self._keys.audit_secret())
                     conn.execute("UPDATE state SET rows_digest = ? WHERE k = 0",
                                  (rowset.seal(key, rowset.of_rows(key, rows), len(rows)),))
+                if layout in _MIGRATABLE:  # not done meanwhile
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -283,6 +299,38 @@ class ExampleStore:
             raise StoreError(f"cannot migrate {self.path} to layout {SCHEMA_VERSION}: {exc}") from None
         if self._keys.format != 2:
             raise StoreError(f"cannot migrate {self.path}: its key file was not updated")
+
+    def _records_key(self) -> bytes:
+        key = getattr(self, "_records_key_cache", None)
+        if key is None:
+            key = self._records_key_cache = sealed_records.records_key(self.audit_secret())
+        return key
+
+    def read_records(self, namespace: str, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """``{key: value}`` of the sealed records of ``namespace`` (every one, or those of
+        ``keys`` that exist), read under the write lock so that no key changes meanwhile."""
+        with self._lock, self._keys.lock():
+            with self._reading() as conn:
+                return self._read_records(conn, namespace, keys)
+
+    def _read_records(self, conn: sqlite3.Connection, namespace: str, keys: Sequence[str] | None) -> dict[str, str]:
+        rkey = self._records_key()
+        if keys is None:
+            found = conn.execute("SELECT name, key_slot, blob FROM records WHERE ns = ?",
+                                 (sealed_records.namespace_hash(rkey, namespace),)).fetchall()
+        else:
+            names = [sealed_records.name_hash(rkey, namespace, k) for k in dict.fromkeys(keys)]
+            found = []
+            for lo in range(0, len(names), _CHUNK):
+                chunk = names[lo : lo + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.extend(conn.execute(f"SELECT name, key_slot, blob FROM records WHERE name IN ({marks})", chunk))
+        slot_keys = self._keys.read([slot for _, slot, _ in found])
+        try:
+            return dict(sealed_records.open_record(self._uuid, name, key, blob)
+                        for (name, _, blob), key in zip(found, slot_keys))
+        except CorruptStoreError as exc:
+            raise CorruptStoreError(f"{self.path} is damaged: {exc}") from None
 
     def _rowset_key(self) -> bytes:
         key = getattr(self, "_rowset_key_cache", None)
@@ -542,8 +590,11 @@ class ExampleStore:
                     ) from None
                 raise
             try:
+                if txn.freed_record_slots:
+                    self._keys.shred(txn.freed_record_slots)
                 if shred:
                     self._shred_deleted(shred, posting=txn.posted is not None)
+                if shred or txn.freed_record_slots:
                     self._keys.sync()
                 if txn.posted is not None and txn.version != txn.base_version:
                     self._post(txn.version, txn.posted)
@@ -679,6 +730,9 @@ class WriteTransaction:
         self._ops: list[tuple[int, int]] = []
         self._shred: list[int] = []
         self.new_slots: list[int] = []
+        #: key slots of replaced or deleted records, zeroed right after the commit
+        self.freed_record_slots: list[int] = []
+        self._n_slots_at_start = self._n_slots
         self.posted: list[tuple[int, float]] | None = None
 
     def changes(self, since: int) -> Changes | None:
@@ -706,18 +760,11 @@ class WriteTransaction:
         elif self.dim != dim:
             raise StoreError(f"vectors have dimension {dim}; the store holds dimension {self.dim}")
         conn, store = self._conn, self._store
-        free = [r[0] for r in conn.execute("SELECT slot FROM free_slots ORDER BY slot LIMIT ?", (len(rows),))]
-        if free:
-            conn.execute("DELETE FROM free_slots WHERE slot <= ?", (free[-1],))
-        slots = free + list(range(self._n_slots, self._n_slots + len(rows) - len(free)))
-        self._n_slots += len(rows) - len(free)
+        slots = self._take_slots(len(rows))
         start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'examples'").fetchone()[0]
         numbers = list(range(start + 1, start + 1 + len(rows)))
         keys = [new_key() for _ in rows]
-        store._keys.set_shred_pending(True)  # before any key reaches the file
-        self.new_slots.extend(slots)
-        store._keys.write(slots, keys)
-        store._keys.sync()  # a committed row always has a durable key
+        self._write_keys(slots, keys)
         conn.executemany(
             "INSERT INTO examples (row, key_slot, blob) VALUES (?, ?, ?)",
             (
@@ -729,12 +776,90 @@ class WriteTransaction:
         self._ops.extend((_OP_ADD, n) for n in numbers)
         return numbers
 
+    def _take_slots(self, n: int) -> list[int]:
+        """``n`` key slots for new rows or records: free ones first, then new ones at the end."""
+        conn = self._conn
+        free = [r[0] for r in conn.execute("SELECT slot FROM free_slots ORDER BY slot LIMIT ?", (n,))]
+        if free:
+            conn.execute("DELETE FROM free_slots WHERE slot <= ?", (free[-1],))
+        slots = free + list(range(self._n_slots, self._n_slots + n - len(free)))
+        self._n_slots += n - len(free)
+        return slots
+
+    def _write_keys(self, slots: list[int], keys: list[bytes]) -> None:
+        keyfile = self._store._keys
+        keyfile.set_shred_pending(True)  # before any key reaches the file
+        self.new_slots.extend(slots)
+        keyfile.write(slots, keys)
+        keyfile.sync()  # a committed row or record always has a durable key
+
+    # ------------------------------------------------------------------ sealed records (records.py)
+    def put_records(self, namespace: str, items: Sequence[tuple[str, str, str | None]]) -> None:
+        """Set the records ``(key, value, bound)`` of ``namespace``, replacing any with the same
+        key (the last of repeated keys wins). Each is sealed under a new key; ``bound``: the id
+        or subject of the rows whose deletion deletes the record with them (None: unbound)."""
+        latest = {key: (value, bound) for key, value, bound in items}
+        if not latest:
+            return
+        store = self._store
+        rkey = store._records_key()
+        names = [sealed_records.name_hash(rkey, namespace, key) for key in latest]
+        self._drop_records("name", names)
+        slots = self._take_slots(len(names))
+        keys = [new_key() for _ in names]
+        self._write_keys(slots, keys)
+        ns = sealed_records.namespace_hash(rkey, namespace)
+        self._conn.executemany(
+            "INSERT INTO records (name, ns, bound, key_slot, blob) VALUES (?, ?, ?, ?, ?)",
+            ((name, ns, None if bound is None else sealed_records.bind_hash(rkey, bound), slot,
+              sealed_records.seal_record(store._uuid, name, key, record_key, value))
+             for name, slot, key, (record_key, (value, bound)) in zip(names, slots, keys, latest.items())),
+        )
+
+    def records(self, namespace: str, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """``{key: value}`` of the records of ``namespace`` (every one, or those of ``keys`` that exist)."""
+        return self._store._read_records(self._conn, namespace, keys)
+
+    def delete_records(self, namespace: str, keys: Sequence[str]) -> int:
+        """Delete records of ``namespace`` by key (absent keys are skipped); returns how many went."""
+        rkey = self._store._records_key()
+        return self._drop_records("name", [sealed_records.name_hash(rkey, namespace, k) for k in dict.fromkeys(keys)])
+
+    def _drop_records(self, column: str, hashes: Sequence[bytes]) -> int:
+        """Delete the records whose ``column`` (name or bound) is in ``hashes``; their key slots
+        are zeroed right after the commit."""
+        conn, gone = self._conn, 0
+        for lo in range(0, len(hashes), _CHUNK):
+            chunk = list(hashes[lo : lo + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            slots = [r[0] for r in conn.execute(f"SELECT key_slot FROM records WHERE {column} IN ({marks})", chunk)]
+            if slots:
+                conn.execute(f"DELETE FROM records WHERE {column} IN ({marks})", chunk)
+                self.freed_record_slots.extend(slots)
+                gone += len(slots)
+        return gone
+
+    def _drop_bound_records(self, row_numbers: list[int]) -> None:
+        """Delete the records bound to the id or subject of rows about to be deleted."""
+        conn = self._conn
+        if conn.execute("SELECT 1 FROM records WHERE bound IS NOT NULL LIMIT 1").fetchone() is None:
+            return  # the common case: nothing to match, no row to decrypt
+        rkey = self._store._records_key()
+        binds: set[bytes] = set()
+        for row in self._store._decrypt_locked(_fetch_rows(conn, row_numbers), self.dim, self.base_version):
+            binds.add(sealed_records.bind_hash(rkey, row.id))
+            subject = json.loads(row.attrs_json).get("s") if row.attrs_json else None
+            if subject is not None:
+                binds.add(sealed_records.bind_hash(rkey, str(subject)))
+        self._drop_records("bound", sorted(binds))
+
     def delete(self, row_numbers: Sequence[int]) -> None:
         """Delete rows (their keys are shredded right after the commit)."""
         if not row_numbers:
             return
         conn = self._conn
         slots: list[int] = []
+        self._drop_bound_records(list(row_numbers))
         for lo in range(0, len(row_numbers), _CHUNK):
             chunk = list(row_numbers[lo : lo + _CHUNK])
             marks = ",".join("?" * len(chunk))
@@ -773,9 +898,14 @@ class WriteTransaction:
 
     def _finish(self) -> list[int]:
         """Write the change log and state; returns the key slots to shred after the commit."""
-        if not self._ops:
-            return []
         conn = self._conn
+        if self.freed_record_slots:
+            conn.executemany("INSERT INTO free_slots (slot) VALUES (?)", ((s,) for s in self.freed_record_slots))
+            self._store._keys.set_shred_pending(True)  # zeroed after the commit: see _shred
+        if not self._ops:
+            if self._n_slots != self._n_slots_at_start:  # new records only
+                conn.execute("UPDATE state SET n_slots = ? WHERE k = 0", (self._n_slots,))
+            return []
         first = self.base_version + 1
         conn.executemany(
             "INSERT INTO changes (seq, op, row) VALUES (?, ?, ?)",
@@ -933,7 +1063,7 @@ def _inspect_header_unlocked(path: Path) -> int:
         )
     if version != SCHEMA_VERSION and version not in _MIGRATABLE:
         raise StoreError(f"{path} has example-store layout version {version}; this code reads version {SCHEMA_VERSION}"
-                         + (" (and migrates 2)" if _MIGRATABLE else ""))
+                         + (f" (and migrates {', '.join(map(str, _MIGRATABLE))})" if _MIGRATABLE else ""))
     return version
 
 
@@ -942,7 +1072,8 @@ def _check_schema(conn: sqlite3.Connection, path: Path, layout: int = SCHEMA_VER
         conn.execute("BEGIN")
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            need = {"meta", "config", "state", "examples", "free_slots", "changes", "audit"}
+            need = {"meta", "config", "state", "examples", "free_slots", "changes", "audit"} | (
+                {"records"} if layout == SCHEMA_VERSION else set())
             if not need <= tables:
                 raise StoreError(f"{path} is not a valid ERASE example store (missing tables {sorted(need - tables)})")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -952,7 +1083,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path, layout: int = SCHEMA_VER
             conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a valid ERASE example store: {exc}") from None
-    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta or (layout in _MIGRATABLE and "audit_key" not in meta):
+    if meta.get("format") != _FORMAT_NAME or "uuid" not in meta or (layout == 2 and "audit_key" not in meta):
         raise StoreError(f"{path} is not a valid ERASE example store (missing format marker)")
     try:
         return bytes.fromhex(meta["uuid"])
