@@ -365,3 +365,55 @@ def test_the_cli_takes_a_dsn(pg_dsn):
     assert info.returncode == 0 and ids[3] not in info.stdout
     down = erase("info", "postgresql://postgres@127.0.0.1:9/postgres")
     assert down.returncode != 0 and "host 127.0.0.1, port 9" in down.stderr
+
+
+_ONE_AT_A_TIME = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from erase_core import ExampleIndex
+    index = ExampleIndex.open({dsn!r})
+    print("ready", flush=True)
+    try:
+        for victim in {victims!r}:
+            index.forget([victim])
+            print("forgot", victim, flush=True)
+    except Exception as exc:
+        print("error", " ".join(str(exc).split()), flush=True)
+        sys.exit(3)
+    """
+)
+
+
+@pytest.mark.processes
+def test_the_server_stopped_mid_forget_then_restarted(pg_cluster):
+    """`pg_ctl stop -m immediate` while a process forgets one id at a time: the writer gets a
+    clear error naming the server (no hang); after the restart every handle, one opened before
+    the crash included, reads a fresh build on what remains, with no shred left pending."""
+    n = 300
+    dsn = pg_cluster.new_schema()
+    index, X, ids = build(dsn, n=n)
+    victims = ids[::3]
+    child = subprocess.Popen([sys.executable, "-c", _ONE_AT_A_TIME.format(repo=str(REPO_ROOT), dsn=dsn, victims=victims)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        pg_cluster.stop("immediate")
+        out, _ = child.communicate(timeout=60)  # no hang
+    finally:
+        pg_cluster.start()
+    assert child.returncode == 3
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("error") and f"socket {pg_cluster.socket_dir}, port 5432" in last, last
+    returned = [line.split()[1] for line in out.splitlines() if line.startswith("forgot")]
+    assert returned  # the stop landed during the forgets
+    remaining = set(index.ids)  # the handle from before the crash reconnects
+    gone = [i for i in ids if i not in remaining]
+    assert gone == victims[:len(gone)] and len(returned) <= len(gone) <= len(returned) + 1
+    expected = fresh(X, ids, [i for i in range(n) if ids[i] in remaining])
+    assert index.digest() == expected.digest() and index.verify()
+    index.close()
+    with ExampleIndex.open(dsn) as reopened:
+        assert reopened.digest() == expected.digest()
+    assert settled(pg_cluster, dsn)

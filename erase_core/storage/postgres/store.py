@@ -27,7 +27,7 @@ import json
 import threading
 import uuid as uuid_module
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from .. import rowset
 from ..errors import CorruptStoreError, RowGoneError, StoreError
@@ -40,6 +40,7 @@ from .keys import AUDIT_BUCKET, BUCKETS, Unwrapper, new_key, wrap
 __all__ = ["PostgresStore", "PgWriteTransaction"]
 
 _OP_ADD, _OP_DEL = 1, 2
+T = TypeVar("T")
 #: High half of the advisory lock key ("ERSE"); the low half is the state table's oid.
 _LOCK_CLASS = 0x45525345
 
@@ -172,12 +173,8 @@ class PostgresStore:
         return None if pending else version
 
     def _state(self) -> tuple[int, bool]:
-        with self._lock:
-            conn = self._live()
-            try:
-                row = conn.execute("SELECT version, shred_pending FROM erase_state WHERE k = 0").fetchone()
-            except _psycopg().Error as exc:
-                raise StoreError(f"cannot read {self._where}: {_cause(exc)}") from None
+        row = self._read(lambda conn: conn.execute("SELECT version, shred_pending FROM erase_state WHERE k = 0").fetchone(),
+                         snapshot=False)
         if row is None:
             raise CorruptStoreError(f"{self._where} is damaged: it has no state row")
         return int(row[0]), bool(row[1])
@@ -199,23 +196,22 @@ class PostgresStore:
                 return False
 
     def config(self) -> dict:
-        with self._reading() as conn:
-            row = conn.execute("SELECT json FROM erase_config WHERE k = 0").fetchone()
+        row = self._read(lambda conn: conn.execute("SELECT json FROM erase_config WHERE k = 0").fetchone())
         return json.loads(row[0])
 
     def load(self) -> tuple[int, int | None, list[PlainRow]]:
         """``(version, dim, rows)``: every row, decrypted, in row order, at one version."""
-        with self._reading() as conn:
-            version, dim, digest = conn.execute(
-                "SELECT version, dim, rows_digest FROM erase_state WHERE k = 0").fetchone()
+        def read(conn):
+            state = conn.execute("SELECT version, dim, rows_digest FROM erase_state WHERE k = 0").fetchone()
             records = conn.execute("SELECT row, bucket, wrapped, blob FROM erase_examples ORDER BY row").fetchall()
-            keys = self._bucket_keys(conn, None)
+            return state, records, self._bucket_keys(conn, None)
+
+        (version, dim, digest), records, keys = self._read(read)
         return version, dim, self._open_rows(records, keys, dim, digest)
 
     def changes_since(self, since: int) -> Changes | None:
         """Row changes after version ``since``; None when the log was pruned past it (reload)."""
-        with self._reading() as conn:
-            got = self._changes_in(conn, since)
+        got = self._read(lambda conn: self._changes_in(conn, since))
         if got is None:
             return None
         result, dim, records, keys = got
@@ -240,10 +236,13 @@ class PostgresStore:
         """``{row: payload JSON}`` of ``rows`` for a handle at ``version`` (:class:`RowGoneError`
         when one was deleted since: catch up first)."""
         wanted = sorted(set(rows))
-        with self._reading() as conn:
-            now, dim = conn.execute("SELECT version, dim FROM erase_state WHERE k = 0").fetchone()
+
+        def read(conn):
+            state = conn.execute("SELECT version, dim FROM erase_state WHERE k = 0").fetchone()
             records = _fetch(conn, wanted)
-            keys = self._bucket_keys(conn, {r[1] for r in records}) if records else {}
+            return state, records, self._bucket_keys(conn, {r[1] for r in records}) if records else {}
+
+        (now, dim), records, keys = self._read(read)
         if len(records) != len(wanted):
             if now != version:
                 raise RowGoneError(f"a row of {self._where} was deleted after version {version}")
@@ -281,9 +280,9 @@ class PostgresStore:
         when ``rows`` are given): a row deleted or inserted with plain SQL is caught."""
         try:
             if rows is None:
-                with self._reading() as conn:
-                    digest = conn.execute("SELECT rows_digest FROM erase_state WHERE k = 0").fetchone()[0]
-                    count = conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0]
+                digest, count = self._read(lambda conn: (
+                    conn.execute("SELECT rows_digest FROM erase_state WHERE k = 0").fetchone()[0],
+                    conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0]))
                 rowset.check_count(self._rowset_key(), digest, count)
             else:
                 rowset.check_rows(self._rowset_key(), digest, rows)
@@ -295,25 +294,24 @@ class PostgresStore:
     def audit_secret(self) -> bytes:
         """The per-store key of the audit log's keyed hashes (bucket -1 of the key table)."""
         if self._secret is None:
-            with self._reading() as conn:
-                row = conn.execute("SELECT key FROM erase_keys WHERE bucket = %s", (AUDIT_BUCKET,)).fetchone()
+            row = self._read(lambda conn: conn.execute(
+                "SELECT key FROM erase_keys WHERE bucket = %s", (AUDIT_BUCKET,)).fetchone())
             if row is None or len(bytes(row[0])) != 32:
                 raise CorruptStoreError(f"{self._where} is damaged: it holds no audit secret")
             self._secret = bytes(row[0])
         return self._secret
 
     def note(self, key: str) -> str | None:
-        with self._reading() as conn:
-            row = conn.execute("SELECT value FROM erase_meta WHERE key = %s", (_NOTE + key,)).fetchone()
+        row = self._read(lambda conn: conn.execute(
+            "SELECT value FROM erase_meta WHERE key = %s", (_NOTE + key,)).fetchone())
         return None if row is None else row[0]
 
     def audit_rows(self) -> list[tuple[int, str, str, str]]:
-        with self._reading() as conn:
-            return [tuple(r) for r in conn.execute("SELECT seq, entry, prev, hash FROM erase_audit ORDER BY seq")]
+        return self._read(lambda conn: [
+            tuple(r) for r in conn.execute("SELECT seq, entry, prev, hash FROM erase_audit ORDER BY seq")])
 
     def __len__(self) -> int:
-        with self._reading() as conn:
-            return int(conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0])
+        return int(self._read(lambda conn: conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0]))
 
     # the open image and the posted selection: not kept by this store (both are optional)
     def read_image(self) -> None:
@@ -360,11 +358,15 @@ class PostgresStore:
         """This handle's connection, holding the store's writer lock (a session advisory lock)."""
         psycopg = _psycopg()
         with self._lock:
-            conn = self._live()
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (self._lock_key,))
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot start a write transaction on {self._where}: {_cause(exc)}") from None
+            for attempt in (0, 1):  # a connection lost since the last use is replaced once
+                conn = self._live()
+                try:
+                    conn.execute("SELECT pg_advisory_lock(%s)", (self._lock_key,))
+                    break
+                except psycopg.Error as exc:
+                    if attempt == 0 and (conn.broken or conn.closed):
+                        continue
+                    raise StoreError(f"cannot start a write transaction on {self._where}: {_cause(exc)}") from None
             try:
                 yield conn
             finally:
@@ -390,16 +392,24 @@ class PostgresStore:
         conn.execute("UPDATE erase_state SET shred_pending = false, shred_xid = NULL WHERE k = 0")
 
     # ================================================================== plumbing
-    @contextmanager
-    def _reading(self):
+    def _read(self, fn: Callable[[Any], T], *, snapshot: bool = True) -> T:
+        """``fn(conn)`` in one snapshot (``snapshot``: a transaction; else one autocommit
+        statement). Reads are idempotent: when the connection was lost (a server restart, a
+        dropped connection), the handle reconnects and tries once more, then names the server."""
         psycopg = _psycopg()
         with self._lock:
-            conn = self._live()
-            try:
-                with conn.transaction():
-                    yield conn
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot read {self._where}: {_cause(exc)}") from None
+            for attempt in (0, 1):
+                conn = self._live()
+                try:
+                    if not snapshot:
+                        return fn(conn)
+                    with conn.transaction():
+                        return fn(conn)
+                except psycopg.Error as exc:
+                    if attempt == 0 and (conn.broken or conn.closed):
+                        continue
+                    raise StoreError(f"cannot read {self._where}: {_cause(exc)}") from None
+        raise AssertionError("unreachable")
 
     def _live(self):
         """The connection, reconnected when the previous one was lost."""
