@@ -26,7 +26,7 @@ from test_handles import fresh_build
 pytest.importorskip("psycopg", reason='psycopg is not installed (pip install "erase-icl[postgres]")')
 
 from erase_core.storage.postgres import PostgresStore  # noqa: E402
-from erase_core.storage.postgres.keys import Unwrapper  # noqa: E402
+from erase_core.storage.postgres.keys import BUCKET_ROWS, Unwrapper  # noqa: E402
 
 
 def payload(i: int) -> dict:
@@ -195,8 +195,8 @@ def row_keys(cluster, dsn) -> dict[int, bytes]:
     store = PostgresStore.open(dsn)
     try:
         unwrap = Unwrapper(store._uuid, bucket_keys(cluster, dsn))
-        rows = cluster.sql("SELECT row, bucket, wrapped FROM erase_examples", dsn=dsn)
-        return {r: unwrap(r, b, bytes(w)) for r, b, w in rows}
+        rows = cluster.sql("SELECT row, wrapped FROM erase_keywraps", dsn=dsn)
+        return {r: unwrap(r, r // BUCKET_ROWS, bytes(w)) for r, w in rows}
     finally:
         store.close()
 
@@ -226,7 +226,7 @@ def test_kill_during_a_forget_leaves_before_or_after_and_the_shred_is_finished(p
         outcomes.add("before" if digest == before_digest else "after")
         if digest == after_digest:
             files = all_file_bytes(pg_cluster.data)
-            replaced = {rows[v] % 1024 for v in victims}
+            replaced = {rows[v] // BUCKET_ROWS for v in victims}
             assert not surviving(files, [old_keys[b] for b in replaced]), f"trial {trial}: a replaced key survived"
     print("kill during forget: outcomes", sorted(outcomes))
 
@@ -236,13 +236,13 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
     forgotten payload, vector, row key or its bucket's old key is in any file under the data
     directory (heap, indexes, WAL, pg_xact, ...); the live keys are (the scan can fail)."""
     index, X, ids = build(pg_dsn, n=300)
-    victims = ids[:3]
+    victims = [ids[0], ids[1], ids[200]]  # two buckets
     rows = rows_of(pg_dsn)
     keys_before = bucket_keys(pg_cluster, pg_dsn)
     row_key = row_keys(pg_cluster, pg_dsn)
     pg_cluster.sql("CHECKPOINT")
     files = all_file_bytes(pg_cluster.data)
-    old = [keys_before[rows[v] % 1024] for v in victims]
+    old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims]
     assert all(surviving(files, [key]) for key in old)  # before the forget: on disk, in clear
     index.forget(victims)
     keys_after = bucket_keys(pg_cluster, pg_dsn)
@@ -255,7 +255,7 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
                       (X[i] / np.linalg.norm(X[i])).astype("<f4").tobytes(), row_key[rows[v]]]
     assert not surviving(files, plaintext), "a forgotten payload, vector or row key is on disk"
     assert not surviving(files, old), "a replaced bucket key survived the shred step"
-    live = [keys_after[b] for b in (rows[victims[0]] % 1024, (rows[victims[0]] + 1) % 1024)]
+    live = [keys_after[b] for b in (rows[victims[0]] // BUCKET_ROWS, rows[ids[-1]] // BUCKET_ROWS)]
     assert all(surviving(files, [key]) for key in live)  # the scan finds keys that are there
     # the forgotten rows' dead tuples may still be in the heap: under keys no file holds
     assert all(v not in index for v in victims) and index.verify()

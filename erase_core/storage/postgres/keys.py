@@ -1,14 +1,15 @@
 """Where the row keys of a PostgreSQL store live: wrapped under bucket keys.
 
 Each row is sealed under its own random key (:mod:`..rows`, as in the SQLite store). That key
-is stored beside the row *wrapped* (AES-256-GCM, random nonce) under the key of the row's
-bucket (``row % buckets``), and the bucket keys live in one small table, ``erase_keys``.
+is stored *wrapped* (AES-256-GCM, random nonce) under the key of the row's bucket (row numbers
+``b * BUCKET_ROWS`` to ``(b + 1) * BUCKET_ROWS - 1``) in ``erase_keywraps``, and the bucket
+keys live in one small table, ``erase_keys`` (one row per bucket with rows, 32 bytes each).
 
 Why: PostgreSQL never overwrites in place. A deleted or updated value stays in its dead tuple
 until VACUUM, in WAL segments, on standbys and in base backups. So a deleted row key cannot be
 destroyed where it sits; instead a forget replaces the key of every bucket it touched and
-re-wraps that bucket's surviving rows (a few dozen at 10^5 rows with the default 1,024
-buckets), so every copy of the forgotten row's wrapped key, wherever PostgreSQL keeps it, is
+re-wraps that bucket's surviving rows (at most :data:`BUCKET_ROWS`, whatever the store's
+size), so every copy of the forgotten row's wrapped key, wherever PostgreSQL keeps it, is
 under a bucket key that no longer exists. Only the tiny key table must then be purged for real:
 rewritten (``VACUUM FULL``) and its WAL retired (``pg_switch_wal()`` + ``CHECKPOINT`` with
 ``wal_recycle = off``): see :mod:`.shred`.
@@ -24,8 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import CorruptStoreError
 
-#: Bucket count of a new store (fixed at creation, stored in ``erase_meta``).
-BUCKETS = 1024
+#: Rows per bucket of a new store (fixed at creation, stored in ``erase_meta``).
+BUCKET_ROWS = 128
 #: The row of ``erase_keys`` that holds the audit secret (never rotated).
 AUDIT_BUCKET = -1
 _AAD = struct.Struct("<qi")

@@ -13,7 +13,8 @@ from ..errors import StoreError
 #: ``erase_meta.schema_version`` of the current layout.
 SCHEMA_VERSION = 1
 FORMAT_NAME = "erase-example-store-postgres"
-TABLES = ("erase_meta", "erase_config", "erase_state", "erase_keys", "erase_examples", "erase_changes", "erase_audit")
+TABLES = ("erase_meta", "erase_config", "erase_state", "erase_keys", "erase_examples", "erase_keywraps", "erase_changes",
+          "erase_audit")
 
 DDL = (
     "CREATE TABLE erase_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -30,11 +31,13 @@ DDL = (
     # ANALYZE copies sample values into pg_statistic, where no shred step reaches: never of a key
     # (the residue test found bucket keys in pg_statistic's TOAST table before this)
     "ALTER TABLE erase_keys ALTER COLUMN key SET STATISTICS 0",
-    "CREATE TABLE erase_examples (row bigint PRIMARY KEY, bucket int NOT NULL, wrapped bytea NOT NULL,"
-    " blob bytea NOT NULL)",
-    "ALTER TABLE erase_examples ALTER COLUMN wrapped SET STATISTICS 0",
+    # sealed rows: inserted and deleted, never updated
+    "CREATE TABLE erase_examples (row bigint PRIMARY KEY, blob bytea NOT NULL)",
     "ALTER TABLE erase_examples ALTER COLUMN blob SET STATISTICS 0",
-    "CREATE INDEX erase_examples_bucket ON erase_examples (bucket)",
+    # each row's key wrapped under its bucket's key: narrow, so that re-wrapping a bucket
+    # (contiguous row numbers) rewrites a page or two
+    "CREATE TABLE erase_keywraps (row bigint PRIMARY KEY, wrapped bytea NOT NULL)",
+    "ALTER TABLE erase_keywraps ALTER COLUMN wrapped SET STATISTICS 0",
     "CREATE TABLE erase_changes (seq bigint PRIMARY KEY, op smallint NOT NULL, row bigint NOT NULL)",
     "CREATE TABLE erase_audit (seq bigint PRIMARY KEY, entry text NOT NULL, prev text NOT NULL, hash text NOT NULL)",
 )

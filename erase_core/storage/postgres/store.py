@@ -35,7 +35,7 @@ from ..example_store import LOG_RETAIN, Changes, NewRow
 from ..rows import PlainRow, new_key as new_row_key, open_many, seal
 from . import schema, shred
 from .connect import connect, describe
-from .keys import AUDIT_BUCKET, BUCKETS, Unwrapper, new_key, wrap
+from .keys import AUDIT_BUCKET, BUCKET_ROWS, Unwrapper, new_key, wrap
 
 __all__ = ["PostgresStore", "PgWriteTransaction"]
 
@@ -54,13 +54,13 @@ def _psycopg():
 class PostgresStore:
     """One handle on a store in PostgreSQL (one connection). Thread-safe."""
 
-    def __init__(self, dsn: str, conn, store_uuid: bytes, buckets: int):
+    def __init__(self, dsn: str, conn, store_uuid: bytes, bucket_rows: int):
         """Use :meth:`create` or :meth:`open`."""
         self._dsn = dsn
         self._where = describe(dsn)
         self._conn = conn
         self._uuid = store_uuid
-        self._buckets = buckets
+        self._bucket_rows = bucket_rows
         self._lock = threading.RLock()
         self._closed = False
         self._secret: bytes | None = None
@@ -105,17 +105,14 @@ class PostgresStore:
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO erase_meta (key, value) VALUES (%s, %s)", [
                         ("format", schema.FORMAT_NAME), ("schema_version", str(schema.SCHEMA_VERSION)),
-                        ("uuid", store_uuid.hex()), ("buckets", str(BUCKETS))])
-                    with cur.copy("COPY erase_keys (bucket, key) FROM STDIN") as copy:
-                        copy.write_row((AUDIT_BUCKET, secret))
-                        for b in range(BUCKETS):
-                            copy.write_row((b, new_key()))
+                        ("uuid", store_uuid.hex()), ("bucket_rows", str(BUCKET_ROWS))])
+                conn.execute("INSERT INTO erase_keys (bucket, key) VALUES (%s, %s)", (AUDIT_BUCKET, secret))
                 conn.execute("INSERT INTO erase_config (k, json) VALUES (0, %s)", (text,))
                 conn.execute(
                     "INSERT INTO erase_state (k, version, next_row, log_floor, dim, rows_digest, shred_pending)"
                     " VALUES (0, 0, 1, 0, NULL, %s, false)",
                     (rowset.seal(rowset.rowset_key(secret), rowset.EMPTY, 0),))
-            return cls(dsn, conn, store_uuid, BUCKETS)
+            return cls(dsn, conn, store_uuid, BUCKET_ROWS)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, psycopg.Error):
@@ -136,10 +133,10 @@ class PostgresStore:
                 raise StoreError(f"cannot open the store in {where}: forgets could not be shredded there: "
                                  + "; ".join(missing))
             try:
-                store_uuid, buckets = bytes.fromhex(meta["uuid"]), int(meta["buckets"])
+                store_uuid, bucket_rows = bytes.fromhex(meta["uuid"]), int(meta["bucket_rows"])
             except (KeyError, ValueError):
-                raise StoreError(f"{where} is not a valid ERASE example store (bad uuid or bucket count)") from None
-            store = cls(dsn, conn, store_uuid, buckets)
+                raise StoreError(f"{where} is not a valid ERASE example store (bad uuid or bucket size)") from None
+            store = cls(dsn, conn, store_uuid, bucket_rows)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, psycopg.Error):
@@ -203,7 +200,7 @@ class PostgresStore:
         """``(version, dim, rows)``: every row, decrypted, in row order, at one version."""
         def read(conn):
             state = conn.execute("SELECT version, dim, rows_digest FROM erase_state WHERE k = 0").fetchone()
-            records = conn.execute("SELECT row, bucket, wrapped, blob FROM erase_examples ORDER BY row").fetchall()
+            records = conn.execute(_ALL_ROWS, binary=True).fetchall()
             return state, records, self._bucket_keys(conn, None)
 
         (version, dim, digest), records, keys = self._read(read)
@@ -229,7 +226,7 @@ class PostgresStore:
         gone = set(removed)
         added = [r for op, r in ops if op == _OP_ADD and r not in gone]
         records = _fetch(conn, added)
-        keys = self._bucket_keys(conn, {r[1] for r in records}) if records else {}
+        keys = self._bucket_keys(conn, {r[0] // self._bucket_rows for r in records}) if records else {}
         return Changes(since, version, removed), dim, records, keys
 
     def payloads(self, rows: Sequence[int], version: int) -> dict[int, str]:
@@ -240,7 +237,7 @@ class PostgresStore:
         def read(conn):
             state = conn.execute("SELECT version, dim FROM erase_state WHERE k = 0").fetchone()
             records = _fetch(conn, wanted)
-            return state, records, self._bucket_keys(conn, {r[1] for r in records}) if records else {}
+            return state, records, self._bucket_keys(conn, {r[0] // self._bucket_rows for r in records}) if records else {}
 
         (now, dim), records, keys = self._read(read)
         if len(records) != len(wanted):
@@ -257,7 +254,7 @@ class PostgresStore:
         return {int(b): bytes(k) for b, k in got}
 
     def _open_rows(self, records, keys: dict[int, bytes], dim: int | None, digest: str | None = None) -> list[PlainRow]:
-        """Decrypt ``(row, bucket, wrapped, blob)`` records read in one snapshot with ``keys``;
+        """Decrypt ``(row, wrapped, blob)`` records read in one snapshot with ``keys``;
         with ``digest`` (a full load) also check the row-set record."""
         if digest is not None:
             self._check_row_set([r[0] for r in records], digest)
@@ -267,7 +264,8 @@ class PostgresStore:
             raise CorruptStoreError(f"{self._where} is damaged: it has rows but no vector width")
         unwrap = Unwrapper(self._uuid, keys)
         try:
-            sealed = [(row, unwrap(row, bucket, bytes(wrapped)), bytes(blob)) for row, bucket, wrapped, blob in records]
+            size = self._bucket_rows
+            sealed = [(row, unwrap(row, row // size, bytes(wrapped)), bytes(blob)) for row, wrapped, blob in records]
             return open_many(self._uuid, sealed, 4 * int(dim))
         except CorruptStoreError as exc:
             raise CorruptStoreError(f"{self._where} is damaged: {exc} (edited rows, or keys of another store)") from None
@@ -461,7 +459,7 @@ class PgWriteTransaction:
         return result
 
     def load(self) -> tuple[int, int | None, list[PlainRow]]:
-        records = self._conn.execute("SELECT row, bucket, wrapped, blob FROM erase_examples ORDER BY row").fetchall()
+        records = self._conn.execute(_ALL_ROWS, binary=True).fetchall()
         keys = self._store._bucket_keys(self._conn, None)
         return self.base_version, self.dim, self._store._open_rows(records, keys, self.dim, self._rows_digest)
 
@@ -472,7 +470,7 @@ class PgWriteTransaction:
         return self._keys
 
     def add(self, rows: Sequence[NewRow], dim: int) -> list[int]:
-        """Insert sealed rows; returns their row numbers."""
+        """Insert sealed rows; returns their row numbers. A bucket's first row creates its key."""
         if not rows:
             return []
         if self.dim is None:
@@ -480,17 +478,26 @@ class PgWriteTransaction:
             self.dim = dim
         elif self.dim != dim:
             raise StoreError(f"vectors have dimension {dim}; the store holds dimension {self.dim}")
-        store, n_buckets = self._store, self._store._buckets
+        store, size, conn = self._store, self._store._bucket_rows, self._conn
         numbers = list(range(self._next_row, self._next_row + len(rows)))
         self._next_row += len(rows)
-        keys = self._key_of({n % n_buckets for n in numbers})
-        with self._conn.cursor() as cur, cur.copy("COPY erase_examples (row, bucket, wrapped, blob) FROM STDIN") as copy:
-            for n, r in zip(numbers, rows):
-                row_key, bucket = new_row_key(), n % n_buckets
-                copy.write_row((n, bucket, wrap(keys[bucket], store._uuid, n, bucket, row_key),
-                                seal(store._uuid, n, row_key, example_id=r.id, payload_json=r.payload_json,
-                                     vector=r.vector, id_hash=r.id_hash, example_hash=r.example_hash,
-                                     attrs_json=r.attrs_json)))
+        buckets = {n // size for n in numbers}
+        keys = self._key_of(buckets)
+        created = {b: new_key() for b in sorted(buckets - keys.keys())}
+        if created:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO erase_keys (bucket, key) VALUES (%s, %s)", list(created.items()))
+            keys.update(created)
+        row_keys = [new_row_key() for _ in rows]
+        with conn.cursor() as cur:
+            with cur.copy("COPY erase_keywraps (row, wrapped) FROM STDIN") as copy:
+                for n, row_key in zip(numbers, row_keys):
+                    copy.write_row((n, wrap(keys[n // size], store._uuid, n, n // size, row_key)))
+            with cur.copy("COPY erase_examples (row, blob) FROM STDIN") as copy:
+                for n, row_key, r in zip(numbers, row_keys, rows):
+                    copy.write_row((n, seal(store._uuid, n, row_key, example_id=r.id, payload_json=r.payload_json,
+                                            vector=r.vector, id_hash=r.id_hash, example_hash=r.example_hash,
+                                            attrs_json=r.attrs_json)))
         self._ops.extend((_OP_ADD, n) for n in numbers)
         return numbers
 
@@ -500,12 +507,13 @@ class PgWriteTransaction:
         if not row_numbers:
             return
         wanted = list(row_numbers)
-        found = self._conn.execute("DELETE FROM erase_examples WHERE row = ANY(%s) RETURNING row, bucket",
-                                   (wanted,)).fetchall()
+        found = [r for (r,) in self._conn.execute("DELETE FROM erase_examples WHERE row = ANY(%s) RETURNING row",
+                                                  (wanted,)).fetchall()]
         if len(found) != len(set(wanted)):
-            missing = sorted(set(wanted) - {r for r, _ in found})
+            missing = sorted(set(wanted) - set(found))
             raise StoreError(f"rows {missing[:5]} are not in {self._store._where}; nothing was deleted")
-        self._rekey.update(int(b) for _, b in found)
+        self._conn.execute("DELETE FROM erase_keywraps WHERE row = ANY(%s)", (wanted,))
+        self._rekey.update(r // self._store._bucket_rows for r in found)
         self._ops.extend((_OP_DEL, n) for n in wanted)
 
     def set_note(self, key: str, value: str) -> None:
@@ -528,18 +536,32 @@ class PgWriteTransaction:
                            (seq + 1, text, prev, chain_hash(prev, text)))
 
     def _rekey_buckets(self) -> None:
-        """Give every bucket a deleted row was in a new key, re-wrapping its remaining rows."""
-        conn, store = self._conn, self._store
+        """Give every bucket a deleted row was in a new key, re-wrapping its remaining rows
+        (a bucket left empty loses its key)."""
+        conn, store, size = self._conn, self._store, self._store._bucket_rows
         buckets = sorted(self._rekey)
         old = dict(self._key_of(buckets))
-        new = {b: new_key() for b in buckets}
         unwrap = Unwrapper(store._uuid, old)
-        records = conn.execute("SELECT row, bucket, wrapped FROM erase_examples WHERE bucket = ANY(%s)",
-                               (buckets,)).fetchall()
-        with conn.cursor() as cur:
-            cur.executemany("UPDATE erase_examples SET wrapped = %s WHERE row = %s", [
-                (wrap(new[b], store._uuid, row, b, unwrap(row, b, bytes(w))), row) for row, b, w in records])
-            cur.executemany("UPDATE erase_keys SET key = %s WHERE bucket = %s", [(new[b], b) for b in buckets])
+        records = conn.execute(
+            "SELECT w.row, w.wrapped FROM unnest(%s::bigint[]) AS b(lo)"
+            " JOIN erase_keywraps w ON w.row >= b.lo AND w.row < b.lo + %s", ([b * size for b in buckets], size),
+            binary=True).fetchall()
+        live = {row // size for row, _ in records}
+        new = {b: new_key() for b in buckets if b in live}
+        rows = [row for row, _ in records]
+        wrapped = [wrap(new[row // size], store._uuid, row, row // size, unwrap(row, row // size, bytes(w)))
+                   for row, w in records]
+        if rows:
+            conn.execute("UPDATE erase_keywraps w SET wrapped = v.wrapped FROM unnest(%s::bigint[], %s::bytea[])"
+                         " AS v(row, wrapped) WHERE w.row = v.row", (rows, wrapped))
+        if new:
+            conn.execute("UPDATE erase_keys k SET key = v.key FROM unnest(%s::int[], %s::bytea[]) AS v(bucket, key)"
+                         " WHERE k.bucket = v.bucket", (list(new), list(new.values())))
+        empty = [b for b in buckets if b not in live]
+        if empty:
+            conn.execute("DELETE FROM erase_keys WHERE bucket = ANY(%s)", (empty,))
+        for b in empty:
+            self._keys.pop(b, None)
         self._keys.update(new)
 
     def _finish(self) -> None:
@@ -575,11 +597,15 @@ class PgWriteTransaction:
 _NOTE = "note:"
 
 
+#: Every row with its wrapped key, in row order.
+_ALL_ROWS = "SELECT e.row, w.wrapped, e.blob FROM erase_examples e JOIN erase_keywraps w USING (row) ORDER BY e.row"
+
+
 def _fetch(conn, rows: list[int]) -> list[tuple]:
     if not rows:
         return []
-    return conn.execute("SELECT row, bucket, wrapped, blob FROM erase_examples WHERE row = ANY(%s) ORDER BY row",
-                        (rows,)).fetchall()
+    return conn.execute("SELECT e.row, w.wrapped, e.blob FROM erase_examples e JOIN erase_keywraps w USING (row)"
+                        " WHERE e.row = ANY(%s) ORDER BY e.row", (rows,), binary=True).fetchall()
 
 
 def _config_json(config: dict) -> str:
