@@ -14,7 +14,7 @@ configuration never reads another's results:
    tokens and seconds per query;
 4. accuracy under deletion: forget m random pool examples (several draws), check the method
    equals a fresh fit on the remaining pool, answer again;
-5. unlearning cost: wall time of forgetting one example per method;
+5. unlearning cost: wall time of each of ``cost_forgets`` single forgets, per method;
 6. SISA: fine-tune the LM on 1, 2 and 4 shards, accuracy, accuracy against examples seen,
    time to unlearn one example;
 7. report: JSON, markdown (``docs/results.md``) and plots (``docs/img/``).
@@ -46,6 +46,8 @@ CPU_TASKS = ("intent_recognition", "sports_understanding", "object_counting")
 PAPER_METHODS = ("zero-shot", "random", "acot", "acot-proj", "erase", "erase-full", "knn")
 EXTRA_METHODS = ("erase-stratified", "erase+knn")
 DELETION_METHODS = ("erase", "acot", "random", "knn")
+#: SISA forgets timed per configuration (at most ``cost_forgets``); U is their mean.
+SISA_FORGETS = 3
 
 
 @dataclass
@@ -236,6 +238,8 @@ class Bench(LazyModels):
             "seconds_per_query": (answerer.seconds - before) / len(answers),
             "shots": method.shots(data.test_vectors[0]) if method.fixed else None,
             "distinct_prefixes": len(set(prefixes)),
+            "prefix_tokens": float(np.mean([len(self.lm.tokenizer(p, add_special_tokens=False)["input_ids"])
+                                            for p in set(prefixes)])),
         }
 
     def cell(self, data: TaskData, method_name: str, k: int, seed: int) -> dict:
@@ -303,7 +307,9 @@ class Bench(LazyModels):
         return [self.deletion(data, *job) for job in self._bar(jobs, desc=f"{data.task.name} deletion", unit="run")]
 
     def unlearning_cost(self, data: TaskData) -> dict:
-        """Median wall time to forget one example, per method (k = deletion_k), one forget at a time."""
+        """Wall time of ``cost_forgets`` single forgets per method (k = deletion_k), one at a time
+        on the same fitted method: every time, their mean, median and max, and how many of the
+        forgets changed the shots of the first test query (``selected_changed``)."""
         names = sorted(m for m in set(self.config.methods) - {"zero-shot"} if not refusal(m, data.task))
         methods_key = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:8]
         key = (data.task.name.replace("/", "__"), data.key,
@@ -323,7 +329,8 @@ class Bench(LazyModels):
                 times.append(method.forget([v]))
                 changed += before != method.shots(data.test_vectors[0])
             out[name] = {"median_seconds": statistics.median(times), "mean_seconds": statistics.fmean(times),
-                         "max_seconds": max(times), "forgets": len(times), "selected_changed": changed}
+                         "max_seconds": max(times), "forgets": len(times), "selected_changed": changed,
+                         "seconds": times}
             method.close()
         return self.cache.put(out, "cost", *key)
 
@@ -339,10 +346,11 @@ class Bench(LazyModels):
             if len(pool) // shards < 20:  # the paper keeps every shard at 20 examples or more
                 continue
             slices = max(1, min(cfg.sisa_max_slices, len(pool) // shards // 5))
-            key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}-l{slices}",)
+            forgets = min(SISA_FORGETS, cfg.cost_forgets)
+            key = base + (f"sisa-p{len(pool)}-e{cfg.sisa_epochs}-n{len(data.test)}-s{shards}-l{slices}-u{forgets}",)
             try:
                 rows.append(self.cache.get("sisa", *key)
-                            or self.cache.put(self._sisa_config(data, pool, shards, slices), "sisa", *key))
+                            or self.cache.put(self._sisa_config(data, pool, shards, slices, forgets), "sisa", *key))
             except ERASEError as exc:  # shards are hashed, hence uneven: one may fall under 20 examples
                 rows.append({"shards": shards, "pool": len(pool), "skipped": str(exc)})
         seen = []
@@ -351,19 +359,22 @@ class Bench(LazyModels):
             seen.append(self.cache.get("sisa", *key) or self.cache.put(self._sisa_seen(data, n), "sisa", *key))
         return {"configs": rows, "seen": seen}
 
-    def _sisa_config(self, data: TaskData, pool: list[dict], shards: int, slices: int) -> dict:
+    def _sisa_config(self, data: TaskData, pool: list[dict], shards: int, slices: int, forgets: int = 1) -> dict:
+        """Fit, evaluate, then forget ``forgets`` random examples one at a time: the unlearning
+        cost is the mean over them (a forget's cost depends on its slice), each one recorded."""
         from .sisa import SISAConfig, SISAEnsemble
 
         sconfig = SISAConfig(n_shards=shards, n_slices=slices, epochs=self.config.sisa_epochs, seed=0)
         with SISAEnsemble(sconfig, data.fmt, lm=self.lm, show_progress=self.progress) as ens:
             ens.fit(pool)
             result = ens.evaluate(data.test)
-            victim = random.Random(f"sisa/{data.task.name}").choice([ex["id"] for ex in pool])
-            report = ens.forget([victim])
+            victims = random.Random(f"sisa/{data.task.name}").sample([ex["id"] for ex in pool], forgets)
+            reports = [ens.forget([v]) for v in victims]
             return {"shards": shards, "slices": slices, "pool": len(pool), "epochs": self.config.sisa_epochs,
                     "accuracy": result["accuracy"], "normalized": normalized_score(result["accuracy"], data.low),
-                    "fit_seconds": ens.fit_seconds_, "unlearn_seconds": report.seconds,
-                    "examples_retrained": report.examples_retrained,
+                    "fit_seconds": ens.fit_seconds_, "unlearn_seconds": statistics.fmean(r.seconds for r in reports),
+                    "unlearn_seconds_all": [r.seconds for r in reports],
+                    "examples_retrained": statistics.fmean(r.examples_retrained for r in reports),
                     "query_seconds": result["seconds"] / max(1, len(data.test)),
                     "tokens_per_query": result["prompt_tokens"] * shards, "device": str(self.lm.device)}
 

@@ -54,7 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds after which no new task starts (a rerun resumes from the cache)")
     p.add_argument("--notes", default=None, help="a markdown file whose text opens the report (provenance, caveats)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from --out/results.json")
+    p.add_argument("--price", type=_price, default=None, metavar="A,B",
+                   help="price every query at A seconds per query + B seconds per token (default: fitted per task "
+                        "to the run's own timings; see docs/cost.md)")
     return p
+
+
+def _price(text: str) -> dict:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--price needs two numbers A,B (seconds per query, per token); got {text!r}")
+    if not (a >= 0 and b >= 0):
+        raise argparse.ArgumentTypeError(f"--price must be non-negative; got {text!r}")
+    return {"a": a, "b": b}
 
 
 def _notes(args) -> str:
@@ -93,13 +106,19 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.report_only:
-        print(write_report(load_results(Path(args.out) / "results.json"), args.out, preface=_notes(args)))
+        results = load_results(Path(args.out) / "results.json")
+        if args.price is not None:
+            results["price"] = args.price
+        print(write_report(results, args.out, preface=_notes(args)))
         return 0
     cfg = config_from_args(args)
     start = time.perf_counter()
     bench = Bench(cfg, progress=sys.stderr.isatty() or bool(os.environ.get("ERASE_PROGRESS")))
     results = bench.run(with_deletion=not args.no_deletion, with_sisa=not args.no_sisa, time_budget=args.time_budget)
     results["device"] = str(bench.lm.device) if bench._lm is not None else cfg.device
+    results["backend"] = cfg.resolved_backend()
+    if args.price is not None:
+        results["price"] = args.price
     results["seconds"] = time.perf_counter() - start
     path = write_report(results, args.out, preface=_notes(args))
     exact = all(d["exact"] and not d["forgotten_in_prompt"] for e in results["tasks"].values() for d in e.get("deletion", []))

@@ -11,11 +11,14 @@ decides which method is cheaper: :func:`break_even` gives the ratio at which two
 the same, :func:`cheaper_at` says which wins at a given ratio.
 
 Inference time is modelled as ``I = a + b * tokens`` (:class:`InferenceCost`, fitted by
-:func:`fit_inference_cost` on measured samples) so that methods whose prompts differ in length
-are priced on the same per-token rate; a per-query time measured directly can be given to
-:class:`MethodCost` as it is.
+:func:`fit_inference_cost` on measured samples, robustly with ``robust=True``) so that every
+method is priced from the tokens it processes at one shared rate; a per-query time measured
+directly can be given to :class:`MethodCost` as it is. :func:`prefix_is_cached` says when a
+deletion that changes the shots also pays a prefix recomputation; :func:`spread` and
+:func:`break_even_spread` summarise repeated measurements (median and range, never one raw
+timing); :func:`plot_cost_accuracy` puts each method's cost beside the accuracy it buys.
 
-Pure Python + numpy; matplotlib is imported inside :func:`plot_cost` only.
+Pure Python + numpy; matplotlib is imported inside the plotting functions only.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ __all__ = [
     "MethodCost",
     "fit_inference_cost",
     "cached_prefix_unlearn_seconds",
+    "prefix_is_cached",
+    "spread",
+    "break_even_spread",
+    "plot_cost_accuracy",
     "deployment_cost",
     "break_even",
     "cheaper_at",
@@ -116,21 +123,34 @@ class InferenceCost:
     __call__ = seconds
 
 
-def fit_inference_cost(tokens: Sequence[float], seconds: Sequence[float]) -> InferenceCost:
-    """Least-squares fit of ``seconds ≈ a + b * tokens`` over measured samples, with ``a, b ≥ 0``.
+def fit_inference_cost(tokens: Sequence[float], seconds: Sequence[float], *, robust: bool = False) -> InferenceCost:
+    """Fit of ``seconds ≈ a + b * tokens`` over measured samples, with ``a, b ≥ 0``.
 
-    Each sample is one model call: the prompt tokens it processed and its wall time. Needs at
-    least two samples of equal count, all finite and non-negative. When every sample has the same
-    token count the slope is unidentifiable: ``b = 0`` and ``a`` is the mean time. When the
-    ordinary fit would give a negative intercept or slope (noise), the best fit with that
-    coefficient held at 0 is returned instead (the non-negative least-squares solution);
-    otherwise the result is the ordinary least-squares fit."""
+    Each sample is one model call (or one query): the tokens it processed and its wall time.
+    Needs at least two samples of equal count, all finite and non-negative.
+
+    ``robust=False`` (least squares): when every sample has the same token count the slope is
+    unidentifiable: ``b = 0`` and ``a`` is the mean time. When the ordinary fit would give a
+    negative intercept or slope (noise), the best fit with that coefficient held at 0 is
+    returned instead (the non-negative least-squares solution); otherwise the result is the
+    ordinary least-squares fit.
+
+    ``robust=True`` (Theil–Sen, for timings from a shared machine, where a few samples are
+    slowed many times over by other jobs): ``b`` is the median of the slopes between every
+    pair of samples with different token counts, ``a`` the median of ``seconds - b * tokens``;
+    each clipped at 0. With a single token count, ``b = 0`` and ``a`` is the median time."""
     t = _samples(tokens, "tokens")
     s = _samples(seconds, "seconds")
     if t.shape != s.shape:
         raise ERASEError(f"tokens and seconds differ in length: {t.size} vs {s.size}")
     if t.size < 2:
         raise ERASEError(f"at least 2 (tokens, seconds) samples are needed, got {t.size}")
+    if robust:
+        i, j = np.triu_indices(t.size, k=1)
+        dt_pairs = t[j] - t[i]
+        keep = dt_pairs != 0
+        b = max(float(np.median((s[j] - s[i])[keep] / dt_pairs[keep])), 0.0) if keep.any() else 0.0
+        return InferenceCost(a=max(float(np.median(s - b * t)), 0.0), b=b)
     t_mean, s_mean = float(t.mean()), float(s.mean())
     dt = t - t_mean
     var = float(dt @ dt)
@@ -209,6 +229,44 @@ def cached_prefix_unlearn_seconds(forget_seconds: float, selected_changed_fracti
     if f > 1:
         raise ERASEError(f"selected_changed_fraction must be in [0, 1], got {f!r}")
     return _nonneg(forget_seconds, "forget_seconds") + f * _nonneg(prefix_seconds, "prefix_seconds")
+
+
+def prefix_is_cached(backend: str, multiple_choice: bool, fixed_shots: bool) -> bool:
+    """Whether ``erase bench``'s answering back end keeps a method's prompt prefix as a KV cache
+    across queries, so that a deletion changing the shots costs one prefix recomputation.
+
+    Only the ``cached`` back end on a multiple-choice task does (``MultipleChoiceScorer`` keeps
+    the prefix's ``past_key_values`` while the prefix stays the same), and only for methods
+    whose shots are the same for every query (``fixed_shots``: ERASE, ACoT, random). Generation
+    (``LocalCausalLM.generate``) and the ``batched`` back end run the whole prompt per query:
+    the prefix is already in the per-query price and a changed set costs nothing extra."""
+    if backend not in ("cached", "batched"):
+        raise ERASEError(f"backend must be 'cached' or 'batched', got {backend!r}")
+    return backend == "cached" and bool(multiple_choice) and bool(fixed_shots)
+
+
+def spread(values: Iterable[float], what: str = "values") -> dict:
+    """Median, quartiles, min, max, mean and count of repeated measurements (all finite, ≥ 0)."""
+    arr = _samples(list(values), what)
+    if arr.size == 0:
+        raise ERASEError(f"{what} is empty")
+    return {"median": float(np.median(arr)), "q1": float(np.percentile(arr, 25)), "q3": float(np.percentile(arr, 75)),
+            "min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()), "n": int(arr.size)}
+
+
+def break_even_spread(a_runs: Sequence[MethodCost], b_runs: Sequence[MethodCost]) -> dict:
+    """The break-even of ``a`` against ``b`` in each of several repeated runs (``a_runs[i]``
+    with ``b_runs[i]``): ``{"runs": [q* or None, ...], "never": count of None, "median",
+    "min", "max"}`` over the runs that cross (the summary keys are None when none does)."""
+    a_list, b_list = list(a_runs), list(b_runs)
+    if not a_list or len(a_list) != len(b_list):
+        raise ERASEError(f"need the same, non-zero number of runs for both methods; got {len(a_list)} and {len(b_list)}")
+    runs = [break_even(_check_method(a, "a run"), _check_method(b, "b run")) for a, b in zip(a_list, b_list)]
+    crossing = [q for q in runs if q is not None]
+    out: dict = {"runs": runs, "never": len(runs) - len(crossing), "median": None, "min": None, "max": None}
+    if crossing:
+        out.update(median=float(np.median(crossing)), min=min(crossing), max=max(crossing))
+    return out
 
 
 def _check_method(m, what: str = "method") -> MethodCost:
@@ -389,6 +447,59 @@ def plot_cost(methods: Iterable[MethodCost], path: str | os.PathLike,
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_cost_accuracy(points: dict, path: str | os.PathLike, *, xlabel: str = "seconds per query at the task's price") -> Path:
+    """One panel per task: each method's cost (x; log when it spans more than 20×) against the
+    accuracy it buys (y).
+
+    ``points``: ``{task: [{"method", "cost", "score", "score_std"?}, ...]}`` (``score`` is
+    whatever the caller measures accuracy in, e.g. the BIG-bench normalized score). Writes a
+    PNG with matplotlib's Agg canvas; returns the path."""
+    if not isinstance(points, dict) or not points:
+        raise ERASEError("points must be a non-empty {task: [point, ...]} dict")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
+
+    tasks = list(points)
+    cols = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    names = list(dict.fromkeys(p["method"] for t in tasks for p in points[t]))
+    ncol = min(len(names), 3 * cols)
+    legend_in = 0.25 * math.ceil(len(names) / ncol) + 0.15
+    height = 3.4 * rows + legend_in
+    fig = Figure(figsize=(4.2 * cols, height), dpi=110)
+    FigureCanvasAgg(fig)
+    markers = "osD^vP*Xh<>"
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for p in points[task]:
+            cost = _nonneg(p["cost"], f"{task}/{p['method']}: cost")
+            j = names.index(p["method"])
+            ax.errorbar([max(cost, 1e-12)], [float(p["score"])], yerr=[float(p.get("score_std") or 0.0)],
+                        marker=markers[j % len(markers)], color=f"C{j % 10}", capsize=2, linestyle="none",
+                        label=p["method"])
+        costs = [max(float(p["cost"]), 1e-12) for p in points[task]]
+        if max(costs) > 20 * min(costs):  # a log axis only where costs span orders of magnitude
+            ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=7)
+        ax.set_ylabel("accuracy (normalized score)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    for ax in fig.axes[1:]:
+        h, lab = ax.get_legend_handles_labels()
+        seen.update(zip(lab, h))
+    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="lower center", ncol=ncol)
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")

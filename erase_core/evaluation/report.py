@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .bench import summarize_cells
-from .cost import MethodCost, break_even, cost_table, markdown_table, plot_cost
+from .._validation import ERASEError
+from .bench import _mean_known, summarize_cells
+from .cost import (InferenceCost, MethodCost, break_even_spread, cost_table, fit_inference_cost, markdown_table, plot_cost,
+                   plot_cost_accuracy, prefix_is_cached, spread)
+from .methods import make_method
 
 #: Methods in the order tables list them.
 ORDER = ("zero-shot", "random", "knn", "acot", "acot-proj", "erase", "erase-full", "erase-stratified", "erase+knn")
@@ -38,35 +41,134 @@ def _pm(mean: float, std: float, seeds: int, scale: float = 1.0, digits: int = 3
     return f"{mean * scale:.{digits}f}" + (f" ± {std * scale:.{digits}f}" if seeds > 1 else "")
 
 
-def method_costs(results: dict) -> list[MethodCost]:
-    """Per-method unlearning and inference cost, averaged over tasks, from the measurements.
+def results_backend(results: dict) -> str:
+    """The answering back end a results file was measured with: as recorded, else the
+    default for its device (``batched`` on CUDA, ``cached`` otherwise)."""
+    backend = results.get("backend") or results.get("config", {}).get("backend")
+    if backend:
+        return backend
+    device = str(results.get("device") or results.get("config", {}).get("device") or "cpu")
+    return "batched" if device.startswith("cuda") else "cached"
 
-    U: mean wall time of one forget (the mean, not the median: occasional recomputes are part
-    of the expected cost); ERASE-style fixed prefixes also pay one prefix recomputation per
-    forget that changed the selected set, measured as tokens × seconds per token. I: measured
-    seconds per query at k = deletion_k (KV-cached prefix on the cached back end)."""
+
+def _fixed_shots(method: str, k: int) -> bool:
+    try:
+        return make_method(method, max(k, 2), 0).fixed
+    except ERASEError:
+        return False
+
+
+def task_costs(entry: dict, k: int, backend: str, price: InferenceCost | None = None) -> dict | None:
+    """One task's costs, every method priced alike (see docs/cost.md).
+
+    Price: a Theil–Sen fit of ``seconds ≈ a + b · tokens`` over every timed cell of the task
+    (all methods, k and seeds), so that no method's per-query cost is its own raw timing.
+    I: the method's mean tokens per query at ``k`` at that price (SISA: one call per shard on
+    the zero-shot prompt). U: the mean of the measured single forgets (SISA: of its timed
+    forgets), plus, only where :func:`~.cost.prefix_is_cached`, the share of forgets that
+    changed the shots times one prefix recomputation, ``b × prefix tokens`` (one forward pass
+    over the prefix: the per-token rate without the per-query term ``a``). A stated ``price``
+    replaces the fit (the same for every task); without one, None when fewer than two cells
+    are timed."""
+    cells = [c for c in entry["cells"] if c.get("seconds_per_query") is not None
+             and np.isfinite(c["seconds_per_query"]) and c.get("tokens_per_query") is not None]
+    stated = price is not None
+    if price is None:
+        if len(cells) < 2:
+            return None
+        price = fit_inference_cost([c["tokens_per_query"] for c in cells], [c["seconds_per_query"] for c in cells],
+                                   robust=True)
+    summary = summarize_cells(entry["cells"])
+    zero = summary.get(("zero-shot", 0))
+    knn = summary.get(("knn", k))
+    methods: dict[str, dict] = {}
+    for method, cost in entry.get("unlearning_cost", {}).items():
+        s = summary.get((method, k))
+        if s is None:
+            continue
+        times = cost.get("seconds") or [cost["mean_seconds"]]
+        changed = cost["selected_changed"] / max(1, cost["forgets"])
+        cached = prefix_is_cached(backend, entry["multiple_choice"], _fixed_shots(method, k))
+        prefix_tokens = _mean_known(c.get("prefix_tokens") for c in entry["cells"] if c["method"] == method and c["k"] == k)
+        if not np.isfinite(prefix_tokens) and knn and zero:  # older results: k shots ≈ kNN's prompt less zero-shot's
+            prefix_tokens = max(0.0, knn["tokens_per_query"] - zero["tokens_per_query"])
+        prefix_seconds = price.b * prefix_tokens if cached and np.isfinite(prefix_tokens) else 0.0
+        methods[method] = {"U": cost["mean_seconds"] + changed * prefix_seconds, "forget_seconds": spread(times),
+                           "selected_changed": changed, "prefix_cached": cached, "prefix_seconds": prefix_seconds,
+                           "I": price.seconds(s["tokens_per_query"]), "tokens": s["tokens_per_query"],
+                           "normalized": s["normalized_mean"], "normalized_std": s["normalized_std"]}
+    if zero is not None:
+        methods["zero-shot"] = {"U": 0.0, "forget_seconds": None, "selected_changed": 0.0, "prefix_cached": False,
+                                "prefix_seconds": 0.0, "I": price.seconds(zero["tokens_per_query"]),
+                                "tokens": zero["tokens_per_query"], "normalized": zero["normalized_mean"],
+                                "normalized_std": zero["normalized_std"]}
+    for row in entry.get("sisa", {}).get("configs", []):
+        if "skipped" in row:
+            continue
+        times = row.get("unlearn_seconds_all") or [row["unlearn_seconds"]]
+        shards = row["shards"]
+        methods[f"sisa-{shards}"] = {"U": statistics.fmean(times), "forget_seconds": spread(times),
+                                     "selected_changed": None, "prefix_cached": False, "prefix_seconds": 0.0,
+                                     "I": price.seconds(row["tokens_per_query"] / shards, calls=shards),
+                                     "tokens": row["tokens_per_query"], "normalized": row["normalized"],
+                                     "normalized_std": 0.0}
+    return {"price": {"a": price.a, "b": price.b, "cells": len(cells), "stated": stated}, "methods": methods}
+
+
+def results_price(results: dict) -> InferenceCost | None:
+    """The per-token price stated for a results file (``erase bench --price A,B`` stores it
+    under ``"price"``), or None: each task's price is then fitted to its cells."""
+    price = results.get("price")
+    return None if price is None else InferenceCost(a=price["a"], b=price["b"])
+
+
+def cost_summary(results: dict) -> dict:
+    """Per-task costs (:func:`task_costs`, at :func:`results_price` when one is stated), and
+    each ERASE-vs-SISA (and kNN-vs-SISA) break-even per task with its spread over SISA's timed
+    forgets (one run per forget, the other method at its mean U)."""
     k = results["config"]["deletion_k"]
-    per: dict[str, dict[str, list[float]]] = {}
+    backend = results_backend(results)
+    price = results_price(results)
+    tasks = {}
     for name, entry in results["tasks"].items():
-        summary = summarize_cells(entry["cells"])
-        for method, cost in entry["unlearning_cost"].items():
-            s = summary.get((method, k))
-            if s is None or not np.isfinite(s["seconds_per_query"]):
-                continue  # no valid timing for this method
+        tc = task_costs(entry, k, backend, price)
+        if tc is None:
+            continue
+        ms = tc["methods"]
+        tc["break_even"] = {}
+        for a in ("erase", "knn"):
+            for b in sorted(n for n in ms if n.startswith("sisa-")):
+                if a not in ms:
+                    continue
+                sisa_times = [row for row in entry.get("sisa", {}).get("configs", [])
+                              if f"sisa-{row.get('shards')}" == b and "skipped" not in row][0]
+                times = sisa_times.get("unlearn_seconds_all") or [sisa_times["unlearn_seconds"]]
+                ma = MethodCost(a, ms[a]["U"], ms[a]["I"])
+                runs = [MethodCost(b, t, ms[b]["I"]) for t in times]
+                tc["break_even"][f"{a} vs {b}"] = break_even_spread([ma] * len(runs), runs)
+        tasks[name] = tc
+    return {"backend": backend, "k": k, "tasks": tasks}
+
+
+def method_costs(results: dict) -> list[MethodCost]:
+    """Each method's U and I averaged over the tasks of :func:`cost_summary` (unweighted)."""
+    per: dict[str, dict[str, list[float]]] = {}
+    for tc in cost_summary(results)["tasks"].values():
+        for method, m in tc["methods"].items():
             d = per.setdefault(method, {"U": [], "I": [], "T": []})
-            changed = cost["selected_changed"] / max(1, cost["forgets"])
-            d["U"].append(cost["mean_seconds"] + changed * s["seconds_per_query"])
-            d["I"].append(s["seconds_per_query"])
-            d["T"].append(s["tokens_per_query"])
-        for row in entry.get("sisa", {}).get("configs", []):
-            if "skipped" in row:
-                continue
-            d = per.setdefault(f"sisa-{row['shards']}", {"U": [], "I": [], "T": []})
-            d["U"].append(row["unlearn_seconds"])
-            d["I"].append(row["query_seconds"])
-            d["T"].append(row["tokens_per_query"])
+            d["U"].append(m["U"])
+            d["I"].append(m["I"])
+            d["T"].append(m["tokens"])
     return [MethodCost(m, statistics.fmean(v["U"]), statistics.fmean(v["I"]), statistics.fmean(v["T"]))
             for m, v in sorted(per.items())]
+
+
+def cost_accuracy_points(summary: dict) -> dict:
+    """``{task: [{"method", "cost" (I, seconds per query), "score", "score_std"}]}`` for
+    :func:`~.cost.plot_cost_accuracy`."""
+    return {task: [{"method": m, "cost": v["I"], "score": v["normalized"], "score_std": v["normalized_std"]}
+                   for m, v in sorted(tc["methods"].items(), key=lambda kv: _ordered(list(tc["methods"])).index(kv[0]))]
+            for task, tc in summary["tasks"].items()}
 
 
 def accuracy_tables(results: dict) -> str:
@@ -125,20 +227,37 @@ def deletion_table(results: dict) -> str:
 
 
 def cost_section(results: dict, img_dir: Path) -> tuple[str, list[MethodCost]]:
+    summary = cost_summary(results)
     methods = method_costs(results)
-    lines = ["| method | unlearn one example (s, U) | seconds per query (I) | tokens per query |", "|---|---|---|---|"]
-    for m in methods:
-        lines.append(f"| {m.name} | {m.unlearn_seconds:.3g} | {m.query_seconds:.3g} | {m.prompt_tokens:.0f} |")
+    how = ("stated for the run" if results_price(results) else "fitted (Theil–Sen) to every timed cell of the task")
+    lines = [f"Back end `{summary['backend']}`, k = {summary['k']}. Per task: I = tokens per query at one price "
+             f"`a + b·tokens` {how}; U = mean of the timed single "
+             "forgets, plus a prefix recomputation per forget that changed the shots only where the prefix is "
+             "KV-cached (docs/cost.md).", "",
+             "| task | price a (s/query) | b (s/token) | method | U mean (s) | forgets min–max (s) | prefix cached | I (s/query) | tokens/query | normalized score |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for task, tc in summary["tasks"].items():
+        for m in _ordered(tc["methods"]):
+            v = tc["methods"][m]
+            f = v["forget_seconds"]
+            rng = f"{f['min']:.3g}–{f['max']:.3g} ({f['n']})" if f else ""
+            lines.append(f"| {task} | {tc['price']['a']:.3g} | {tc['price']['b']:.3g} | {m} | {v['U']:.3g} | {rng} | "
+                         f"{'yes' if v['prefix_cached'] else 'no'} | {v['I']:.3g} | {v['tokens']:.0f} | {v['normalized']:.1f} |")
+    bes = [(task, pair, be) for task, tc in summary["tasks"].items() for pair, be in tc["break_even"].items()]
+    if bes:
+        lines += ["", "Break-even queries per deletion, per task: median and range over SISA's timed forgets "
+                  "(below it the method that unlearns cheaper wins):", ""]
+        for task, pair, be in bes:
+            text = ("never equal in any run" if be["median"] is None else
+                    f"{be['median']:.3g} (min {be['min']:.3g}, max {be['max']:.3g}; {len(be['runs']) - be['never']} runs"
+                    + (f", {be['never']} never equal" if be["never"] else "") + ")")
+            lines.append(f"- {task}, {pair}: {text}")
     by_name = {m.name: m for m in methods}
-    lines += ["", "Break-even queries per deletion (below it the first method is cheaper when it unlearns cheaper):", ""]
-    for a in ("erase", "knn"):
-        for b in sorted(n for n in by_name if n.startswith("sisa") or n == "acot"):
-            if a in by_name:
-                q = break_even(by_name[a], by_name[b])
-                lines.append(f"- {a} vs {b}: " + ("never equal (one is cheaper at every ratio)" if q is None else f"{q:.3g}"))
     if methods:
-        lines += ["", markdown_table(cost_table(methods))]
+        lines += ["", "Mean over tasks:", "", markdown_table(cost_table(methods))]
         plot_cost(methods, img_dir / "holistic_cost.png", highlight="erase" if "erase" in by_name else None)
+    if summary["tasks"]:
+        plot_cost_accuracy(cost_accuracy_points(summary), img_dir / "cost_accuracy.png")
     return "\n".join(lines), methods
 
 
@@ -267,7 +386,8 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
           + (f" Not run in this report (time budget): {', '.join(results['skipped'])}." if results.get("skipped") else ""), "",
           "## Accuracy", "", "![accuracy per task](img/accuracy.png)", "", "![accuracy against k](img/accuracy_vs_k.png)", "", accuracy_tables(results), "",
           "## Unlearning cost and holistic cost", "", "See docs/cost.md for the definitions.", "",
-          "![unlearning cost](img/unlearning_cost.png)", "", "![holistic cost](img/holistic_cost.png)", "", cost_md, "",
+          "![unlearning cost](img/unlearning_cost.png)", "", "![holistic cost](img/holistic_cost.png)", "",
+          "![cost against accuracy per task](img/cost_accuracy.png)", "", cost_md, "",
           "## SISA", "", "\n".join(sisa_lines) if len(sisa_lines) > 2 else "Not run in this report.", ""]
     if has_seen:
         md += ["![SISA accuracy against examples seen](img/sisa_seen.png)", ""]
