@@ -24,6 +24,7 @@ from typing import Sequence
 from ._validation import ERASEError
 from .example_index import ExampleIndex
 from .storage import ExampleStore, StoreError
+from .storage.locate import open_store
 
 __all__ = ["ExampleRecords"]
 
@@ -45,9 +46,14 @@ class ExampleRecords:
         path = index.path
         if path is not None:
             try:
-                self._store = ExampleStore.open(path)  # a handle of our own: writes serialise across handles
+                store = open_store(path)  # a handle of our own: writes serialise across handles
             except StoreError as exc:
                 raise ERASEError(f"cannot open the records of {path}: {exc}") from None
+            if not isinstance(store, ExampleStore):
+                store.close()
+                raise ERASEError(f"{type(store).__name__} keeps no sealed records yet: records (record managers, "
+                                 "docstores) need an index on a SQLite store file, or in memory")
+            self._store = store
         else:
             index.add_forget_listener(self._forgotten)
 

@@ -601,7 +601,7 @@ class ExampleStore:
                 self._keys.publish(txn.version)
                 self._keys.set_shred_pending(False)
             except OSError as exc:
-                what = "zeroing the deleted rows' keys" if shred else "publishing its version"
+                what = "zeroing the deleted rows' keys" if shred or txn.freed_record_slots else "publishing its version"
                 raise StoreError(
                     f"the change to {self.path} was committed, but {what} failed ({exc}); every handle "
                     "already reads the committed state, and the next read, write or open on this store finishes it"
