@@ -200,8 +200,7 @@ class PostgresStore:
         """``(version, dim, rows)``: every row, decrypted, in row order, at one version."""
         def read(conn):
             state = conn.execute("SELECT version, dim, rows_digest FROM erase_state WHERE k = 0").fetchone()
-            records = conn.execute(_ALL_ROWS, binary=True).fetchall()
-            return state, records, self._bucket_keys(conn, None)
+            return state, _all_rows(conn), self._bucket_keys(conn, None)
 
         (version, dim, digest), records, keys = self._read(read)
         return version, dim, self._open_rows(records, keys, dim, digest)
@@ -459,7 +458,7 @@ class PgWriteTransaction:
         return result
 
     def load(self) -> tuple[int, int | None, list[PlainRow]]:
-        records = self._conn.execute(_ALL_ROWS, binary=True).fetchall()
+        records = _all_rows(self._conn)
         keys = self._store._bucket_keys(self._conn, None)
         return self.base_version, self.dim, self._store._open_rows(records, keys, self.dim, self._rows_digest)
 
@@ -597,8 +596,14 @@ class PgWriteTransaction:
 _NOTE = "note:"
 
 
-#: Every row with its wrapped key, in row order.
-_ALL_ROWS = "SELECT e.row, w.wrapped, e.blob FROM erase_examples e JOIN erase_keywraps w USING (row) ORDER BY e.row"
+def _all_rows(conn) -> list[tuple]:
+    """Every ``(row, wrapped, blob)``, in row order: two sequential scans joined here (a join
+    ordered by the server sorts the whole table, spilling to disk past ``work_mem``)."""
+    wraps = dict(conn.execute("SELECT row, wrapped FROM erase_keywraps", binary=True).fetchall())
+    blobs = conn.execute("SELECT row, blob FROM erase_examples", binary=True).fetchall()
+    blobs.sort(key=lambda r: r[0])
+    # a row without its wrapped key (an edited database) opens with an empty one: it fails to authenticate
+    return [(row, wraps.get(row, b""), blob) for row, blob in blobs]
 
 
 def _fetch(conn, rows: list[int]) -> list[tuple]:
