@@ -124,7 +124,7 @@ class Size:
                 "recompute_mean_ms": float(rec.mean()) if len(rec) else None,
                 "first_recompute_ms": first,
             }
-        table = (b._model if self.index else b)._table
+        table = (b.model if self.index else b)._table
         out["table_mib"] = None if table is None else table.data.nbytes / 2**20
         return out
 

@@ -58,7 +58,7 @@ def main() -> None:
         similarity = ExampleIndex(k=args.k, strategy="similarity")
         similarity.add(pool, [None] * n, ids=ids)
         flat = faiss.IndexFlatIP(384)
-        flat.add(np.ascontiguousarray(similarity._vectors[:n]))
+        flat.add(np.ascontiguousarray(np.stack([similarity.vector(i) for i in ids])))
         qs = [q.astype(np.float32) for q in queries]
         t_erase = timed(lambda q: erase.select(q), qs)
         t_sim = timed(lambda q: similarity.select(q), qs)

@@ -74,7 +74,7 @@ def build(path: Path, n: int, dim: int, payload: int, k: int, seed: int) -> tupl
 def part_other_handle(path: Path, writer: ExampleIndex, victims: list[str], args) -> dict:
     posted = ExampleIndex.open(path)
     recomputing = ExampleIndex.open(path)
-    recomputing._store.posted_selection = lambda version: None
+    recomputing._replica.store.posted_selection = lambda version: None
     posted.select(), recomputing.select()
     rows = []
     bar = tqdm(total=args.recomputes, desc="another handle: recomputing forgets", leave=False)

@@ -55,6 +55,7 @@ Usage::
     python benchmarks/bench_store.py --quick                  # n = 2k smoke run, 5 kill trials
     python benchmarks/bench_store.py --sizes 10000 --payloads 200 --kill-trials 0
     python benchmarks/bench_store.py --parts kill --kill-trials 50
+    python benchmarks/bench_store.py --backend postgres [--sizes ...]   # benchmarks/bench_postgres.py
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ class Config:
         self.memory.add(self.X, self.payloads, ids=self.ids)
         self.row["build_memory_s"] = time.perf_counter() - t0
         self.row["same_digest_after_build"] = self.persisted.digest() == self.memory.digest()
-        self.row["store_bytes"] = {p.name: p.stat().st_size for p in self.persisted._store.files()}
+        self.row["store_bytes"] = {p.name: p.stat().st_size for p in self.persisted._replica.store.files()}
 
     # ------------------------------------------------------------------ 1. forget
     def section_forget(self) -> None:
@@ -362,7 +363,7 @@ class Config:
         rng = np.random.default_rng([args.seed, self.n, self.payload, 0xF0])
         victims = [self.ids[i] for i in rng.choice(self.n, size=min(args.forgets, self.n - 2 * args.k), replace=False)]
         t_p, t_m, recomputed = [], [], []
-        store = self.persisted._store
+        store = self.persisted._replica.store
         loads = [0]
         real_load = store.load
 
@@ -499,7 +500,7 @@ class Config:
             out[f"select_no_writer_{name}"] = summary(ts)
         # the freshness check alone
         N = args.fresh_calls
-        pv = p._store.published_version
+        pv = p._replica.store.published_version
 
         def per_call(fn) -> float:
             best = float("inf")
@@ -516,7 +517,7 @@ class Config:
         base = per_call(bare)
         out["freshness"] = {
             "published_version_s": per_call(pv) - base,
-            "published_version_compare_s": per_call(lambda: pv() != p._version) - per_call(lambda: 0 != p._version),
+            "published_version_compare_s": per_call(lambda: pv() != p._replica.version) - per_call(lambda: 0 != p._replica.version),
             "sync_noop_s": per_call(p._sync) - base,
             "len_persisted_s": per_call(p.__len__) - base,
             "len_memory_s": per_call(m.__len__) - base,
@@ -547,11 +548,11 @@ class Config:
         begin = time.monotonic()
         end = begin + args.select_seconds + 0.3
         while i < n_max:
-            v0 = p._version
+            v0 = p._replica.version
             t0 = time.monotonic()
             p.select()
             t1 = time.monotonic()
-            starts[i], lat[i], caught[i] = t0, t1 - t0, p._version != v0
+            starts[i], lat[i], caught[i] = t0, t1 - t0, p._replica.version != v0
             i += 1
             if t1 > end:
                 break
@@ -1056,6 +1057,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--backend", "postgres"]:  # the PostgreSQL store: its own script and options
+        from bench_postgres import main as postgres_main
+
+        return postgres_main(argv[2:])
     args = parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot_path = args.plot or args.out.with_suffix(".png")

@@ -11,7 +11,7 @@ class BlockedForget:
 
     def __init__(self, index, forget):
         self.inside, self.release = threading.Event(), threading.Event()
-        model = index._model
+        model = index.model
         original = model.remove
 
         def remove(ids, _original=original):

@@ -88,7 +88,7 @@ def writer(path: str, log: str, duration: float, seed: int, out: str, *, add_sha
                 fh.flush()
             ops += 1
             if record:
-                selected[index._version] = [s.id for s in index.select()]
+                selected[index._replica.version] = [s.id for s in index.select()]
             time.sleep(pause)
     Path(out).write_text(json.dumps({"ops": ops, "recomputed": recomputed, "selected": selected,
                                      "digest": index.digest()}))
@@ -120,8 +120,8 @@ def erase_selector(path: str, log: str, stop: str, out: str) -> None:
     while not Path(stop).exists():
         forgotten = set(read_forgotten(Path(log)))  # read BEFORE the select starts
         got = [s.id for s in index.select()]
-        selected.append((index._version, got))  # this thread alone uses the handle
-        lagged += index._model_lag is not None
+        selected.append((index._replica.version, got))  # this thread alone uses the handle
+        lagged += index._memory.clustering.lag is not None
         stale.extend(i for i in got if i in forgotten)
     ok = index.verify()
     Path(out).write_text(json.dumps({"stale": stale, "selected": selected, "lagged": lagged, "verify": ok,

@@ -244,7 +244,7 @@ def test_erase_select_below_k_is_a_clear_error():
     with pytest.raises(ERASEError, match="needs at least k=5"):
         index.select(k=2)
     with pytest.raises(ERASEError, match="needs at least k=5"):
-        index._erase_ids()
+        index._memory.clustering.erase_ids()
 
 
 def test_save_writes_an_identical_independent_copy(tmp_path, pool):

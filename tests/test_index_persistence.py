@@ -95,7 +95,7 @@ def test_no_plaintext_ever_reaches_disk_and_forgotten_keys_are_gone(tmp_path):
             shutil.copy(f, backup / f.name)  # a backup of the database taken before the forget
     slots = owned_slots(path)
     keys_before = key_slots(path)
-    row_of = {r.id: r.row for r in index._store.load()[2]}
+    row_of = {r.id: r.row for r in index._replica.store.load()[2]}
     victims = [0, 3, 17, 31, 59]
     victim_keys = [keys_before[slots[row_of[ids[i]]]] for i in victims]
     kept_keys = [keys_before[slots[row_of[ids[i]]]] for i in (1, 2, 40)]
@@ -271,7 +271,7 @@ def test_kill_during_a_write_leaves_before_or_after_state(tmp_path, op):
             assert reopened.verify()
             assert_keys_match_rows(path)  # an interrupted erasure was finished on open
             # the posted selection in the key file's header names only rows that are still there
-            assert set(board_rows(path)) <= set(reopened._row_of.values()), f"trial {trial}: a deleted row on the board"
+            assert set(board_rows(path)) <= set(reopened._memory.pool.row_of.values()), f"trial {trial}: a deleted row on the board"
             outcomes.add("before" if digest == before else "after")
             reopened.close()
             # every file (database, WAL and shared memory of the live reader, key file), in
@@ -306,7 +306,7 @@ _ONE_BY_ONE = textwrap.dedent(
     for victim in {victims!r}:
         rejoins.clear()
         if index.forget([victim]).recomputed:  # one id per transaction: mostly the one-point fast path
-            kind = "table" if index._model._table is not None else "full"
+            kind = "table" if index.model._table is not None else "full"
             print(kind + (" rejoined" if any(rejoins) else ""), flush=True)
     print("done", flush=True)
     """
@@ -347,8 +347,8 @@ def test_kill_during_single_forgets_leaves_a_fresh_build(tmp_path):
             with ExampleIndex.open(path) as reopened:
                 digest = reopened.digest()
                 assert reopened.verify()
-                remaining = set(reopened._slot_of)
-                rows = set(reopened._row_of.values())
+                remaining = set(reopened._memory.pool.slot_of)
+                rows = set(reopened._memory.pool.row_of.values())
                 log = reopened.audit()
             gone = [i for i in ids if i not in remaining]
             assert set(gone) <= set(victims) and gone == [v for v in victims[: len(gone)]]  # a prefix, in order

@@ -106,12 +106,12 @@ def test_a_forget_shreds_the_image_on_disk_and_in_memory(tmp_path, monkeypatch, 
     with monkeypatch.context() as m:
         no_long_open(m)
         handle = ExampleIndex.open(path)  # from the image: payloads are read from their rows on demand
-    assert victim not in handle._payload_json._texts
-    payload = handle._payload_json[victim].encode("utf-8")  # read from its row, and kept
-    assert handle._payload_json._texts[victim].encode("utf-8") == payload
+    assert victim not in handle._memory.pool.payload_json._texts
+    payload = handle._memory.pool.payload_json[victim].encode("utf-8")  # read from its row, and kept
+    assert handle._memory.pool.payload_json._texts[victim].encode("utf-8") == payload
     vector = handle.vector(victim).astype("<f4").tobytes()
     handle.forget([victim])
-    assert victim not in handle._payload_json and victim not in handle._payload_json._texts
+    assert victim not in handle._memory.pool.payload_json and victim not in handle._memory.pool.payload_json._texts
     assert image_key(path) == ZERO_KEY  # shredded with the row's key, in the same commit
     with ExampleStore.open(path) as store:
         assert store.read_image() is None
@@ -178,7 +178,7 @@ def test_a_left_over_partial_image_is_harmless_and_listed(tmp_path):
     partial.write_bytes(os.urandom(1000))  # as if killed while writing one
     with ExampleIndex.open(path) as index:
         assert index.verify()
-        assert partial in index._store.files() and image_path(path) in index._store.files()
+        assert partial in index._replica.store.files() and image_path(path) in index._replica.store.files()
 
 
 def test_below_the_threshold_no_image_is_written(tmp_path, monkeypatch):
@@ -246,9 +246,9 @@ def test_the_image_holds_no_payload_and_payloads_are_read_on_demand(tmp_path, mo
     with monkeypatch.context() as m:
         no_long_open(m)
         with ExampleIndex.open(path) as index:
-            assert index._payload_json._texts == {}  # nothing read yet
+            assert index._memory.pool.payload_json._texts == {}  # nothing read yet
             got = index.get(ids[5])
-            assert set(index._payload_json._texts) == {ids[5]}
+            assert set(index._memory.pool.payload_json._texts) == {ids[5]}
             assert got == {"q": "question 5 " + "x" * 5, "a": 5, "ü": "éé"}
     with ExampleStore.open(path) as store:  # the image itself: vectors, ids, hashes, attributes; no payload
         img = store.read_image()
@@ -266,11 +266,11 @@ def test_a_read_that_races_a_forget_catches_up_and_answers_again(tmp_path, monke
     ExampleIndex.open(path).close()
     reader = ExampleIndex.open(path)  # from the image
     q = reader.vector(ids[7])
-    stale = reader._store.published_version()
+    stale = reader._replica.store.published_version()
     with ExampleIndex.open(path) as writer:
         writer.forget([ids[7]])
     with pytest.raises(RowGoneError):
-        reader._payload_json[ids[7]]  # read without catching up: the row is gone
+        reader._memory.pool.payload_json[ids[7]]  # read without catching up: the row is gone
     with monkeypatch.context() as m:
         m.setattr(KeyFile, "published_version", lambda self: stale)  # as if not yet published
         got = reader.search(q, 3)

@@ -52,7 +52,7 @@ def test_a_reader_answers_from_the_posted_set_and_settles_later(tmp_path):
     writer, X, truth = build(tmp_path / "pool.sqlite")
     reader = ExampleIndex.open(tmp_path / "pool.sqlite")
     reader.select()
-    counted = CountingModelCalls(reader._fitted_model)
+    counted = CountingModelCalls(reader._memory.clustering.fitted)
     rnd = random.Random(0)
     recomputed = 0
     for _ in range(60):
@@ -67,9 +67,9 @@ def test_a_reader_answers_from_the_posted_set_and_settles_later(tmp_path):
         assert picks(reader.select(k=2)) == picks(want.select(k=2))
     assert recomputed >= 3  # the case the posted set exists for
     assert counted.calls == []  # 60 catch-ups, not one clustering update
-    assert reader._model_lag is not None and len(reader._model_lag.gone) == 60
+    assert reader._memory.clustering.lag is not None and len(reader._memory.clustering.lag.gone) == 60
     assert reader.digest() == want.digest() and reader.verify()  # settles: one batched removal
-    assert counted.calls == ["remove"] and reader._model_lag is None
+    assert counted.calls == ["remove"] and reader._memory.clustering.lag is None
     assert reader.model.representative_ids_ == want.model.representative_ids_
 
 
@@ -89,11 +89,11 @@ def test_a_lagging_reader_that_writes_settles_first(tmp_path):
     truth.update({"e010": (extra[5], {"x": 5}), "x6": (extra[6], {"x": 6})})
     want = fresh_build(truth, **PARAMS)
     assert picks(b.select()) == picks(want.select())
-    assert b._model_lag is not None
+    assert b._memory.clustering.lag is not None
     b.forget(["x0", "e020"])  # b's own forget needs its clustering: it settles, then removes
     del truth["x0"], truth["e020"]
     want = fresh_build(truth, **PARAMS)
-    assert b._model_lag is None
+    assert b._memory.clustering.lag is None
     assert picks(a.select()) == picks(want.select()) == picks(b.select())
     assert a.digest() == b.digest() == want.digest() and a.verify() and b.verify()
     assert_keys_match_rows(path)
@@ -106,17 +106,17 @@ def test_a_torn_or_damaged_board_is_not_used(tmp_path):
     b.select()
     a.forget(["e005"])
     del truth["e005"]
-    version = a._store.published_version()
-    assert a._store.posted_selection(version) is not None
+    version = a._replica.store.published_version()
+    assert a._replica.store.posted_selection(version) is not None
     with open(keys_path(path), "r+b") as fh:  # flip one bit of the first entry's score
         fh.seek(_BOARD_AT + 32 + 9)
         byte = fh.read(1)
         fh.seek(_BOARD_AT + 32 + 9)
         fh.write(bytes([byte[0] ^ 1]))
-    assert b._store.posted_selection(version) is None
+    assert b._replica.store.posted_selection(version) is None
     want = fresh_build(truth, **PARAMS)
     assert picks(b.select()) == picks(want.select())
-    assert b._model_lag is None  # it updated its clustering instead
+    assert b._memory.clustering.lag is None  # it updated its clustering instead
     assert b.digest() == want.digest()
 
 
@@ -129,9 +129,9 @@ def board(path) -> bytes:
 def test_a_forgotten_example_leaves_no_trace_on_the_board(tmp_path):
     path = tmp_path / "pool.sqlite"
     a, X, truth = build(path)
-    store = a._store
+    store = a._replica.store
     chosen = [s.id for s in a.select()]
-    row_of = dict(a._row_of)
+    row_of = dict(a._memory.pool.row_of)
     old = board(path)
     a.forget([chosen[0]])  # a selected example: its row and score were on the board
     posted = store.posted_selection(store.published_version())

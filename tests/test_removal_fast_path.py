@@ -163,7 +163,7 @@ def test_no_cache_keeps_a_forgotten_id():
     ids = [f"t{i}" for i in range(300)]
     index = ExampleIndex(k=4, seed=11)
     index.add(X, [{"i": i} for i in range(300)], ids)
-    model = index._model
+    model = index.model
     index.select()
     index.digest()
     for victim in (model.seed_ids_[1], model.representative_ids_[2], next(i for i in ids[::-1] if i not in model.seed_ids_)):

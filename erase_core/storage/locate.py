@@ -25,7 +25,8 @@ def create_store(location, config: dict) -> Store:
         return ExampleStore.create(location, config)
     except StoreError:
         if is_store_file(location):
-            raise StoreError(f"{location} already exists and holds an example store: reopen it with ExampleIndex.open(path)") from None
+            raise StoreError(f"{location} already holds an example store (a new store needs a new file; this one already exists): "
+                             "reopen it with ExampleIndex.open(path)") from None
         raise
 
 
