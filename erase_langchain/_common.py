@@ -1,5 +1,7 @@
-"""Helpers shared by the selector and the retriever: building/opening the engine, locked
-selection that tolerates small pools, and the selection fingerprint."""
+"""Helpers shared by the LangChain classes: building/opening the engine, the embedding
+model's identity, ids, subjects and documents as the engine takes them, and the selection
+fingerprint. What a selection or a forget means is decided in the core
+(:mod:`erase_core.requests`); these only translate LangChain's arguments."""
 
 from __future__ import annotations
 
@@ -13,17 +15,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from erase_core import ERASEError, ExampleIndex, SelectedExample
-from erase_core._validation import check_id
-from erase_core.filters import check_filter, check_metadata
+from erase_core import ERASEError, ExampleIndex, SelectedExample, check_id
+from erase_core.filters import check_metadata
+from erase_core.requests import check_select_filter
 
 #: Engine parameters mirrored as fields on the LangChain classes.
 ENGINE_FIELDS = ("strategy", "epsilon", "n_iter", "seed", "projection_dim")
-
-
-def engine_lock(index: ExampleIndex):
-    """The engine's re-entrant lock, so that "look at the pool size, then select" is atomic."""
-    return index.lock
 
 
 def build_or_open_index(model: Any, *, allow_open: bool) -> ExampleIndex:
@@ -91,77 +88,11 @@ def check_embedding_identity(index: ExampleIndex, embeddings: Any) -> None:
         )
 
 
-def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ERASEError(f"k must be a positive integer, got {k!r}")
-    return k
-
-
-def check_mmr(fetch_k: Any, lambda_mult: Any) -> None:
-    if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
-        raise ERASEError(f"fetch_k must be a positive integer, got {fetch_k!r}")
-    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
-        raise ERASEError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
-
-
 def check_search_filter(index_or_strategy: ExampleIndex | str, filter: dict | None) -> dict | None:  # noqa: A002
-    """Validate a metadata filter (``None``: no filter); a filter with ``erase`` is an error."""
-    if filter is None:
-        return None
-    check_filter(filter)
+    """A metadata filter for selections under the engine's strategy (the core's rule:
+    :func:`erase_core.requests.check_select_filter`)."""
     strategy = index_or_strategy if isinstance(index_or_strategy, str) else index_or_strategy.strategy
-    if strategy == "erase":
-        raise ERASEError(
-            "filter= applies to strategies 'similarity' and 'mmr' only: 'erase' selects one fixed set for every "
-            "query, so it cannot restrict it per query (use strategy='similarity', or one store per tenant)"
-        )
-    return filter
-
-
-def select_available(index: ExampleIndex, query_vector: Sequence[float] | None, k: int,
-                     filter: dict | None = None, *, fetch_k: int = 20, lambda_mult: float = 0.5,  # noqa: A002
-                     ) -> list[SelectedExample]:
-    """``index.select`` that, like LangChain's vector-store selectors, returns what exists.
-
-    * ``similarity``: the top ``min(k, pool)`` examples; an empty pool gives ``[]``. With
-      ``filter`` (metadata conditions, see :mod:`erase_core.filters`) only matching examples
-      are ranked, and fewer than ``k`` come back when fewer match.
-    * ``mmr``: the same, picked by maximal marginal relevance among the ``fetch_k`` most similar.
-    * ``erase``: the first ``k`` of the fixed cluster-ordered set. While the pool is smaller
-      than the index's ``k`` there is no clustering yet and the fixed set is the whole pool
-      in id order (the order ``ExampleIndex.fingerprint`` uses). ``k`` above the index's
-      ``k`` is an error: there are only that many clusters. A filter is an error.
-    """
-    k = check_k(k)
-    filter = check_search_filter(index, filter)  # noqa: A001
-    if query_vector is None and filter is None:
-        now = index.select_nowait(k)  # the fixed set, not held up by a forget in another thread
-        if now is not None:
-            return now
-    with engine_lock(index):
-        n = len(index)
-        if n == 0:
-            return []
-        if index.strategy != "erase":
-            if query_vector is None:
-                raise ERASEError(f"strategy {index.strategy!r} needs a query to rank the examples by")
-            return index.search(query_vector, k, filter=filter, mmr=index.strategy == "mmr", fetch_k=fetch_k,
-                                lambda_mult=lambda_mult)
-        if k > index.k:
-            raise ERASEError(
-                f"strategy 'erase' selects at most the index's k={index.k} examples (one per cluster); got k={k}"
-            )
-        if n < index.k:
-            return [SelectedExample(i, index.get(i), _cosine(index, i, query_vector)) for i in index.ids[:k]]
-        return index.select(query_vector, k=k)
-
-
-def _cosine(index: ExampleIndex, example_id: str, query_vector) -> float:
-    if query_vector is None:
-        return 0.0
-    q = np.asarray(query_vector, dtype=np.float64).ravel()
-    norm = np.linalg.norm(q)
-    return float(index.vector(example_id).astype(np.float64) @ (q / norm)) if norm > 0 else 0.0
+    return check_select_filter(strategy, filter)
 
 
 def selection_fingerprint(selected: Sequence[SelectedExample]) -> str:
@@ -172,7 +103,7 @@ def selection_fingerprint(selected: Sequence[SelectedExample]) -> str:
 
 def as_id_list(ids: str | Iterable[str]) -> list[str]:
     """One id or an iterable of ids as a list, each checked by the one id rule (a non-empty
-    ``str``; see ``erase_core._validation.check_id``): nothing is converted."""
+    ``str``; see ``erase_core.check_id``): nothing is converted."""
     if isinstance(ids, str) or not isinstance(ids, Iterable) or isinstance(ids, bytes):
         return [check_id(ids)]
     return [check_id(i, f"ids[{j}]") for j, i in enumerate(ids)]

@@ -13,9 +13,11 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, SelectedExample
+from erase_core import forget as forget_in
+from erase_core.params import check_k, check_mmr
 
 from . import _handouts
-from ._common import as_id_list, as_subject, build_or_open_index, check_embedding_identity, check_k, check_matches, check_mmr
+from ._common import as_id_list, as_subject, build_or_open_index, check_embedding_identity, check_matches
 
 
 class EngineModel(BaseModel):
@@ -106,13 +108,8 @@ class EngineModel(BaseModel):
 
         ``missing`` applies to ids: unknown ids raise ``UnknownIdError`` (nothing changes)
         unless ``"ignore"``. A subject with no items gives an empty receipt (still logged)."""
-        if ids is None and subject is not None:
-            receipt = self._engine.forget_subject(as_subject(subject))
-        elif ids is not None and subject is None:
-            receipt = self._engine.forget(as_id_list(ids), missing=missing)
-        else:
-            raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
-        return receipt
+        return forget_in(self._engine, ids=None if ids is None else as_id_list(ids),
+                         subject=None if subject is None else as_subject(subject), missing=missing)
 
     async def aforget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
                       missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
@@ -124,7 +121,7 @@ class EngineModel(BaseModel):
         """Exactly unlearn every item whose metadata matches ``filter`` (the filter language
         of :mod:`erase_core.filters`: ``{"lang": "en"}``, ``{"stars": {"$lt": 3}}``, ``$or``...),
         in one transaction."""
-        return self._engine.forget_where(filter)
+        return forget_in(self._engine, where=filter)
 
     async def aforget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
         """Async :meth:`forget_where` (runs in an executor)."""

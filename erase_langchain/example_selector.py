@@ -12,18 +12,16 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.example_selectors.base import BaseExampleSelector
 from langchain_core.runnables.config import run_in_executor
 
-from erase_core import ERASEError, ExampleIndex, SelectedExample
-from erase_core._validation import check_id, reject_unknown_kwargs
+from erase_core import ERASEError, ExampleIndex, SelectedExample, check_id, select_available
 from erase_core.filters import check_metadata
+from erase_core.params import check_k, reject_unknown_kwargs
 
 from ._engine_model import EngineModel
 from .vectorstore import ERASEVectorStore
 from ._common import (
     subjects_given,
-    check_k,
     check_new_ids,
     check_search_filter,
-    select_available,
     selection_fingerprint,
     subject_from,
     to_float_rows,
@@ -210,9 +208,10 @@ class ERASEExampleSelector(BaseExampleSelector, EngineModel):
 
     def _select_now(self, query, where: dict | None) -> list[SelectedExample]:
         # the fixed part and the nearest others come from one pool; the fixed set alone is not
-        # held up by a forget in another thread (select_available)
+        # held up by a forget in another thread (erase_core.select_available)
         with self._engine.lock if self.n_nearest else contextlib.nullcontext():
-            selected = select_available(self._engine, query, self.k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+            selected = select_available(self._engine, query, self.k, filter=where, fetch_k=self.fetch_k,
+                                        lambda_mult=self.lambda_mult)
             if self.n_nearest and selected:
                 fixed = {s.id for s in selected}
                 ranked = self._engine.search(query, len(selected) + self.n_nearest)

@@ -13,18 +13,11 @@ from langchain_core.runnables.config import run_in_executor
 
 from pydantic import Field, field_validator
 
-from erase_core import ERASEError, ExampleIndex, SelectedExample
-from erase_core._validation import reject_unknown_kwargs
+from erase_core import ERASEError, ExampleIndex, SelectedExample, select_available
+from erase_core.params import check_k, reject_unknown_kwargs
 
 from ._engine_model import EngineModel
-from ._common import (
-    check_k,
-    check_search_filter,
-    document_rows,
-    select_available,
-    selection_fingerprint,
-    to_float_rows,
-)
+from ._common import check_search_filter, document_rows, selection_fingerprint, to_float_rows
 
 #: The search keywords ``invoke``/``search_kwargs`` understand. ``verbose`` is LangChain's own
 #: (``BaseRetriever.invoke`` reads it for the callbacks and passes it on): accepted, unused.
@@ -181,7 +174,7 @@ class ERASERetriever(BaseRetriever, EngineModel):
         return k, check_search_filter(self._engine, where)
 
     def _retrieve(self, vector, k: int, where: dict | None) -> list[Document]:
-        selected = select_available(self._engine, vector, k, where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
+        selected = select_available(self._engine, vector, k, filter=where, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
         self._notify_selected(selected)
         return self._to_documents(selected)
 

@@ -27,11 +27,12 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt
-from erase_core._validation import reject_unknown_kwargs
+from erase_core import forget as forget_in
 from erase_core.filters import check_filter
+from erase_core.params import check_k, reject_unknown_kwargs
 
 from . import _handouts
-from ._common import as_id_list, as_subject, check_embedding_identity, check_k, document_rows, to_float_rows
+from ._common import as_id_list, as_subject, check_embedding_identity, document_rows, to_float_rows
 
 __all__ = ["ERASEVectorStore"]
 
@@ -190,7 +191,7 @@ class ERASEVectorStore(VectorStore):
         """Exactly forget the documents with these ids (unknown ids are skipped, as LangChain's
         stores do); ``None`` forgets every document. One transaction; returns True."""
         reject_unknown_kwargs("ERASEVectorStore.delete", kwargs, ("ids",))
-        self.index.forget(self.index.ids if ids is None else as_id_list(ids), missing="ignore")
+        forget_in(self.index, ids=self.index.ids if ids is None else as_id_list(ids), missing="ignore")
         return True
 
     async def adelete(self, ids: Sequence[str] | None = None, **kwargs: Any) -> bool:
@@ -200,11 +201,8 @@ class ERASEVectorStore(VectorStore):
                missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
         """Like ``delete`` but strict and with a receipt: ``forget(ids)`` (unknown ids raise
         unless ``missing="ignore"``) or ``forget(subject=...)`` (every document of a subject)."""
-        if ids is None and subject is not None:
-            return self.index.forget_subject(as_subject(subject))
-        if ids is not None and subject is None:
-            return self.index.forget(as_id_list(ids), missing=missing)
-        raise ERASEError("give ids to forget, or subject=..., (exactly one of them)")
+        return forget_in(self.index, ids=None if ids is None else as_id_list(ids),
+                         subject=None if subject is None else as_subject(subject), missing=missing)
 
     async def aforget(self, ids: str | Sequence[str] | None = None, *, subject: str | int | None = None,
                       missing: Literal["raise", "ignore"] = "raise") -> ForgetReceipt:
@@ -213,7 +211,7 @@ class ERASEVectorStore(VectorStore):
 
     def forget_where(self, filter: dict) -> ForgetReceipt:  # noqa: A002
         """Exactly forget every document whose metadata matches ``filter`` (one transaction)."""
-        return self.index.forget_where(filter)
+        return forget_in(self.index, where=filter)
 
     # ------------------------------------------------------------------ reading
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

@@ -33,8 +33,10 @@ from llama_index.core.schema import (
 )
 from llama_index.core.vector_stores.types import MetadataFilters
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
-from erase_core._validation import check_id, reject_unknown_kwargs
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError, check_id, select_available
+from erase_core import forget as forget_in
+from erase_core.params import check_k, check_mmr, reject_unknown_kwargs
+from erase_core.requests import check_select_filter
 
 from ._filters import Where, combine, flat_metadata, node_subject, normalise, to_core
 from ._nodes import embed_text, node_to_payload, payload_to_node
@@ -89,20 +91,6 @@ def _warn_about_caches(embed_model: BaseEmbedding) -> None:
             "when nodes must be forgettable.",
             stacklevel=3,
         )
-
-
-def _check_top_k(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ERASEError(f"similarity_top_k must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_mmr(fetch_k: Any, lambda_mult: Any) -> tuple[int, float]:
-    if isinstance(fetch_k, bool) or not isinstance(fetch_k, (int, np.integer)) or fetch_k < 1:
-        raise ERASEError(f"fetch_k must be a positive integer, got {fetch_k!r}")
-    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
-        raise ERASEError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
-    return int(fetch_k), float(lambda_mult)
 
 
 def _node_id_of(item: Any) -> str:
@@ -172,7 +160,7 @@ class ERASERetriever(BaseRetriever):
         self._similarity_top_k = index.k
         self.similarity_top_k = index.k if similarity_top_k is None else similarity_top_k
         self.query_scores = bool(query_scores)
-        self.fetch_k, self.lambda_mult = _check_mmr(fetch_k, lambda_mult)
+        self.fetch_k, self.lambda_mult = check_mmr(fetch_k, lambda_mult)
         self._persist_dir = None if _persist_dir is None else Path(_persist_dir).resolve()
         self._filters: MetadataFilters | dict | None = None
         self._where: Where | None = None
@@ -222,7 +210,7 @@ class ERASERetriever(BaseRetriever):
         reject_unknown_kwargs("ERASERetriever.from_defaults", unknown,
                               [name for name in inspect.signature(cls.from_defaults).parameters if name != "unknown"])
         index = ExampleIndex(
-            _check_top_k(similarity_top_k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
+            check_k(similarity_top_k, "similarity_top_k"), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
             projection_dim=projection_dim,
         )
         retriever = cls(
@@ -333,7 +321,7 @@ class ERASERetriever(BaseRetriever):
 
     @similarity_top_k.setter
     def similarity_top_k(self, value: int) -> None:
-        value = _check_top_k(value)
+        value = check_k(value, "similarity_top_k")
         if self._index.strategy == "erase" and value > self._index.k:
             raise ERASEError(
                 f"strategy 'erase' selects at most the index's k={self._index.k} nodes (its number of "
@@ -356,12 +344,7 @@ class ERASERetriever(BaseRetriever):
         """Translate and validate filters; raises for what a retrieval could not honour."""
         where = normalise(filters)
         if where is not None:
-            if self._index.strategy == "erase":
-                raise ERASEError(
-                    "metadata filters need strategy 'similarity' or 'mmr': 'erase' selects one fixed set of nodes "
-                    "for every query, so it cannot restrict that set to the nodes a filter matches. Build a "
-                    "retriever with strategy='similarity' for filtered retrieval"
-                )
+            check_select_filter(self._index.strategy, to_core(where))
         return where
 
     @property
@@ -442,44 +425,14 @@ class ERASERetriever(BaseRetriever):
         return combine(self._where, call[1] if call is not None and call[0] == id(self) else None)
 
     def _select(self, query_vector, where: Where | None = None) -> list[NodeWithScore]:
-        if where is None:
-            now = self._index.select_nowait(self._similarity_top_k, query_vector)  # not held up by a forget in another thread
-            if now is not None:
-                return [NodeWithScore(node=payload_to_node(s.payload), score=float(s.score)) for s in now]
-        with self._lock:
-            index = self._index
-            n = len(index)
-            if n == 0:
-                return []
-            top_k = min(self._similarity_top_k, n)
-            if index.strategy != "erase":
-                if query_vector is None:
-                    raise ERASEError(f"strategy {index.strategy!r} needs a query")
-                # exact, over the nodes whose metadata match when filtered (fewer when fewer match)
-                chosen = [
-                    (s.id, s.payload, s.score)
-                    for s in index.select(query_vector, k=top_k, filter=None if where is None else to_core(where),
-                                          fetch_k=self.fetch_k, lambda_mult=self.lambda_mult)
-                ]
-            elif index.model is None:
-                # Fewer nodes than clusters: every node is its own cluster, so the fixed set is the
-                # whole pool (in id order, like ExampleIndex.fingerprint); centroid similarity is 1.
-                ids = index.ids[:top_k]
-                if query_vector is None:
-                    scores = [1.0] * len(ids)
-                else:
-                    q = np.asarray(query_vector, dtype=np.float64).reshape(-1)
-                    norm = np.linalg.norm(q)
-                    if q.shape[0] != index.dim:
-                        raise ERASEError(f"query embedding has dimension {q.shape[0]}, expected {index.dim}")
-                    if not np.isfinite(norm) or norm == 0:
-                        raise ERASEError("query embedding is all zeros or not finite")
-                    q = q / norm
-                    scores = [float(index.vector(i).astype(np.float64) @ q) for i in ids]
-                chosen = [(i, index.get(i), s) for i, s in zip(ids, scores)]
-            else:
-                chosen = [(s.id, s.payload, s.score) for s in index.select(query_vector, k=top_k)]
-            return [NodeWithScore(node=payload_to_node(p), score=float(s)) for _, p, s in chosen]
+        """The nodes for a query, by the core's lenient select (an empty pool gives ``[]``, a pool
+        smaller than the ``erase`` clusters is selected whole; see ``erase_core.select_available``).
+        Not under this retriever's lock: the ``erase`` set is not held up by a forget in another
+        thread (the index serialises the rest itself)."""
+        chosen = select_available(self._index, query_vector, self._similarity_top_k,
+                                  filter=None if where is None else to_core(where), fetch_k=self.fetch_k,
+                                  lambda_mult=self.lambda_mult)
+        return [NodeWithScore(node=payload_to_node(s.payload), score=float(s.score)) for s in chosen]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         where = self._current_where()
@@ -547,7 +500,7 @@ class ERASERetriever(BaseRetriever):
             node_ids = [node_ids]
         ids = [_node_id_of(x) for x in node_ids]
         with self._lock:
-            return self._index.forget(ids, missing=missing)
+            return forget_in(self._index, ids=ids, missing=missing)
 
     async def aforget(self, node_ids, *, missing: str = "raise") -> ForgetReceipt:
         """:meth:`forget` in a worker thread (the store write is blocking I/O)."""
@@ -569,7 +522,7 @@ class ERASERetriever(BaseRetriever):
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:
-            receipt = self._index.forget_subject(ref_doc_id)
+            receipt = forget_in(self._index, subject=ref_doc_id)
         if not receipt.ids:
             logger.warning("delete_ref_doc: no node has that ref_doc_id; nothing deleted")
         return receipt
@@ -587,7 +540,7 @@ class ERASERetriever(BaseRetriever):
         if where is None:
             raise ERASEError("forget_where needs at least one filter condition")
         with self._lock:
-            return self._index.forget_where(to_core(where))
+            return forget_in(self._index, where=to_core(where))
 
     async def aforget_where(self, filters: MetadataFilters | dict) -> ForgetReceipt:
         return await asyncio.to_thread(self.forget_where, filters)

@@ -39,8 +39,9 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
-from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError
-from erase_core._validation import check_id, reject_unknown_kwargs
+from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError, check_id
+from erase_core import forget as forget_in
+from erase_core.params import check_k, reject_unknown_kwargs
 
 from ._filters import flat_metadata, node_subject, normalise, to_core
 from ._nodes import node_to_payload, payload_to_node
@@ -80,12 +81,6 @@ def _check_local_fs(fs: Any) -> None:
     protocols = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
     if not {"file", "local"} & set(protocols):
         raise ERASEError(f"ERASEVectorStore persists to the local file system only; got fs with protocol {protocol!r}")
-
-
-def _check_top_k(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ERASEError(f"similarity_top_k must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _id_list(node_ids: Any, name: str = "node_ids") -> list[str]:
@@ -285,7 +280,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
         if not isinstance(ref_doc_id, str) or not ref_doc_id:
             raise ERASEError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
         with self._lock:
-            receipt = self._last_receipt = self._index.forget_subject(ref_doc_id)
+            receipt = self._last_receipt = forget_in(self._index, subject=ref_doc_id)
         if not receipt.ids:
             logger.warning("ERASEVectorStore.delete: no node has that ref_doc_id; nothing deleted")
 
@@ -297,24 +292,18 @@ class ERASEVectorStore(BasePydanticVectorStore):
         The receipt is :attr:`last_receipt`."""
         _reject_kwargs("delete_nodes", delete_kwargs, ("node_ids", "filters"))
         where = normalise(filters)
-        with self._lock:
-            if node_ids is not None:
-                ids = _id_list(node_ids)
-                if where is None:
-                    receipt = self._index.forget(ids, missing="ignore")
-                else:  # matched and forgotten in one transaction
-                    receipt = self._index.forget_where(to_core(where), among=ids)
-            elif where is not None:
-                receipt = self._index.forget_where(to_core(where))
-            else:
-                raise ERASEError("delete_nodes needs node_ids or filters (use clear() to delete every node)")
-            self._last_receipt = receipt
+        if node_ids is None and where is None:
+            raise ERASEError("delete_nodes needs node_ids or filters (use clear() to delete every node)")
+        ids = None if node_ids is None else _id_list(node_ids)
+        with self._lock:  # ids with filters: matched and forgotten in one transaction
+            self._last_receipt = forget_in(self._index, ids=ids, where=None if where is None else to_core(where),
+                                           missing="ignore")
 
     def clear(self) -> None:
         """Forget every node (exact, one transaction; the pool then equals an empty build). The
         receipt is :attr:`last_receipt`."""
         with self._lock:
-            self._last_receipt = self._index.forget(self._index.ids, missing="ignore")
+            self._last_receipt = forget_in(self._index, ids=self._index.ids, missing="ignore")
 
     # ------------------------------------------------------------------ reads
     def _matching(self, ids: list[str], where: dict) -> list[str]:
@@ -354,7 +343,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
             raise ERASEError(f"query mode {getattr(query.mode, 'value', query.mode)!r} is not supported: use DEFAULT or MMR")
         if query.query_embedding is None:
             raise ERASEError("ERASEVectorStore.query needs a query_embedding (it has no text or sparse search)")
-        top_k = _check_top_k(query.similarity_top_k)
+        top_k = check_k(query.similarity_top_k, "similarity_top_k")
         where = normalise(query.filters)
         mmr = query.mode == VectorStoreQueryMode.MMR
         lambda_mult = query.mmr_threshold if query.mmr_threshold is not None else kwargs.get("mmr_threshold")
