@@ -5,6 +5,7 @@ files after a forget, and bad input. Runs on a throwaway cluster (tests/pg_clust
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from conftest import REPO_ROOT, clustered
 from killing import kill_after, kill_moments
 from residue import all_file_bytes, surviving
 from test_handles import fresh_build
+import mp_workers
 
 pytest.importorskip("psycopg", reason='psycopg is not installed (pip install "erase-icl[postgres]")')
 
@@ -417,3 +419,33 @@ def test_the_server_stopped_mid_forget_then_restarted(pg_cluster):
     with ExampleIndex.open(dsn) as reopened:
         assert reopened.digest() == expected.digest()
     assert settled(pg_cluster, dsn)
+
+
+@pytest.mark.processes
+def test_four_selecting_replicas_never_serve_what_a_fifth_forgot(pg_dsn, tmp_path):
+    """Four selector processes and a writer process (adds and forgets) on one DSN: no read that
+    starts after a forget returned serves the forgotten example, and all end on one digest."""
+    X = mp_workers.vectors()
+    index = ExampleIndex(k=4, strategy="similarity", seed=0, path=pg_dsn)
+    index.add(X[: mp_workers.POOL], [{"n": i} for i in range(mp_workers.POOL)],
+              ids=[mp_workers.ident(i) for i in range(mp_workers.POOL)])
+    index.close()
+    log, stop = tmp_path / "forgotten.log", tmp_path / "stop"
+    ctx = multiprocessing.get_context("spawn")
+    selectors = [ctx.Process(target=mp_workers.selector, args=(pg_dsn, str(log), str(stop), str(tmp_path / f"sel{j}.json"), j))
+                 for j in range(4)]
+    writer = ctx.Process(target=mp_workers.writer, args=(pg_dsn, str(log), 8.0, 1, str(tmp_path / "writer.json")))
+    with mp_workers.running(selectors + [writer], stop):
+        writer.join(120)
+        assert writer.exitcode == 0
+        stop.write_text("stop")
+        for p in selectors:
+            p.join(120)
+            assert p.exitcode == 0
+    reports = [json.loads((tmp_path / f"sel{j}.json").read_text()) for j in range(4)]
+    assert json.loads((tmp_path / "writer.json").read_text())["ops"] > 10
+    with ExampleIndex.open(pg_dsn) as final:
+        for r in reports:
+            assert r["stale"] == [] and r["verify"] and r["reads"] > 20
+            assert r["digest"] == final.digest()
+        assert final.verify()
