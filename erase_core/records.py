@@ -33,7 +33,8 @@ class ExampleRecords:
     """Records kept with ``index``'s examples, in namespaces (see the module doc).
 
     Values are strings (callers serialise). ``put`` replaces a key's record; ``bound`` ties a
-    record to the examples whose id or subject it names."""
+    record to the examples whose id or subject it names; ``tag`` files it under a group that
+    ``get(tags=...)`` reads without decrypting the other records."""
 
     def __init__(self, index: ExampleIndex):
         if not isinstance(index, ExampleIndex):
@@ -41,8 +42,8 @@ class ExampleRecords:
         self.index = index
         self._lock = threading.RLock()
         self._store: ExampleStore | None = None
-        # in memory: namespace -> key -> (value, bound, forgets of `bound` as a subject when it was put)
-        self._memory: dict[str, dict[str, tuple[str, str | None, int]]] = {}
+        # in memory: namespace -> key -> (value, bound, tag, forgets of `bound` as a subject when it was put)
+        self._memory: dict[str, dict[str, tuple[str, str | None, str | None, int]]] = {}
         path = index.path
         if path is not None:
             try:
@@ -58,33 +59,41 @@ class ExampleRecords:
             index.add_forget_listener(self._forgotten)
 
     # ------------------------------------------------------------------ reading
-    def get(self, namespace: str, keys: Sequence[str] | None = None) -> dict[str, str]:
-        """``{key: value}`` of ``namespace``: every record, or those of ``keys`` that exist."""
+    def get(self, namespace: str, keys: Sequence[str] | None = None, *,
+            tags: Sequence[str] | None = None) -> dict[str, str]:
+        """``{key: value}`` of ``namespace``: every record, those of ``keys`` that exist, or
+        those tagged with one of ``tags`` (not both)."""
         _namespace(namespace)
         keys = None if keys is None else _keys(keys)
+        tags = None if tags is None else _keys(tags, "tag")
+        if keys is not None and tags is not None:
+            raise ERASEError("give keys or tags, not both")
         with self._lock:
             if self._store is not None:
-                return self._store.read_records(namespace, keys)
+                return self._store.read_records(namespace, keys, tags)
             memory = self._memory.get(namespace, {})
-            if keys is None:
-                return {k: v for k, (v, _, _) in memory.items()}
-            return {k: memory[k][0] for k in keys if k in memory}
+            if keys is not None:
+                return {k: memory[k][0] for k in keys if k in memory}
+            wanted = None if tags is None else set(tags)
+            return {k: v for k, (v, _, tag, _) in memory.items() if wanted is None or tag in wanted}
 
     # ------------------------------------------------------------------ writing
-    def put(self, namespace: str, items: Sequence[tuple[str, str, str | None]]) -> None:
-        """Set records ``(key, value, bound)`` of ``namespace`` in one transaction (all or nothing)."""
+    def put(self, namespace: str, items: Sequence[tuple]) -> None:
+        """Set records ``(key, value, bound)`` or ``(key, value, bound, tag)`` of ``namespace``
+        in one transaction (all or nothing)."""
         _namespace(namespace)
-        checked = []
+        checked: list[tuple[str, str, str | None, str | None]] = []
         for item in items:
-            if not (isinstance(item, tuple) and len(item) == 3):
-                raise ERASEError(f"a record is a (key, value, bound) tuple, got {item!r}")
-            key, value, bound = item
+            if not (isinstance(item, tuple) and len(item) in (3, 4)):
+                raise ERASEError(f"a record is a (key, value, bound[, tag]) tuple, got {item!r}")
+            key, value, bound, tag = item if len(item) == 4 else (*item, None)
             _keys([key])
             if not isinstance(value, str):
                 raise ERASEError(f"a record value must be a string, got {type(value).__name__}")
-            if bound is not None and not isinstance(bound, str):
-                raise ERASEError(f"a record's binding must be a string or None, got {bound!r}")
-            checked.append((key, value, bound))
+            for what, v in (("binding", bound), ("tag", tag)):
+                if v is not None and not isinstance(v, str):
+                    raise ERASEError(f"a record's {what} must be a string or None, got {v!r}")
+            checked.append((key, value, bound, tag))
         with self._lock:
             if self._store is not None:
                 with self._store.transaction() as txn:
@@ -92,10 +101,10 @@ class ExampleRecords:
                 return
             counts: dict[str | None, int] = {}
             memory = self._memory.setdefault(namespace, {})
-            for key, value, bound in checked:
+            for key, value, bound, tag in checked:
                 if bound not in counts:
                     counts[bound] = self._forgets_of(bound)
-                memory[key] = (value, bound, counts[bound])
+                memory[key] = (value, bound, tag, counts[bound])
 
     def delete(self, namespace: str, keys: Sequence[str]) -> int:
         """Delete records of ``namespace`` by key (absent ones are skipped); returns how many were deleted."""
@@ -127,7 +136,7 @@ class ExampleRecords:
         with self._lock:
             counts: dict[str, int] = {}
             for memory in self._memory.values():
-                for key, (_, bound, seen) in list(memory.items()):
+                for key, (_, bound, _, seen) in list(memory.items()):
                     if bound is None:
                         continue
                     if bound not in gone:
@@ -143,11 +152,11 @@ def _namespace(namespace) -> None:
         raise ERASEError(f"a records namespace must be a non-empty string, got {namespace!r}")
 
 
-def _keys(keys) -> list[str]:
+def _keys(keys, what: str = "key") -> list[str]:
     if isinstance(keys, (str, bytes)):
-        raise ERASEError("keys must be a list of strings, not a single string")
+        raise ERASEError(f"{what}s must be a list of strings, not a single string")
     out = list(keys)
     for k in out:
         if not isinstance(k, str) or not k:
-            raise ERASEError(f"a record key must be a non-empty string, got {k!r}")
+            raise ERASEError(f"a record {what} must be a non-empty string, got {k!r}")
     return out

@@ -78,7 +78,7 @@ class ERASERecordManager(RecordManager):
         for g in groups:
             if g is not None and not isinstance(g, str):
                 raise ERASEError(f"a group id must be a string or None, got {g!r}")
-        self._records.put(self._ns, [(k, json.dumps({"g": g, "t": now}), k) for k, g in zip(keys, groups)])
+        self._records.put(self._ns, [(k, json.dumps({"g": g, "t": now}), k, g) for k, g in zip(keys, groups)])
 
     async def aupdate(self, keys: Sequence[str], *, group_ids: Sequence[str | None] | None = None,
                       time_at_least: float | None = None) -> None:
@@ -103,9 +103,11 @@ class ERASERecordManager(RecordManager):
     def list_keys(self, *, before: float | None = None, after: float | None = None,
                   group_ids: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
         """Keys of the records updated before/after a time and in ``group_ids``, oldest first."""
-        wanted = None if group_ids is None else set(group_ids)
+        wanted = set(group_ids) if group_ids else None  # as LangChain's managers: [] filters nothing
+        found = self._records.get(self._ns) if wanted is None else self._records.get(
+            self._ns, tags=[g for g in wanted or () if isinstance(g, str) and g])  # only those groups are read
         out = []
-        for key, value in self._records.get(self._ns).items():
+        for key, value in found.items():
             record = json.loads(value)
             t = record["t"]
             if (before is not None and t >= before) or (after is not None and t <= after):

@@ -187,3 +187,21 @@ def test_bad_input_changes_nothing(tmp_path):
     assert records.get("ns") == {}
     records.close()
     index.close()
+
+
+@pytest.mark.parametrize("on_disk", [True, False], ids=["store", "memory"])
+def test_tags_read_one_group(tmp_path, on_disk):
+    index = pool(tmp_path / "pool.sqlite" if on_disk else None)
+    records = ExampleRecords(index)
+    records.put("ns", [("a", "1", "x0", "g1"), ("b", "2", None, "g2"), ("c", "3", None, "g1"), ("d", "4", None)])
+    records.put("other", [("e", "5", None, "g1")])
+    assert records.get("ns", tags=["g1"]) == {"a": "1", "c": "3"}
+    assert records.get("ns", tags=["g1", "g2", "nope"]) == {"a": "1", "b": "2", "c": "3"}
+    assert records.get("ns", tags=[]) == {}
+    records.put("ns", [("c", "3", None, "g2")])  # re-tagged
+    index.forget(["x0"])
+    assert records.get("ns", tags=["g1"]) == {} and records.get("ns", tags=["g2"]) == {"b": "2", "c": "3"}
+    with pytest.raises(ERASEError, match="not both"):
+        records.get("ns", ["a"], tags=["g1"])
+    records.close()
+    index.close()

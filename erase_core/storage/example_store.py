@@ -72,11 +72,11 @@ LOG_RETAIN = 100_000
 _CHUNK = 500
 _OP_ADD, _OP_DEL = 1, 2
 
-# Sealed records (records.py): keyed-hash name, namespace and binding; sealed under their own key slot.
+# Sealed records (records.py): keyed-hash name, namespace, binding and tag; sealed under their own key slot.
 _RECORDS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS records (name BLOB PRIMARY KEY NOT NULL, ns BLOB NOT NULL, bound BLOB,"
+    "CREATE TABLE IF NOT EXISTS records (name BLOB PRIMARY KEY NOT NULL, ns BLOB NOT NULL, bound BLOB, tag BLOB,"
     " key_slot INTEGER NOT NULL UNIQUE, blob BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS records_ns ON records (ns)",
+    "CREATE INDEX IF NOT EXISTS records_ns_tag ON records (ns, tag)",
     "CREATE INDEX IF NOT EXISTS records_bound ON records (bound)",
 )
 
@@ -306,25 +306,32 @@ class ExampleStore:
             key = self._records_key_cache = sealed_records.records_key(self.audit_secret())
         return key
 
-    def read_records(self, namespace: str, keys: Sequence[str] | None = None) -> dict[str, str]:
-        """``{key: value}`` of the sealed records of ``namespace`` (every one, or those of
-        ``keys`` that exist), read under the write lock so that no key changes meanwhile."""
+    def read_records(self, namespace: str, keys: Sequence[str] | None = None,
+                     tags: Sequence[str] | None = None) -> dict[str, str]:
+        """``{key: value}`` of the sealed records of ``namespace`` (every one, those of ``keys``
+        that exist, or those tagged with one of ``tags``), read under the write lock so that no
+        key changes meanwhile."""
         with self._lock, self._keys.lock():
             with self._reading() as conn:
-                return self._read_records(conn, namespace, keys)
+                return self._read_records(conn, namespace, keys, tags)
 
-    def _read_records(self, conn: sqlite3.Connection, namespace: str, keys: Sequence[str] | None) -> dict[str, str]:
+    def _read_records(self, conn: sqlite3.Connection, namespace: str, keys: Sequence[str] | None,
+                      tags: Sequence[str] | None = None) -> dict[str, str]:
         rkey = self._records_key()
-        if keys is None:
-            found = conn.execute("SELECT name, key_slot, blob FROM records WHERE ns = ?",
-                                 (sealed_records.namespace_hash(rkey, namespace),)).fetchall()
+        ns = sealed_records.namespace_hash(rkey, namespace)
+        if keys is None and tags is None:
+            found = conn.execute("SELECT name, key_slot, blob FROM records WHERE ns = ?", (ns,)).fetchall()
         else:
-            names = [sealed_records.name_hash(rkey, namespace, k) for k in dict.fromkeys(keys)]
+            if keys is not None:
+                column, hashes = "name", [sealed_records.name_hash(rkey, namespace, k) for k in dict.fromkeys(keys)]
+            else:
+                column, hashes = "tag", [sealed_records.tag_hash(rkey, t) for t in dict.fromkeys(tags or ())]
             found = []
-            for lo in range(0, len(names), _CHUNK):
-                chunk = names[lo : lo + _CHUNK]
+            for lo in range(0, len(hashes), _CHUNK):
+                chunk = hashes[lo : lo + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                found.extend(conn.execute(f"SELECT name, key_slot, blob FROM records WHERE name IN ({marks})", chunk))
+                found.extend(conn.execute(f"SELECT name, key_slot, blob FROM records WHERE ns = ? AND {column} IN ({marks})",
+                                          [ns, *chunk]))
         slot_keys = self._keys.read([slot for _, slot, _ in found])
         try:
             return dict(sealed_records.open_record(self._uuid, name, key, blob)
@@ -794,11 +801,12 @@ class WriteTransaction:
         keyfile.sync()  # a committed row or record always has a durable key
 
     # ------------------------------------------------------------------ sealed records (records.py)
-    def put_records(self, namespace: str, items: Sequence[tuple[str, str, str | None]]) -> None:
-        """Set the records ``(key, value, bound)`` of ``namespace``, replacing any with the same
-        key (the last of repeated keys wins). Each is sealed under a new key; ``bound``: the id
-        or subject of the rows whose deletion deletes the record with them (None: unbound)."""
-        latest = {key: (value, bound) for key, value, bound in items}
+    def put_records(self, namespace: str, items: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+        """Set the records ``(key, value, bound, tag)`` of ``namespace``, replacing any with the
+        same key (the last of repeated keys wins). Each is sealed under a new key; ``bound``: the
+        id or subject of the rows whose deletion deletes the record with them (None: unbound);
+        ``tag``: a group to read records by (None: none)."""
+        latest = {key: (value, bound, tag) for key, value, bound, tag in items}
         if not latest:
             return
         store = self._store
@@ -810,15 +818,18 @@ class WriteTransaction:
         self._write_keys(slots, keys)
         ns = sealed_records.namespace_hash(rkey, namespace)
         self._conn.executemany(
-            "INSERT INTO records (name, ns, bound, key_slot, blob) VALUES (?, ?, ?, ?, ?)",
-            ((name, ns, None if bound is None else sealed_records.bind_hash(rkey, bound), slot,
+            "INSERT INTO records (name, ns, bound, tag, key_slot, blob) VALUES (?, ?, ?, ?, ?, ?)",
+            ((name, ns, None if bound is None else sealed_records.bind_hash(rkey, bound),
+              None if tag is None else sealed_records.tag_hash(rkey, tag), slot,
               sealed_records.seal_record(store._uuid, name, key, record_key, value))
-             for name, slot, key, (record_key, (value, bound)) in zip(names, slots, keys, latest.items())),
+             for name, slot, key, (record_key, (value, bound, tag)) in zip(names, slots, keys, latest.items())),
         )
 
-    def records(self, namespace: str, keys: Sequence[str] | None = None) -> dict[str, str]:
-        """``{key: value}`` of the records of ``namespace`` (every one, or those of ``keys`` that exist)."""
-        return self._store._read_records(self._conn, namespace, keys)
+    def records(self, namespace: str, keys: Sequence[str] | None = None,
+                tags: Sequence[str] | None = None) -> dict[str, str]:
+        """``{key: value}`` of the records of ``namespace``: every one, those of ``keys`` that
+        exist, or those tagged with one of ``tags``."""
+        return self._store._read_records(self._conn, namespace, keys, tags)
 
     def delete_records(self, namespace: str, keys: Sequence[str]) -> int:
         """Delete records of ``namespace`` by key (absent keys are skipped); returns how many went."""

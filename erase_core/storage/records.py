@@ -9,6 +9,8 @@ examples, so it lives in the store under the same rules as a row:
   key; its namespace column is a keyed hash too. The key and value are sealed with AES-256-GCM
   under the record's own random key, kept in a key-file slot like a row's; associated data =
   store uuid ‖ name, so a record cannot be moved to another name or store.
+* **Tagged.** A record may carry a tag (a keyed hash too) to read the records of one group
+  without decrypting the others.
 * **Bound to rows.** A record may be *bound* to a string ``b`` (stored as a keyed hash): it is
   deleted, in the same transaction, with any row whose id or subject is ``b``. So whoever
   forgets the rows (any handle, the CLI, a subject or filter forget) also removes what the
@@ -57,6 +59,11 @@ def namespace_hash(key: bytes, namespace: str) -> bytes:
 def bind_hash(key: bytes, value: str) -> bytes:
     """The binding of a record to the rows whose id or subject is ``value``."""
     return _mac(key, b"bind", value)
+
+
+def tag_hash(key: bytes, value: str) -> bytes:
+    """A record's tag (a group its owner reads records by, e.g. a document's source)."""
+    return _mac(key, b"tag", value)
 
 
 def seal_record(store_uuid: bytes, name: bytes, slot_key: bytes, record_key: str, value: str) -> bytes:
