@@ -449,3 +449,22 @@ def test_four_selecting_replicas_never_serve_what_a_fifth_forgot(pg_dsn, tmp_pat
             assert r["stale"] == [] and r["verify"] and r["reads"] > 20
             assert r["digest"] == final.digest()
         assert final.verify()
+
+
+def test_a_role_without_the_shred_privileges_is_refused_and_the_documented_grants_suffice(pg_cluster):
+    role = "erase_app_" + pg_cluster.new_schema().rsplit("s_", 1)[1]
+    schema = pg_cluster.new_schema().rsplit("%3D", 1)[1]
+    pg_cluster.sql(f"CREATE ROLE {role} LOGIN")
+    pg_cluster.sql(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")
+    dsn = pg_cluster.dsn(schema).replace("user=postgres", f"user={role}")
+    with pytest.raises(ERASEError) as refused:
+        ExampleIndex(k=3, path=dsn)
+    for grant in ("pg_checkpoint", "pg_switch_wal()", "pg_read_all_stats"):
+        assert grant in str(refused.value)
+    assert pg_cluster.sql("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)) == [(0,)]  # nothing written
+    pg_cluster.sql(f"GRANT pg_checkpoint, pg_read_all_stats TO {role}")
+    pg_cluster.sql(f"GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {role}")
+    index, X, ids = build(dsn, n=40)
+    index.forget(ids[:2])
+    assert settled(pg_cluster, dsn) and index.verify() and ids[0] not in index
+    index.close()

@@ -15,7 +15,8 @@ or read when the writer died first), makes every file under the data directory f
 
 It needs ``wal_recycle = off``, ``wal_keep_size = 0``, no WAL archiving, no replication slot
 holding WAL back, and a role that may run ``CHECKPOINT`` (``pg_checkpoint``) and
-``pg_switch_wal()``; :func:`problems` lists what is missing.
+``pg_switch_wal()`` and see every session's snapshot (``pg_read_all_stats``); :func:`problems`
+lists what is missing.
 """
 
 from __future__ import annotations
@@ -41,14 +42,17 @@ def problems(conn) -> list[str]:
     slots = conn.execute("SELECT count(*) FROM pg_replication_slots WHERE restart_lsn IS NOT NULL").fetchone()[0]
     if slots:
         out.append(f"{slots} replication slot(s) hold WAL back (their WAL keeps old key-table records)")
-    may_checkpoint, may_switch = conn.execute(
-        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role('pg_checkpoint', 'MEMBER'),"
-        " has_function_privilege('pg_switch_wal()', 'EXECUTE')"
+    superuser, may_checkpoint, may_switch, sees_all = conn.execute(
+        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), pg_has_role('pg_checkpoint', 'MEMBER'),"
+        " has_function_privilege('pg_switch_wal()', 'EXECUTE'), pg_has_role('pg_read_all_stats', 'MEMBER')"
     ).fetchone()
-    if not may_checkpoint:
+    if not (superuser or may_checkpoint):
         out.append("the role may not run CHECKPOINT (GRANT pg_checkpoint TO it)")
-    if not may_switch:
+    if not (superuser or may_switch):
         out.append("the role may not run pg_switch_wal() (GRANT EXECUTE ON FUNCTION pg_switch_wal() TO it)")
+    if not (superuser or sees_all):
+        # pg_stat_activity hides other roles' snapshots otherwise, and VACUUM FULL keeps what they see
+        out.append("the role cannot see other sessions' snapshots (GRANT pg_read_all_stats TO it)")
     return out
 
 
