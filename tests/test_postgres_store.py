@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from erase_core import ERASEError, ExampleIndex
-from erase_core.storage import StoreError
+from erase_core.storage import CorruptStoreError, StoreError
 from conftest import REPO_ROOT, clustered
 from killing import kill_after, kill_moments
 from residue import all_file_bytes, surviving
@@ -242,6 +242,8 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
     rows = rows_of(pg_dsn)
     keys_before = bucket_keys(pg_cluster, pg_dsn)
     row_key = row_keys(pg_cluster, pg_dsn)
+    wrapped_before = {v: bytes(pg_cluster.sql("SELECT wrapped FROM erase_keywraps WHERE row = %s", (rows[v],),
+                                              dsn=pg_dsn)[0][0]) for v in victims}
     pg_cluster.sql("CHECKPOINT")
     files = all_file_bytes(pg_cluster.data)
     old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims]
@@ -259,7 +261,23 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
     assert not surviving(files, old), "a replaced bucket key survived the shred step"
     live = [keys_after[b] for b in (rows[victims[0]] // BUCKET_ROWS, rows[ids[-1]] // BUCKET_ROWS)]
     assert all(surviving(files, [key]) for key in live)  # the scan finds keys that are there
-    # the forgotten rows' dead tuples may still be in the heap: under keys no file holds
+    # the forgotten rows' dead tuples are still in the heap pages (read raw, with pageinspect):
+    # their wrapped keys open under no key the database holds now
+    schema = pg_dsn.rsplit("%3D", 1)[1]
+    pg_cluster.sql("CREATE EXTENSION IF NOT EXISTS pageinspect SCHEMA public")
+    pages = pg_cluster.sql(f"SELECT public.get_raw_page('{schema}.erase_keywraps', p) FROM generate_series(0, "
+                           f"pg_relation_size('{schema}.erase_keywraps') / 8192 - 1) p")
+    raw = b"".join(bytes(p[0]) for p in pages)
+    with PostgresStore.open(pg_dsn) as store:
+        uuid = store._uuid
+    dead = [v for v in victims if wrapped_before[v] in raw]
+    assert dead, "no dead tuple left to check (the heap was pruned): the check below would prove nothing"
+    for v in dead:
+        row, bucket, w = rows[v], rows[v] // BUCKET_ROWS, wrapped_before[v]
+        assert Unwrapper(uuid, {bucket: keys_before[bucket]})(row, bucket, w) == row_key[row]  # the old key opens it
+        for key in keys_after.values():  # no key the database holds now does
+            with pytest.raises(CorruptStoreError):
+                Unwrapper(uuid, {bucket: key})(row, bucket, w)
     assert all(v not in index for v in victims) and index.verify()
     index.close()
 
