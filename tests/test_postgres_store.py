@@ -486,3 +486,16 @@ def test_a_role_without_the_shred_privileges_is_refused_and_the_documented_grant
     index.forget(ids[:2])
     assert settled(pg_cluster, dsn) and index.verify() and ids[0] not in index
     index.close()
+
+
+def test_a_sqlite_store_moves_into_postgres_and_back(pg_dsn, tmp_path):
+    index, X, ids = build(tmp_path / "pool.sqlite", n=80)
+    index.forget(ids[:4])
+    index.save(pg_dsn)  # the move: one transaction into the new store
+    with ExampleIndex.open(pg_dsn) as moved:
+        assert moved.digest() == index.digest() and moved.verify()
+        assert [s.id for s in moved.select()] == [s.id for s in index.select()]
+        moved.save(tmp_path / "back.sqlite")
+    with ExampleIndex.open(tmp_path / "back.sqlite") as back:
+        assert back.digest() == index.digest()
+    index.close()
