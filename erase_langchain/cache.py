@@ -75,7 +75,8 @@ class _NeedleIndex:
         self._anchors: dict[int, set[tuple[Needle, int]]] = {}  # window hash -> (needle, offset)
         self._short: dict[int, dict[int, set[Needle]]] = {}  # length -> window hash -> needles
 
-    def _full(self, text: str) -> bytes:
+    def keyed_hash(self, text: str) -> bytes:
+        """The keyed hash of a whole text (this index's random key): 16 bytes, never the text."""
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
 
     def _window(self, text: str) -> int:
@@ -87,7 +88,7 @@ class _NeedleIndex:
             windows = tuple(self._window(text[o : o + _STRIDE]) for o in range(_STRIDE))
         else:
             windows = (self._window(text),)
-        return n, self._full(text), windows
+        return n, self.keyed_hash(text), windows
 
     def __bool__(self) -> bool:
         return bool(self._owners)
@@ -130,7 +131,7 @@ class _NeedleIndex:
     def find(self, prompt: str) -> tuple[set[Needle], set]:
         """The needles ``prompt`` contains, and their owners."""
         hits: set[Needle] = set()
-        size, full, salt = len(prompt), self._full, self._salt
+        size, full, salt = len(prompt), self.keyed_hash, self._salt
         anchors = self._anchors
         if anchors:
             for q in range(0, size - _STRIDE + 1, _STRIDE):
@@ -346,8 +347,7 @@ class ForgettingCache(BaseCache):
 
     # ------------------------------------------------------------------ items handed out
     def _payload_hash(self, payload: Any) -> bytes:
-        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr)
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._needles._key, digest_size=16).digest()
+        return self._needles.keyed_hash(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr))
 
     @staticmethod
     def _payloads(index: ExampleIndex, ids: Sequence[str]) -> list[tuple[str, Any]]:
