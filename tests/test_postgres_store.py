@@ -246,7 +246,7 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
                                               dsn=pg_dsn)[0][0]) for v in victims}
     pg_cluster.sql("CHECKPOINT")
     files = all_file_bytes(pg_cluster.data)
-    old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims]
+    old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims] + [keys_before[-2]]  # and the board's key
     assert all(surviving(files, [key]) for key in old)  # before the forget: on disk, in clear
     index.forget(victims)
     keys_after = bucket_keys(pg_cluster, pg_dsn)
@@ -498,4 +498,26 @@ def test_a_sqlite_store_moves_into_postgres_and_back(pg_dsn, tmp_path):
         moved.save(tmp_path / "back.sqlite")
     with ExampleIndex.open(tmp_path / "back.sqlite") as back:
         assert back.digest() == index.digest()
+    index.close()
+
+
+def test_writers_post_their_selection_and_a_forget_without_one_clears_it(pg_cluster, pg_dsn):
+    index, X, ids = build(pg_dsn, n=80)
+    reader = PostgresStore.open(pg_dsn)
+    rows = rows_of(pg_dsn)
+    version = reader.published_version()
+    posted = reader.posted_selection(version)  # the add posted after its commit
+    assert posted is not None and {r for r, _ in posted} == {rows[s.id] for s in index.select()}
+    index.forget([ids[5]])  # posted inside its transaction
+    version = reader.published_version()
+    posted = reader.posted_selection(version)
+    assert posted is not None and rows[ids[5]] not in {r for r, _ in posted}
+    assert reader.posted_selection(version - 1) is None  # for another version: ignored
+    with reader.transaction() as txn:  # a deleting write that posts nothing clears the board
+        txn.delete([rows[ids[6]]])
+    assert reader.posted_selection(reader.published_version()) is None
+    assert pg_cluster.sql("SELECT board FROM erase_state", dsn=pg_dsn) == [(None,)]
+    expected = fresh(X, ids, [i for i in range(80) if i not in (5, 6)])
+    assert index.digest() == expected.digest() and [s.id for s in index.select()] == [s.id for s in expected.select()]
+    reader.close()
     index.close()

@@ -20,12 +20,13 @@ DDL = (
     "CREATE TABLE erase_meta (key text PRIMARY KEY, value text NOT NULL)",
     "CREATE TABLE erase_config (k int PRIMARY KEY CHECK (k = 0), json text NOT NULL)",
     # one row: the committed version, the next row number (never reused), the change log's
-    # floor, the vector width, the sealed row-set record, and the shred-pending flag with the
-    # transaction id of the forget that raised it
+    # floor, the vector width, the sealed row-set record, the shred-pending flag with the
+    # transaction id of the forget that raised it, and the posted selection (sealed, see board.py)
     "CREATE TABLE erase_state (k int PRIMARY KEY CHECK (k = 0), version bigint NOT NULL, next_row bigint NOT NULL,"
     " log_floor bigint NOT NULL, dim int, rows_digest text NOT NULL, shred_pending boolean NOT NULL,"
-    " shred_xid text)",
-    # bucket keys (and the audit secret as bucket -1): the only table the shred step rewrites
+    " shred_xid text, board bytea)",
+    # bucket keys (the audit secret as bucket -1, the board's key as -2): the only table the
+    # shred step rewrites
     "CREATE TABLE erase_keys (bucket int PRIMARY KEY, key bytea NOT NULL)",
     "ALTER TABLE erase_keys ALTER COLUMN key SET STORAGE PLAIN",
     # ANALYZE copies sample values into pg_statistic, where no shred step reaches: never of a key

@@ -17,8 +17,10 @@
   the forget's transaction, makes the next write, open or read finish a shred that a dead
   writer left.
 
-Not yet here: the open image and the posted selection (a handle opens the long way and
-recomputes a replayed forget itself: slower, equally exact).
+* **Posted selection**: sealed in the state row under a key that every post and every
+  deleting transaction replaces (:mod:`.board`).
+
+Not yet here: the open image (a handle opens the long way: slower, equally exact).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..errors import CorruptStoreError, RowGoneError, StoreError
 from ..example_store import LOG_RETAIN, Changes, NewRow
 from ..rows import PlainRow, new_key as new_row_key, open_many, seal
 from . import schema, shred
+from .board import BOARD_BUCKET, open_board, seal_board
 from .connect import connect, describe
 from .keys import AUDIT_BUCKET, BUCKET_ROWS, Unwrapper, new_key, wrap
 
@@ -310,18 +313,49 @@ class PostgresStore:
     def __len__(self) -> int:
         return int(self._read(lambda conn: conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0]))
 
-    # the open image and the posted selection: not kept by this store (both are optional)
+    # the open image: not kept by this store yet (it is optional: opens go the long way)
     def read_image(self) -> None:
         return None
 
     def write_image(self, version: int, dim: int | None, rows: Sequence[PlainRow], model=None) -> bool:
         return False
 
+    # the posted selection (board.py)
     def posted_selection(self, version: int) -> list[tuple[int, float]] | None:
-        return None
+        """The ``erase`` selection the writer of ``version`` posted (None: compute it)."""
+        got = self._read(lambda conn: conn.execute(
+            "SELECT s.version, s.board, k.key FROM erase_state s LEFT JOIN erase_keys k ON k.bucket = %s"
+            " WHERE s.k = 0", (BOARD_BUCKET,)).fetchone())
+        if got is None or got[0] != version or got[1] is None or got[2] is None:
+            return None
+        return open_board(bytes(got[2]), self._uuid, version, bytes(got[1]))
 
     def post_selection(self, version: int, picks) -> None:
-        return None
+        """Post the selection a handle computed at ``version`` after its write committed, unless
+        another write committed since."""
+        psycopg = _psycopg()
+        with self._lock:
+            conn = self._live()
+            try:
+                # never waits: a writer at work is about to make this version stale anyway
+                if not conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()[0]:
+                    return
+                try:
+                    with conn.transaction():
+                        if conn.execute("SELECT version FROM erase_state WHERE k = 0").fetchone()[0] == version:
+                            self._write_board(conn, version, list(picks))
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot post a selection to {self._where}: {_cause(exc)}") from None
+
+    def _write_board(self, conn, version: int, picks: list[tuple[int, float]] | None) -> None:
+        """A new board key, and the board sealed under it (none when ``picks`` is None)."""
+        key = new_key()
+        conn.execute("INSERT INTO erase_keys (bucket, key) VALUES (%s, %s)"
+                     " ON CONFLICT (bucket) DO UPDATE SET key = EXCLUDED.key", (BOARD_BUCKET, key))
+        board = None if picks is None else seal_board(key, self._uuid, version, picks)
+        conn.execute("UPDATE erase_state SET board = %s WHERE k = 0", (board,))
 
     # ================================================================== writing
     @contextmanager
@@ -520,7 +554,8 @@ class PgWriteTransaction:
                            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (_NOTE + key, value))
 
     def post_selection(self, picks) -> None:
-        self.posted = list(picks)  # not stored (see the module docstring)
+        """Post the ``erase`` selection of the pool this transaction leaves (with its commit)."""
+        self.posted = list(picks)
 
     def version_after(self) -> int:
         return self.base_version + len(self._ops)
@@ -586,6 +621,10 @@ class PgWriteTransaction:
                                          [row for op, row in self._ops if op == _OP_DEL])
         except rowset.RowSetMismatch:
             raise CorruptStoreError(f"{self._store._where} is damaged: its row-set record does not authenticate") from None
+        if self.posted is not None:
+            self._store._write_board(conn, self.version, self.posted)
+        elif self._rekey:  # a deleting transaction that posts nothing leaves no board
+            self._store._write_board(conn, self.version, None)
         conn.execute(
             "UPDATE erase_state SET version = %s, next_row = %s, log_floor = %s, rows_digest = %s,"
             " shred_pending = shred_pending OR %s, shred_xid = COALESCE(%s, shred_xid) WHERE k = 0",
