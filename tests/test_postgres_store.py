@@ -240,16 +240,19 @@ def test_after_a_forget_no_file_of_the_cluster_holds_what_opens_it(pg_cluster, p
     index, X, ids = build(pg_dsn, n=300)
     victims = [ids[0], ids[1], ids[200]]  # two buckets
     rows = rows_of(pg_dsn)
+    ExampleIndex.open(pg_dsn).close()  # a long open: it writes the open image, which holds the victims too
     keys_before = bucket_keys(pg_cluster, pg_dsn)
+    assert -3 in keys_before
     row_key = row_keys(pg_cluster, pg_dsn)
     wrapped_before = {v: bytes(pg_cluster.sql("SELECT wrapped FROM erase_keywraps WHERE row = %s", (rows[v],),
                                               dsn=pg_dsn)[0][0]) for v in victims}
     pg_cluster.sql("CHECKPOINT")
     files = all_file_bytes(pg_cluster.data)
-    old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims] + [keys_before[-2]]  # and the board's key
+    old = [keys_before[rows[v] // BUCKET_ROWS] for v in victims] + [keys_before[-2], keys_before[-3]]  # board, image
     assert all(surviving(files, [key]) for key in old)  # before the forget: on disk, in clear
     index.forget(victims)
     keys_after = bucket_keys(pg_cluster, pg_dsn)
+    assert -3 not in keys_after  # the forget deleted the image's key
     files = all_file_bytes(pg_cluster.data)
     assert any(name.startswith("pg_wal/") for name in files) and any(name.startswith("pg_xact/") for name in files)
     plaintext = []
@@ -520,4 +523,24 @@ def test_writers_post_their_selection_and_a_forget_without_one_clears_it(pg_clus
     expected = fresh(X, ids, [i for i in range(80) if i not in (5, 6)])
     assert index.digest() == expected.digest() and [s.id for s in index.select()] == [s.id for s in expected.select()]
     reader.close()
+    index.close()
+
+
+def test_the_open_image_is_used_kept_by_adds_and_dropped_by_a_forget(pg_cluster, pg_dsn):
+    index, X, ids = build(pg_dsn, n=60)
+    timings: dict = {}
+    ExampleIndex.open(pg_dsn, timings=timings).close()
+    assert "build_memory_s" not in timings  # the long way, which writes the image
+    assert pg_cluster.sql("SELECT version FROM erase_image", dsn=pg_dsn) == [(index.version,)]
+    index.add(X[:2] * -1, [{"input": "new"}] * 2, ids=["n1", "n2"])  # adds keep it: they are replayed
+    timings = {}
+    with ExampleIndex.open(pg_dsn, timings=timings) as again:
+        assert "build_memory_s" in timings and again.digest() == index.digest() and again.verify()
+        assert again.get(ids[3]) == payload(3)  # payloads are read from the rows on demand
+    index.forget([ids[0]])
+    assert pg_cluster.sql("SELECT count(*) FROM erase_image", dsn=pg_dsn) == [(0,)]
+    assert pg_cluster.sql("SELECT count(*) FROM erase_keys WHERE bucket = -3", dsn=pg_dsn) == [(0,)]
+    timings = {}
+    with ExampleIndex.open(pg_dsn, timings=timings) as third:
+        assert "build_memory_s" not in timings and third.digest() == index.digest()
     index.close()

@@ -144,6 +144,12 @@ def read_image_file(path: Path, key: bytes, store_uuid: bytes) -> ImageData | No
             blob = fh.read()
     except OSError:
         return None
+    return open_image(blob, key, store_uuid)
+
+
+def open_image(blob: bytes, key: bytes, store_uuid: bytes) -> ImageData | None:
+    """Authenticate and parse an image's bytes (a file's, or a database value's); None when
+    damaged, from another key or store, or malformed."""
     try:
         magic, version, n_chunks = _FILE_HEAD.unpack_from(blob, 0)
         if magic != _FILE_MAGIC or not 1 <= n_chunks <= len(blob):

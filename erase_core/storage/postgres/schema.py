@@ -14,7 +14,7 @@ from ..errors import StoreError
 SCHEMA_VERSION = 1
 FORMAT_NAME = "erase-example-store-postgres"
 TABLES = ("erase_meta", "erase_config", "erase_state", "erase_keys", "erase_examples", "erase_keywraps", "erase_changes",
-          "erase_audit")
+          "erase_audit", "erase_image")
 
 DDL = (
     "CREATE TABLE erase_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -25,8 +25,8 @@ DDL = (
     "CREATE TABLE erase_state (k int PRIMARY KEY CHECK (k = 0), version bigint NOT NULL, next_row bigint NOT NULL,"
     " log_floor bigint NOT NULL, dim int, rows_digest text NOT NULL, shred_pending boolean NOT NULL,"
     " shred_xid text, board bytea)",
-    # bucket keys (the audit secret as bucket -1, the board's key as -2): the only table the
-    # shred step rewrites
+    # bucket keys (the audit secret as bucket -1, the board's key as -2, the open image's as -3):
+    # the only table the shred step rewrites
     "CREATE TABLE erase_keys (bucket int PRIMARY KEY, key bytea NOT NULL)",
     "ALTER TABLE erase_keys ALTER COLUMN key SET STORAGE PLAIN",
     # ANALYZE copies sample values into pg_statistic, where no shred step reaches: never of a key
@@ -41,6 +41,10 @@ DDL = (
     "ALTER TABLE erase_keywraps ALTER COLUMN wrapped SET STATISTICS 0",
     "CREATE TABLE erase_changes (seq bigint PRIMARY KEY, op smallint NOT NULL, row bigint NOT NULL)",
     "CREATE TABLE erase_audit (seq bigint PRIMARY KEY, entry text NOT NULL, prev text NOT NULL, hash text NOT NULL)",
+    # the open image (..image: sealed under the key in erase_keys row -3, which any deleting
+    # transaction deletes); at most one row
+    "CREATE TABLE erase_image (k int PRIMARY KEY CHECK (k = 0), version bigint NOT NULL, blob bytea NOT NULL)",
+    "ALTER TABLE erase_image ALTER COLUMN blob SET STATISTICS 0",
 )
 
 

@@ -20,7 +20,8 @@
 * **Posted selection**: sealed in the state row under a key that every post and every
   deleting transaction replaces (:mod:`.board`).
 
-Not yet here: the open image (a handle opens the long way: slower, equally exact).
+* **The open image** is one sealed value (:mod:`..image`) whose key any deleting transaction
+  deletes with the image.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 from .. import rowset
 from ..errors import CorruptStoreError, RowGoneError, StoreError
 from ..example_store import LOG_RETAIN, Changes, NewRow
+from ..image import ImageData, open_image, pack_image, seal_image
 from ..rows import PlainRow, new_key as new_row_key, open_many, seal
 from . import schema, shred
 from .board import BOARD_BUCKET, open_board, seal_board
+
+#: The row of ``erase_keys`` that holds the open image's key.
+IMAGE_BUCKET = -3
 from .connect import connect, describe
 from .keys import AUDIT_BUCKET, BUCKET_ROWS, Unwrapper, new_key, wrap
 
@@ -313,12 +318,41 @@ class PostgresStore:
     def __len__(self) -> int:
         return int(self._read(lambda conn: conn.execute("SELECT count(*) FROM erase_examples").fetchone()[0]))
 
-    # the open image: not kept by this store yet (it is optional: opens go the long way)
-    def read_image(self) -> None:
-        return None
+    # the open image (..image): one sealed value in erase_image, its key row -3 of erase_keys
+    def read_image(self) -> ImageData | None:
+        """The rows at some earlier or the current version, from the open image; None when there
+        is no readable one (then load the long way)."""
+        got = self._read(lambda conn: conn.execute(
+            "SELECT i.version, i.blob, k.key, s.version FROM erase_image i JOIN erase_keys k ON k.bucket = %s"
+            " CROSS JOIN erase_state s WHERE i.k = 0 AND s.k = 0", (IMAGE_BUCKET,), binary=True).fetchone())
+        if got is None or got[0] > got[3]:
+            return None
+        image = open_image(got[1], bytes(got[2]), self._uuid)
+        return image if image is not None and image.version == got[0] else None
 
     def write_image(self, version: int, dim: int | None, rows: Sequence[PlainRow], model=None) -> bool:
-        return False
+        """Store the open image of ``rows`` (every row at ``version``) if the store is still at
+        ``version``; any later deletion deletes its key. Never raises (the image only saves time)."""
+        if dim is None or not rows:
+            return False
+        key = new_key()
+        try:
+            blob = b"".join(seal_image(pack_image(rows, int(dim), model), key, self._uuid, version))
+        except ValueError:
+            return False
+        psycopg = _psycopg()
+        try:
+            with self._writer() as conn, conn.transaction():
+                now, pending = conn.execute("SELECT version, shred_pending FROM erase_state WHERE k = 0").fetchone()
+                if now != version or pending:
+                    return False
+                conn.execute("INSERT INTO erase_keys (bucket, key) VALUES (%s, %s)"
+                             " ON CONFLICT (bucket) DO UPDATE SET key = EXCLUDED.key", (IMAGE_BUCKET, key))
+                conn.execute("INSERT INTO erase_image (k, version, blob) VALUES (0, %s, %s) ON CONFLICT (k)"
+                             " DO UPDATE SET version = EXCLUDED.version, blob = EXCLUDED.blob", (version, blob))
+            return True
+        except (StoreError, psycopg.Error):
+            return False
 
     # the posted selection (board.py)
     def posted_selection(self, version: int) -> list[tuple[int, float]] | None:
@@ -605,6 +639,9 @@ class PgWriteTransaction:
         conn = self._conn
         if self._rekey:
             self._rekey_buckets()
+            # the open image holds the deleted rows: its key goes (purged by the shred step)
+            conn.execute("DELETE FROM erase_keys WHERE bucket = %s", (IMAGE_BUCKET,))
+            conn.execute("DELETE FROM erase_image")
             self.shred_xid = str(conn.execute("SELECT pg_current_xact_id()::xid::text").fetchone()[0])
         first = self.base_version + 1
         with conn.cursor() as cur, cur.copy("COPY erase_changes (seq, op, row) FROM STDIN") as copy:
