@@ -29,7 +29,7 @@ from langchain_core.vectorstores import VectorStore
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt
 from erase_core import forget as forget_in
 from erase_core.filters import check_filter
-from erase_core.params import check_k, reject_unknown_kwargs
+from erase_core.params import check_index_params, check_k, reject_unknown_kwargs
 
 from . import _handouts
 from ._common import as_id_list, as_subject, check_embedding_identity, document_rows, to_float_rows
@@ -69,6 +69,7 @@ class ERASEVectorStore(VectorStore):
         reject_unknown_kwargs("ERASEVectorStore", unknown, ("embedding",) + CONSTRUCTOR_KEYWORDS)
         if not isinstance(embedding, Embeddings):
             raise ERASEError(f"embedding must be a LangChain Embeddings; got {type(embedding).__name__}")
+        params = check_index_params(k, strategy, epsilon, n_iter, seed, projection_dim)
         self.embedding = embedding
         self.subject_key = subject_key
         if index is not None:
@@ -78,8 +79,7 @@ class ERASEVectorStore(VectorStore):
         elif persist_path is not None and Path(persist_path).exists() and os.path.getsize(persist_path) > 0:
             self.index = ExampleIndex.open(persist_path)
         else:
-            self.index = ExampleIndex(check_k(k), strategy=strategy, epsilon=epsilon, n_iter=n_iter, seed=seed,
-                                      projection_dim=projection_dim, path=persist_path)
+            self.index = ExampleIndex(params.pop("k"), path=persist_path, **params)
         check_embedding_identity(self.index, embedding)
 
     @property

@@ -41,7 +41,7 @@ from llama_index.core.vector_stores.types import (
 
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError, check_id
 from erase_core import forget as forget_in
-from erase_core.params import check_k, reject_unknown_kwargs
+from erase_core.params import check_index_params, check_k, reject_unknown_kwargs
 
 from ._filters import flat_metadata, node_subject, normalise, to_core
 from ._nodes import node_to_payload, payload_to_node
@@ -182,6 +182,9 @@ class ERASEVectorStore(BasePydanticVectorStore):
         """
         _reject_kwargs("from_defaults", unknown, ("path", "index") + _INDEX_PARAMS)
         given = {n: v for n, v in zip(_INDEX_PARAMS, (k, strategy, epsilon, n_iter, seed, projection_dim)) if v is not None}
+        params = check_index_params(**{"k": 4, "strategy": "similarity", "epsilon": None, "n_iter": 10, "seed": 0,
+                                       "projection_dim": None, **given})
+        given = {n: params[n] for n in given}
         if index is not None:
             if path is not None or given:
                 raise ERASEError("pass either index= or path=/index parameters, not both")
@@ -194,7 +197,6 @@ class ERASEVectorStore(BasePydanticVectorStore):
                 opened.close()
                 raise ERASEError(f"{path} already holds a store with other parameters (given, stored): {wrong}")
             return cls(opened)
-        params: dict[str, Any] = {"k": 4, "strategy": "similarity", "seed": 0, "n_iter": 10, **given}
         return cls(ExampleIndex(params.pop("k"), path=path, **params))
 
     @classmethod
