@@ -346,6 +346,9 @@ class PostgresStore:
                 now, pending = conn.execute("SELECT version, shred_pending FROM erase_state WHERE k = 0").fetchone()
                 if now != version or pending:
                     return False
+                # only a cache: a crash may lose it (then opens go the long way), so the commit
+                # does not wait for the flush of the image's WAL
+                conn.execute("SET LOCAL synchronous_commit = off")
                 conn.execute("INSERT INTO erase_keys (bucket, key) VALUES (%s, %s)"
                              " ON CONFLICT (bucket) DO UPDATE SET key = EXCLUDED.key", (IMAGE_BUCKET, key))
                 conn.execute("INSERT INTO erase_image (k, version, blob) VALUES (0, %s, %s) ON CONFLICT (k)"
