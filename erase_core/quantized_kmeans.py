@@ -21,7 +21,7 @@ import hashlib
 import json
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,8 +162,9 @@ class UpdateReport:
     recompute_from: int | None
     representatives_changed: bool
     #: A recompute that stopped where the new run rejoined the previous one (the same
-    #: centroids from some iteration on), rather than running to its end.
-    rejoined: bool = False
+    #: centroids from some iteration on), rather than running to its end. How the update was
+    #: computed, not what it did: left out of equality (a full recompute equals it).
+    rejoined: bool = field(default=False, compare=False)
 
     @property
     def recomputed(self) -> bool:
