@@ -7,6 +7,7 @@
 - :mod:`.memory`: pool and clustering changed together, and the caches derived from them.
 - :mod:`.snapshot`: the ``erase`` answer ``select_nowait`` reads without the lock.
 - :mod:`.replica`: memory kept caught up with a store (versions, change log, posted selection).
+- :mod:`.local`: the same calls without a store: in memory (audit log, notes), or closed.
 - :mod:`.example_index`: :class:`ExampleIndex`, the public face: locking, steps, audit, copies.
 """
 

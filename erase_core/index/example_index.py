@@ -2,10 +2,11 @@
 
 Each example is a string id, a JSON-serialisable payload and an embedding (normalised once on
 the way in, :mod:`.encoding`). The index is the public face of its parts: the :mod:`.memory`
-(the :mod:`.pool` of rows and its :mod:`.clustering`), with a store the :mod:`.replica` that
-keeps memory caught up with every handle, and the :mod:`.snapshot` that ``select_nowait``
-reads without the lock. Here: the lock, the order of the steps of each call, the audit log
-and copying.
+(the :mod:`.pool` of rows and its :mod:`.clustering`), the replica that says where the pool
+is kept (a store: :mod:`.replica`, kept caught up with every handle; memory alone or closed:
+:mod:`.local`), and the :mod:`.snapshot` that ``select_nowait`` reads without the lock. Every
+call runs the same steps whatever the replica. Here: the lock, the order of the steps of each
+call, audit entries and copying.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ from .encoding import (Incoming, as_payload_list, check_text, checked_filter, fi
                        query_vector, real_vectors)
 from .memory import Memory
 from .params import FORMAT_VERSION, INDEX_PARAMETERS, Params
+from .local import ClosedReplica, MemoryReplica
 from .receipt import ForgetReceipt, IndexClosedError
-from .replica import Replica
+from .replica import StoreReplica
+
+#: Where the pool is kept: a store, or memory alone, or nowhere any more (closed).
+Replica = StoreReplica | MemoryReplica | ClosedReplica
 
 __all__ = ["ExampleIndex", "ForgetReceipt", "IndexClosedError", "FORMAT_VERSION", "INDEX_PARAMETERS"]
 
@@ -56,7 +61,7 @@ def _retry_if_row_gone(method):
                 return method(self, *args, **kwargs)
             except RowGoneError:
                 with self._lock:
-                    self._on_store().catch_up_committed()
+                    self._replica.catch_up_committed()
         return method(self, *args, **kwargs)
 
     return reading
@@ -74,14 +79,6 @@ def _announcing_forget(method):
         return receipt
 
     return announcing
-
-
-def _in_memory(version: int) -> bool:
-    return True
-
-
-def _closed(version: int) -> bool:
-    return False
 
 
 class ExampleIndex:
@@ -124,23 +121,17 @@ class ExampleIndex:
         self._lock = threading.RLock()
         self._forget_listeners: list = []
         self._memory = Memory(params, self._memory_failed)
-        self._replica: Replica | None = None  # with a store
-        self._current = _in_memory  # whether memory at a version is the pool now (no lock)
-        self._memory_log: MemoryAuditLog | None = None  # the audit log of an in-memory index
-        self._notes: dict[str, str] = {}  # application notes of an in-memory index
-        self._closed_path: Path | None = None  # the store a closed index was on
+        self._replica: Replica = MemoryReplica(self._memory)
         if path is not None:
             self._attach(create_store(path, self.config()))
 
-    def _attach(self, store: Store) -> Replica:
-        replica = self._replica = Replica(store, self._memory)
-        self._current = replica.current
+    def _attach(self, store: Store) -> StoreReplica:
+        replica = self._replica = StoreReplica(store, self._memory)
         return replica
 
     def _memory_failed(self) -> None:
         """A deferred clustering update failed: a store-backed handle reloads on its next use."""
-        if self._replica is not None:
-            self._replica.mark_stale()
+        self._replica.mark_stale()
 
     def config(self) -> dict:
         """The parameters that define the index (persisted with it)."""
@@ -198,22 +189,12 @@ class ExampleIndex:
         return cls(k, path=path, **params)
 
     # ------------------------------------------------------------------ keeping up
-    def _on_store(self) -> Replica:
-        """The replica of a store-backed index (for steps that only such an index takes)."""
-        if self._replica is None:
-            raise ERASEError("this step needs the index's store file, and the index has none (in memory, or closed)")
-        return self._replica
-
     def _sync(self) -> None:
         """Catch up with every change any handle committed to the store (cheap when none)."""
-        replica = self._replica
-        if replica is not None:
-            replica.sync()
-        elif self._closed_path is not None:
-            self._require_open()
+        self._replica.sync()
 
     def _seen_version(self) -> int:
-        return 0 if self._replica is None else self._replica.version
+        return self._replica.version
 
     # ------------------------------------------------------------------ mutations
     def add(self, vectors, payloads: Sequence[Any], ids: Sequence[str] | None = None, *,
@@ -225,7 +206,6 @@ class ExampleIndex:
         ``metadata``: per example, a flat JSON object (for :meth:`forget_where` and filtered
         :meth:`select`), or None. Both are stored sealed like the payload."""
         with self._lock:
-            self._require_open()
             self._sync()
             memory = self._memory
             X = real_vectors(vectors, "vectors", memory.dim)
@@ -237,15 +217,11 @@ class ExampleIndex:
             ids = check_ids(ids, n, existing=memory.pool.slot_of)
             new = Incoming.of(ids, X, payloads, subjects, metadata)
             replica = self._replica
-            if replica is None:
-                memory.add_new(new)
-                return ids
-            with replica.transaction() as txn:  # another handle may have added these ids or set the width
-                new.check_width(memory.dim)
-                check_ids(ids, len(ids), existing=memory.pool.slot_of)
-                rows = txn.add(new.store_rows(), new.unit.shape[1])
-            replica.after_commit(lambda: memory.add_new(new, rows), txn.version)
-            replica.post_selection(txn.version)
+            with replica.writing() as write:
+                write.check(new)
+                rows = write.add(new)
+            replica.after_commit(lambda: memory.add_new(new, rows), write.version)
+            replica.post_selection(write.version)
             return ids
 
     @_announcing_forget
@@ -258,34 +234,24 @@ class ExampleIndex:
         Returns the receipt of the replaced ids (empty when every id was new)."""
         start = time.perf_counter()
         with self._lock:
-            self._require_open()
             self._sync()
             memory = self._memory
             X = real_vectors(vectors, "vectors", memory.dim)
             ids = check_ids(id_list(ids), X.shape[0])
             new = Incoming.of(ids, X, as_payload_list(payloads), subjects, metadata)
             replica = self._replica
-            if replica is None:
-                present = [i for i in ids if i in memory.pool]
-                owners = memory.pool.subjects_of(present)
-                receipt = memory.forget(present, start)
-                memory.add_new(new)
-                if present:
-                    self._memory_audit().append(self._audit_entry(receipt, owners, "upsert", None, None))
-                return receipt
-            with replica.transaction() as txn:
+            with replica.writing() as write:
                 new.check_width(memory.dim)
                 pool = memory.pool
                 present = [i for i in ids if i in pool]
-                txn.delete([pool.row_of[i] for i in present])
-                replica.memory_changes()
+                write.delete(present)
                 owners = pool.subjects_of(present)
                 receipt = memory.forget(present, start)
                 if present:
-                    txn.audit(self._audit_entry(receipt, owners, "upsert", None, None, txn.version_after()))
-                rows = txn.add(new.store_rows(), new.unit.shape[1])
-            replica.after_commit(lambda: memory.add_new(new, rows), txn.version)
-            replica.post_selection(txn.version)
+                    write.audit(self._audit_entry(receipt, owners, "upsert", None, None, write.version_after()))
+                rows = write.add(new)
+            replica.after_commit(lambda: memory.add_new(new, rows), write.version)
+            replica.post_selection(write.version)
             return receipt
 
     def forget(self, ids: Iterable[str], *, missing: str = "raise") -> ForgetReceipt:
@@ -334,27 +300,17 @@ class ExampleIndex:
         """Resolve the ids against the current pool, forget them, log the request; all or nothing."""
         start = time.perf_counter()
         with self._lock:
-            self._require_open()
             memory = self._memory
             replica = self._replica
-            if replica is None:
+            with replica.writing() as write:  # forget what another handle added; see what it forgot
                 ids = resolve()
+                write.delete(ids)
                 owners = memory.pool.subjects_of(ids)
                 receipt = memory.forget(ids, start)
-                self._memory_audit().append(self._audit_entry(receipt, owners, request, subject, where))
-                return receipt
-            with replica.transaction() as txn:  # forget what another handle added; see what it forgot
-                ids = resolve()
-                pool = memory.pool
-                txn.delete([pool.row_of[i] for i in ids])
-                replica.memory_changes()
-                owners = pool.subjects_of(ids)
-                receipt = memory.forget(ids, start)
-                txn.audit(self._audit_entry(receipt, owners, request, subject, where, txn.version_after()))
-                picks = memory.clustering.picks_to_post() if ids else None
-                if picks is not None:
-                    txn.post_selection(picks)
-            replica.version = txn.version
+                write.audit(self._audit_entry(receipt, owners, request, subject, where, write.version_after()))
+                if ids:
+                    write.post_selection()
+            replica.version = write.version
             return receipt
 
     # ------------------------------------------------------------------ queries
@@ -405,7 +361,7 @@ class ExampleIndex:
         forgotten example). With a query, scores are cosine similarities to it, as ``select``'s."""
         memory = self._memory
         snapshot = memory.snapshot  # read before the version: a newer commit then always shows
-        if snapshot is None or self.strategy != "erase" or not self._current(snapshot.version):
+        if snapshot is None or self.strategy != "erase" or not self._replica.current(snapshot.version):
             return None
         k = self.k if k is None else check_positive_int(k, "k")
         if k > len(snapshot.picks):
@@ -559,7 +515,7 @@ class ExampleIndex:
     def __len__(self) -> int:
         memory, replica = self._memory, self._replica
         n = len(memory.pool.ids)
-        if self._current(0 if replica is None else replica.version) and len(memory.pool.ids) == n:
+        if replica.current(replica.version) and len(memory.pool.ids) == n:
             return n  # not held up by a forget in another thread
         with self._lock:
             self._sync()
@@ -611,9 +567,7 @@ class ExampleIndex:
         """An application note kept with the index (``None`` if unset), e.g. which embedding
         model made its vectors, so that a handle opened with another model can warn."""
         with self._lock:
-            if self._replica is not None:
-                return self._replica.store.note(key)
-            return self._notes.get(key)
+            return self._replica.note(key)
 
     def set_note(self, key: str, value: str) -> None:
         """Record an application note (written to the store when there is one). Notes describe
@@ -623,12 +577,7 @@ class ExampleIndex:
         check_text(key, "the note's key")
         check_text(value, "the note's value")
         with self._lock:
-            self._require_open()
-            if self._replica is None:
-                self._notes[key] = value
-                return
-            with self._replica.store.transaction() as txn:
-                txn.set_note(key, value)
+            self._replica.set_note(key, value)
 
     # ------------------------------------------------------------------ audit
     def _audit_entry(self, receipt: ForgetReceipt, owners: list[str | None], request: str, subject, where,
@@ -640,16 +589,11 @@ class ExampleIndex:
         )
 
     def _audit_secret(self) -> bytes:
-        return self._replica.secret if self._replica is not None else self._memory_audit().secret
-
-    def _memory_audit(self) -> MemoryAuditLog:
-        if self._memory_log is None:
-            self._memory_log = MemoryAuditLog(os.urandom(32))
-        return self._memory_log
+        return self._replica.secret
 
     def _audit_rows(self) -> list:
         with self._lock:
-            return self._replica.store.audit_rows() if self._replica is not None else list(self._memory_audit().rows)
+            return self._replica.audit_rows()
 
     def audit(self) -> list[dict]:
         """Every entry of the deletion audit log, oldest first (see :mod:`erase_core.storage.audit`)."""
@@ -686,7 +630,7 @@ class ExampleIndex:
     @property
     def path(self) -> Path | None:
         """The store file this index writes through to (None when in memory)."""
-        return None if self._replica is None else self._replica.store.path
+        return self._replica.path
 
     def _encoded(self) -> Incoming:
         """Every example as stored (sorted by id; payloads read), to copy or rebuild the pool."""
@@ -735,33 +679,13 @@ class ExampleIndex:
         store (decrypted and authenticated), so it also proves this handle is current."""
         with self._lock:
             self._sync()
-            if self._replica is None:
-                return self.rebuilt().digest() == self.digest()
-            _, dim, stored = self._replica.store.load()
-            by_id = {r.id: r for r in stored}
-            order = sorted(by_id)
-            unit = np.frombuffer(b"".join(by_id[i].vector for i in order), dtype="<f4").reshape(len(order), dim or 0)
-            fresh = self._fresh(Incoming.stored(order, unit, [by_id[i].payload_json for i in order],
-                                                [by_id[i].attrs_json for i in order]))
-            return fresh.digest() == self.digest()
+            return self._fresh(self._replica.reference()).digest() == self.digest()
 
     def close(self) -> None:
         """Close the store handle. A closed persisted index refuses every later mutation and
         read (it would otherwise act on memory alone, which no other handle sees)."""
         with self._lock:
-            replica = self._replica
-            if replica is not None:
-                self._closed_path = replica.store.path
-                self._current = _closed
-                self._replica = None
-                replica.store.close()
-
-    def _require_open(self) -> None:
-        """Raise when this index had a store and was closed (a write would reach memory only)."""
-        if self._closed_path is not None:
-            raise IndexClosedError(
-                f"this index on {self._closed_path} is closed: nothing was changed; reopen it with ExampleIndex.open(path)"
-            )
+            self._replica = self._replica.close()
 
     def __enter__(self) -> "ExampleIndex":
         return self
@@ -779,14 +703,15 @@ class ExampleIndex:
         rebuilt from them and must reproduce the digest, or unpickling fails."""
         with self._lock:
             self._sync()
-            if self._replica is not None:
-                return (ExampleIndex.open, (os.fspath(self._replica.store.path),))
+            replica = self._replica
+            if not isinstance(replica, MemoryReplica):  # another handle on the same store
+                return (ExampleIndex.open, (os.fspath(replica.path),))
             rows = self._encoded()
-            log = None if self._memory_log is None else (self._memory_log.secret, list(self._memory_log.rows))
             state = {
                 "params": self._params.as_dict(), "dim": self._memory.dim, "ids": rows.ids,
                 "payload_json": rows.payload_jsons, "vectors": rows.unit, "attrs": rows.attrs,
-                "audit": log, "notes": dict(self._notes), "digest": self._memory.digest(),
+                "audit": (replica.log.secret, replica.audit_rows()), "notes": dict(replica.notes),
+                "digest": self._memory.digest(),
             }
             return (_index_from_state, (state,))
 
@@ -803,11 +728,13 @@ def _index_from_state(state: dict) -> ExampleIndex:
         index._memory.add_new(Incoming.stored(order, unit, list(state["payload_json"]), list(state["attrs"])))
     elif state["dim"] is not None:
         index._memory.reset(int(state["dim"]))
+    replica = index._replica
+    assert isinstance(replica, MemoryReplica)
     if state["audit"] is not None:
         secret, rows = state["audit"]
-        index._memory_log = MemoryAuditLog(secret)
-        index._memory_log.rows = [tuple(r) for r in rows]
-    index._notes = dict(state.get("notes") or {})
+        replica.log = MemoryAuditLog(secret)
+        replica.log.rows = [tuple(r) for r in rows]
+    replica.notes = dict(state.get("notes") or {})
     if index._memory.digest() != state["digest"]:
         raise ERASEError("the copied index does not reproduce the original's digest")
     return index

@@ -14,15 +14,19 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from .._validation import ERASEError
+import numpy as np
+
+from .._validation import ERASEError, check_ids
 from ..storage.errors import StoreError
 from ..storage.interface import Store, Transaction
+from .encoding import Incoming
+from .local import ClosedReplica
 from .memory import Memory
 
 T = TypeVar("T")
 
 
-class Replica:
+class StoreReplica:
     """The store, the version this handle has caught up to, and the catching up."""
 
     def __init__(self, store: Store, memory: Memory) -> None:
@@ -158,24 +162,23 @@ class Replica:
 
     # ------------------------------------------------------------------ writing
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write transaction, caught up inside. Call :meth:`memory_changes` before changing
-        memory in it: if it then does not commit, memory is rebuilt from the store on next use.
-        The caller moves :attr:`version` to the committed one once memory matches it."""
+    def writing(self) -> Iterator["StoreWrite"]:
+        """A write transaction, caught up inside. If memory changed in it (after
+        :meth:`StoreWrite.delete`) and it does not commit, memory is rebuilt from the store on
+        next use. The caller moves :attr:`version` to the committed one once memory matches it."""
         self._ahead = False
         try:
             with self.store.transaction() as txn:
                 self._sync_in(txn)
-                yield txn
+                write = StoreWrite(self, txn)
+                yield write
         except BaseException:
             if self._ahead:
                 self.stale = True  # memory ran ahead of a transaction that did not commit
             raise
         finally:
             self._ahead = False
-
-    def memory_changes(self) -> None:
-        self._ahead = True
+        write.version = txn.version
 
     def after_commit(self, update: Callable[[], T], version: int) -> T:
         """Mirror a committed write in memory; if that fails the handle reloads from the store."""
@@ -198,3 +201,70 @@ class Replica:
                 self.store.post_selection(version, picks)
         except (OSError, StoreError):
             pass  # only a shortcut for other handles: without it they update their clustering
+
+    # ------------------------------------------------------------------ what else the store keeps
+    @property
+    def path(self):
+        return self.store.path
+
+    def note(self, key: str) -> str | None:
+        return self.store.note(key)
+
+    def set_note(self, key: str, value: str) -> None:
+        with self.store.transaction() as txn:
+            txn.set_note(key, value)
+
+    def audit_rows(self) -> list:
+        return self.store.audit_rows()
+
+    def reference(self) -> Incoming:
+        """The examples as the store holds them (read back, decrypted and authenticated): what
+        ``verify`` rebuilds from, so it also proves this handle is current."""
+        _, dim, stored = self.store.load()
+        by_id = {r.id: r for r in stored}
+        order = sorted(by_id)
+        unit = np.frombuffer(b"".join(by_id[i].vector for i in order), dtype="<f4").reshape(len(order), dim or 0)
+        return Incoming.stored(order, unit, [by_id[i].payload_json for i in order], [by_id[i].attrs_json for i in order])
+
+    def close(self) -> ClosedReplica:
+        """Close the store handle; the index then refuses every read and write."""
+        self.store.close()
+        return ClosedReplica(self.store.path)
+
+
+class StoreWrite:
+    """The steps of one write in a store transaction (see :class:`~.local.MemoryWrite`)."""
+
+    __slots__ = ("_replica", "_txn", "version")
+
+    def __init__(self, replica: StoreReplica, txn: Transaction) -> None:
+        self._replica = replica
+        self._txn = txn
+        self.version = txn.version  # the committed version, once committed
+
+    def check(self, new: Incoming) -> None:
+        """Inside the transaction: another handle may have added these ids or set the width."""
+        memory = self._replica.memory
+        new.check_width(memory.dim)
+        check_ids(new.ids, len(new.ids), existing=memory.pool.slot_of)
+
+    def delete(self, ids: list[str]) -> None:
+        """Delete the rows of ``ids``; memory may change from here on."""
+        row_of = self._replica.memory.pool.row_of
+        self._txn.delete([row_of[i] for i in ids])
+        self._replica._ahead = True
+
+    def add(self, new: Incoming) -> list[int]:
+        return self._txn.add(new.store_rows(), new.unit.shape[1])
+
+    def audit(self, entry: dict) -> None:
+        self._txn.audit(entry)
+
+    def version_after(self) -> int:
+        return self._txn.version_after()
+
+    def post_selection(self) -> None:
+        """Post the ``erase`` set of the pool this write leaves, for the other handles."""
+        picks = self._replica.memory.clustering.picks_to_post()
+        if picks is not None:
+            self._txn.post_selection(picks)
