@@ -369,7 +369,7 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
     plot_unlearning(methods, img / "unlearning_cost.png")
     plot_deletion(results, img / "deletion.png")
     has_seen = plot_sisa_seen(results, img / "sisa_seen.png")
-    sisa_lines = ["| task | shards | slices | pool | accuracy | normalized | fit (s) | unlearn one (s) | examples retrained |",
+    sisa_lines = ["| task | shards | slices | pool | accuracy | normalized | fit (s) | unlearn one (s, mean) | examples retrained (mean) |",
                   "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results["tasks"].items():
         for r in entry.get("sisa", {}).get("configs", []):
@@ -377,7 +377,7 @@ def write_report(results: dict, out_dir: str | Path, *, title: str = "ERASE on B
                 sisa_lines.append(f"| {name} | {r['shards']} | | {r['pool']} | not run: {r['skipped']} | | | | |")
                 continue
             sisa_lines.append(f"| {name} | {r['shards']} | {r['slices']} | {r['pool']} | {r['accuracy']:.3f} | "
-                              f"{r['normalized']:.1f} | {r['fit_seconds']:.1f} | {r['unlearn_seconds']:.2f} | {r['examples_retrained']} |")
+                              f"{r['normalized']:.1f} | {r['fit_seconds']:.1f} | {r['unlearn_seconds']:.2f} | {r['examples_retrained']:.4g} |")
     cfg = results["config"]
     md = [f"# {title}", "", preface, "",
           f"Configuration: tasks {', '.join(results['tasks'])}; k in {cfg['ks']}; seeds {cfg['seeds']}; "
