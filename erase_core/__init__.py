@@ -8,6 +8,7 @@ from ._version import __version__
 from .example_index import ExampleIndex, ForgetReceipt, IndexClosedError
 from .payloads import payload_json
 from .quantized_kmeans import DEFAULT_EPSILON, DEFAULT_PROJECTION_DIM, QuantizedKMeans, UpdateReport
+from .records import ExampleRecords
 from .requests import forget, select_available
 from .selection import SelectedExample
 from .storage import CorruptStoreError, ExampleStore, StoreError
@@ -19,6 +20,7 @@ __all__ = [
     "DuplicateIdError",
     "ERASEError",
     "ExampleIndex",
+    "ExampleRecords",
     "ExampleStore",
     "ForgetReceipt",
     "IndexClosedError",
