@@ -24,11 +24,12 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import BaseNode
+from llama_index.core.storage.docstore.types import RefDocInfo
 from llama_index.core.vector_stores.types import (
     DEFAULT_PERSIST_DIR,
     DEFAULT_PERSIST_FNAME,
@@ -54,13 +55,8 @@ __all__ = ["ERASEVectorStore", "MANIFEST_FORMAT"]
 #: ``format`` of the JSON manifest :meth:`ERASEVectorStore.persist` writes.
 MANIFEST_FORMAT = "erase-llamaindex-vector-store"
 _MANIFEST_VERSION = 1
-#: What a plain ``StorageContext.from_defaults(persist_dir=...)`` says when it meets a manifest:
-#: LlamaIndex reads every ``*__vector_store.json`` as ``SimpleVectorStore`` data, and a manifest
-#: alone would parse as an empty one (retrieval answering ``[]``). The manifest therefore carries
-#: an ``embedding_dict`` whose only "vector" is this sentence, so that load fails with it.
-_NOT_SIMPLE = ("this persist_dir holds an ERASE vector store, not a SimpleVectorStore: open it with "
-               "erase_llamaindex.ERASEVectorStore.from_persist_dir(persist_dir) and pass it as "
-               "StorageContext.from_defaults(persist_dir=..., vector_store=...)")
+#: Key of the guard entry in a manifest's ``embedding_dict`` (see :func:`_not_simple`).
+_GUARD_KEY = "erase"
 _NAMESPACE_SEP = "__"  # as StorageContext names namespaced vector stores
 _STORE_SUFFIX = ".erase.sqlite"
 _MMR_KWARGS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
@@ -90,6 +86,27 @@ def _id_list(node_ids: Any, name: str = "node_ids") -> list[str]:
         return [check_id(node_ids, name)]
     ids = [check_id(i, f"{name}[{j}]") for j, i in enumerate(node_ids)]
     return list(dict.fromkeys(ids))
+
+
+def _not_simple(manifest: Path) -> str:
+    """What a plain ``StorageContext.from_defaults(persist_dir=...)`` says when it meets the
+    manifest ``manifest``. LlamaIndex has no hook for other vector stores there: it reads every
+    ``*__vector_store.json`` as ``SimpleVectorStore`` data, and a manifest alone would parse as
+    an empty store (retrieval answering ``[]``). The manifest therefore carries an
+    ``embedding_dict`` whose only "vector" is this sentence: that load fails with a ``ValueError``
+    ("could not convert string to float: '<this sentence>'") before anything is built."""
+    suffix = _NAMESPACE_SEP + DEFAULT_PERSIST_FNAME
+    namespace = manifest.name[: -len(suffix)] if manifest.name.endswith(suffix) else None
+    if namespace == "default":
+        how = "StorageContext.from_defaults(persist_dir=d, vector_store=ERASEVectorStore.from_persist_dir(d))"
+    elif namespace:
+        how = (f"StorageContext.from_defaults(persist_dir=d, vector_stores={{{namespace!r}: "
+               f"ERASEVectorStore.from_persist_dir(d, namespace={namespace!r})}})")
+    else:
+        how = f"vector_store=ERASEVectorStore.from_persist_path(<dir>/{manifest.name})"
+    return (f"ERASE vector store, not SimpleVectorStore data: LlamaIndex cannot open {manifest.name} by itself. "
+            f"Reload with {how} (from erase_llamaindex; add docstore=ERASEDocumentStore(store) if the "
+            "docstore was one). Nothing was loaded or changed")
 
 
 def _store_path_for(manifest: Path) -> Path:
@@ -332,6 +349,26 @@ class ERASEVectorStore(BasePydanticVectorStore):
                 out.append(node)
             return out
 
+    def ref_doc_info(self) -> Dict[str, RefDocInfo]:
+        """What ``VectorStoreIndex.ref_doc_info`` gives over ``SimpleVectorStore``, for the nodes in
+        this store: ``ref_doc_id`` -> ``RefDocInfo(node_ids, metadata)``, node ids sorted, metadata
+        those of the document's first node (as LlamaIndex's docstore records them). Nodes without
+        a ``ref_doc_id`` are left out. ``VectorStoreIndex.ref_doc_info`` itself raises
+        ``NotImplementedError`` for every store that keeps the text: it reads the docstore, where
+        such an index records only each document's hash."""
+        out: Dict[str, RefDocInfo] = {}
+        with self._lock:
+            for i in self._index.ids:
+                node = payload_to_node(self._index.get(i))
+                ref = node_subject(node)
+                if ref is None:
+                    continue
+                info = out.setdefault(ref, RefDocInfo())
+                info.node_ids.append(i)
+                if not info.metadata:
+                    info.metadata = dict(node.metadata or {})
+        return out
+
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Exact top ``similarity_top_k`` by cosine similarity (ties by node id), or with
         ``mode=MMR`` maximal marginal relevance (``mmr_threshold``, on the query or as a keyword
@@ -437,7 +474,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
             bound = Path(bound).resolve()
             reference = bound.name if bound.parent == p.parent.resolve() else str(bound)
             write_json_atomically(p, {"format": MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "store": reference,
-                                      "embedding_dict": {"erase": [_NOT_SIMPLE]}})
+                                      "embedding_dict": {_GUARD_KEY: [_not_simple(p)]}})
 
     def __reduce__(self):
         """Pickles and copies carry the index as ExampleIndex does: a store file by path (the copy
