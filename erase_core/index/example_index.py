@@ -23,9 +23,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._validation import (ERASEError, UnknownIdError, check_id, check_ids, check_known_ids, check_positive_int,
+from .._validation import (ERASEError, UnknownIdError, check_id, check_ids, check_known_ids,
                            reject_unknown_kwargs)
 from ..filters import check_subject, parse_attrs
+from ..params import check_k, check_mmr
 from ..quantized_kmeans import QuantizedKMeans
 from ..selection import SelectedExample, mmr_rank, top_k_by_cosine
 from ..storage.audit import ChainCheck, MemoryAuditLog, check_chain, make_entry
@@ -328,7 +329,7 @@ class ExampleIndex:
         than ``k`` when fewer match), so a tenant only ever sees its own examples.
         Payloads are fresh copies: editing one changes nothing in the index.
         """
-        k = self.k if k is None else check_positive_int(k, "k")
+        k = self.k if k is None else check_k(k)
         if filter is None:
             now = self.select_nowait(k, query_vector)
             if now is not None:
@@ -363,7 +364,7 @@ class ExampleIndex:
         snapshot = memory.snapshot  # read before the version: a newer commit then always shows
         if snapshot is None or self.strategy != "erase" or not self._replica.current(snapshot.version):
             return None
-        k = self.k if k is None else check_positive_int(k, "k")
+        k = self.k if k is None else check_k(k)
         if k > len(snapshot.picks):
             return None
         answer = snapshot.answer(k, None if query_vector is None else self._query(query_vector))
@@ -384,7 +385,7 @@ class ExampleIndex:
         ``filter``) holds fewer, and ``[]`` for an empty pool. ``among``: rank only these ids
         (unknown ones are skipped; e.g. the matches of a caller's own predicate). Exact like
         every read: after a forget it equals the same call on a fresh build."""
-        k = self.k if k is None else check_positive_int(k, "k")
+        k = self.k if k is None else check_k(k)
         if among is not None:
             among = id_set(among)
             if not all(isinstance(i, str) for i in among):
@@ -396,9 +397,7 @@ class ExampleIndex:
         if where is not None:
             checked_filter(where)
         if mmr:
-            fetch_k = check_positive_int(fetch_k, "fetch_k")
-            if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
-                raise ERASEError(f"lambda_mult must be a number in [0, 1]; got {lambda_mult!r}")
+            fetch_k, lambda_mult = check_mmr(fetch_k, lambda_mult)
         with self._lock:
             self._sync()
             pool = self._memory.pool

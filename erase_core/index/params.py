@@ -6,11 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .._validation import ERASEError, check_positive_int, check_real
-from ..quantized_kmeans import DEFAULT_EPSILON, QuantizedKMeans
-from ..selection import STRATEGIES
+from ..params import check_index_params
+from ..quantized_kmeans import QuantizedKMeans
 
 #: Version of the index configuration a store keeps (``format_version`` in its config).
 FORMAT_VERSION = 1
@@ -33,16 +30,8 @@ class Params:
     @classmethod
     def checked(cls, k: Any, strategy: Any, epsilon: Any, n_iter: Any, seed: Any, projection_dim: Any) -> "Params":
         """The parameters, or an error naming the first bad one (before anything is written anywhere)."""
-        k = check_positive_int(k, "k")
-        if strategy not in STRATEGIES:
-            raise ERASEError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        epsilon = DEFAULT_EPSILON if epsilon is None else check_real(epsilon, "epsilon")
-        n_iter = check_positive_int(n_iter, "n_iter")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ERASEError(f"seed must be an integer, got {seed!r}")
-        params = cls(k, strategy, epsilon, n_iter, int(seed), projection_dim)
-        params.new_model()  # validates every clustering parameter
-        return params
+        values = check_index_params(k, strategy, epsilon, n_iter, seed, projection_dim)
+        return cls(**values)
 
     @property
     def clusters(self) -> bool:
