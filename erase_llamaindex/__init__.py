@@ -3,7 +3,8 @@
 * :class:`ERASEVectorStore` -- a ``BasePydanticVectorStore`` (drop-in for ``SimpleVectorStore``
   under ``VectorStoreIndex``/``StorageContext``): ``add`` (upsert), ``delete(ref_doc_id)``,
   ``delete_nodes``, ``clear`` exact and erased from the store file; ``query`` with
-  ``MetadataFilters``, ``node_ids``/``doc_ids`` and MMR; ``persist``/``from_persist_dir``.
+  ``MetadataFilters``, ``node_ids``/``doc_ids`` and MMR; ``persist``/``from_persist_dir``;
+  ``ref_doc_info()`` (what ``index.ref_doc_info`` cannot give for stores that keep the text).
 * :class:`ERASERetriever` -- ``BaseRetriever`` over an :class:`erase_core.ExampleIndex`
   (``strategy="similarity"``, the default: exact top-k; ``"mmr"``; ``"erase"``: one fixed
   k-node set, quantized k-means, for few-shot prompts), with ``forget``/``aforget`` (exact, and
