@@ -25,7 +25,7 @@ from typing import Any, Optional
 from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
 from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE
 
-from erase_core import ExampleIndex
+from erase_core import ERASEError, ExampleIndex
 
 from .kvstore import ERASEKVStore
 
@@ -97,6 +97,18 @@ class ERASEDocumentStore(KVDocumentStore):
 
     async def aget_document_hash(self, doc_id: str) -> Optional[str]:
         return await asyncio.to_thread(self.get_document_hash, doc_id)
+
+    def persist(self, persist_path: str = "", fs: Any = None) -> None:
+        """Nothing to write for a store file (every entry is already committed in it).
+
+        An in-memory index keeps its entries in memory, and persisting the vector store copies
+        the rows but not them: refused, before ``StorageContext.persist`` writes anything,
+        rather than losing the entries silently."""
+        if self.index.path is None:
+            raise ERASEError(
+                "ERASEDocumentStore over an in-memory vector store cannot be persisted: its entries live in "
+                "memory and would be lost. Create the vector store on a store file "
+                "(ERASEVectorStore.from_defaults(path, ...)) and the docstore over it")
 
     def close(self) -> None:
         """Release the docstore's handle on the store (the vector store stays open)."""

@@ -245,3 +245,26 @@ def test_the_kv_store_alone(tmp_path):
     assert kv.get("d") is None
     kv.close()
     store.index.close()
+
+
+def test_persisting_an_in_memory_docstore_is_refused_before_anything_is_written(tmp_path):
+    # Persisting the vector store copies its rows to a file, not the docstore's in-memory
+    # entries: StorageContext.persist must refuse, not lose them silently.
+    store = new_store(None)
+    docstore = ERASEDocumentStore(store)
+    pipeline(store, docstore).run(documents=documents(TEXTS))
+    context = StorageContext.from_defaults(vector_store=store, docstore=docstore)
+    with pytest.raises(ERASEError, match="in-memory vector store cannot be persisted"):
+        context.persist(persist_dir=str(tmp_path / "saved"))
+    assert not (tmp_path / "saved").exists() or not any((tmp_path / "saved").iterdir())
+    assert docstore.get_document_hash("doc-0") is not None  # nothing lost either
+
+
+def test_a_docstore_over_a_store_file_persists_with_the_context(tmp_path):
+    store = new_store(tmp_path)
+    docstore = ERASEDocumentStore(store)
+    pipeline(store, docstore).run(documents=documents(TEXTS))
+    StorageContext.from_defaults(vector_store=store, docstore=docstore).persist(persist_dir=str(tmp_path / "saved"))
+    assert docstore.get_document_hash("doc-1") is not None
+    docstore.close()
+    store.index.close()
