@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 import warnings
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from erase_core.storage.locate import store_exists
 from erase_core import ERASEError, ExampleIndex, SelectedExample, check_id
 from erase_core.filters import check_metadata
 from erase_core.requests import check_select_filter
@@ -27,7 +26,7 @@ def build_or_open_index(model: Any, *, allow_open: bool) -> ExampleIndex:
     """Create the engine for a LangChain object from its fields (``k``, ``strategy``, ...,
     ``persist_path``); reopen ``persist_path`` when it exists and ``allow_open`` is true."""
     path = model.persist_path
-    if path is not None and Path(path).exists() and os.path.getsize(path) > 0:
+    if path is not None and store_exists(path):
         if not allow_open:
             raise ERASEError(
                 f"{path} already holds an example store; reopen it with "

@@ -17,7 +17,6 @@ It is what LangChain code that takes a vector store expects: ``add_texts``/``add
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
@@ -26,6 +25,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
+from erase_core.storage.locate import store_exists
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt
 from erase_core import forget as forget_in
 from erase_core.filters import check_filter
@@ -76,7 +76,7 @@ class ERASEVectorStore(VectorStore):
             if persist_path is not None:
                 raise ERASEError("give index= or persist_path=, not both")
             self.index = index
-        elif persist_path is not None and Path(persist_path).exists() and os.path.getsize(persist_path) > 0:
+        elif persist_path is not None and store_exists(persist_path):
             self.index = ExampleIndex.open(persist_path)
         else:
             self.index = ExampleIndex(params.pop("k"), path=persist_path, **params)

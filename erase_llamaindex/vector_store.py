@@ -40,6 +40,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
+from erase_core.storage.locate import store_exists
 from erase_core import ERASEError, ExampleIndex, ForgetReceipt, UnknownIdError, check_id
 from erase_core import forget as forget_in
 from erase_core.params import check_index_params, check_k, reject_unknown_kwargs
@@ -206,7 +207,7 @@ class ERASEVectorStore(BasePydanticVectorStore):
             if path is not None or given:
                 raise ERASEError("pass either index= or path=/index parameters, not both")
             return cls(index)
-        if path is not None and Path(path).exists():
+        if path is not None and store_exists(path):
             opened = ExampleIndex.open(path)
             config = opened.config()
             wrong = {n: (v, config[n]) for n, v in given.items() if config[n] != v}
