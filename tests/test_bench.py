@@ -160,31 +160,32 @@ def test_batched_backend_agrees_with_cached(smollm2):
     from erase_core.evaluation.bigbench import load_task
 
     task = load_task("intent_recognition", BIGBENCH)
-    pool, test = task.split(4, 6, seed=0)
+    pool, test = task.split(4, 4, seed=0)
     fmt = TaskFormat.of(task)
-    prefixes = [fmt.prefix(pool[:2])] * 3 + [fmt.prefix(pool[2:])] * 3
+    prefixes = [fmt.prefix(pool[:2])] * 2 + [fmt.prefix(pool[2:])] * 2
     cached = Answerer(smollm2, fmt, backend="cached").answer_all(prefixes, test)
     batched = Answerer(smollm2, fmt, backend="batched", batch_size=5).answer_all(prefixes, test)
     assert [a.answer for a in cached] == [a.answer for a in batched]
     # the cached back end pays the shared prefix once; the batched one per question and option
     assert sum(a.tokens for a in cached) < sum(a.tokens for a in batched)
     gen_task = load_task("object_counting", BIGBENCH)
-    gpool, gtest = gen_task.split(2, 3, seed=0)
+    gpool, gtest = gen_task.split(2, 2, seed=0)
     gfmt = TaskFormat.of(gen_task)
-    g1 = Answerer(smollm2, gfmt, backend="cached", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 3, gtest)
-    g2 = Answerer(smollm2, gfmt, backend="batched", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 3, gtest)
+    g1 = Answerer(smollm2, gfmt, backend="cached", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 2, gtest)
+    g2 = Answerer(smollm2, gfmt, backend="batched", max_new_tokens=6).answer_all([gfmt.prefix(gpool)] * 2, gtest)
     assert [a.answer for a in g1] == [a.answer for a in g2]
 
 
 def test_erase_bench_quick(tmp_path, smollm2, monkeypatch):
-    """The whole command, as the README runs it, on one task with a few questions; a rerun resumes from the cache."""
+    """The whole command, as the README runs it, on one task with three questions (--quick --n-test 3);
+    a rerun resumes from the cache."""
     _needs_model_and_data()
     from erase_core import cli
     from erase_core.evaluation import bench as bench_module
 
     monkeypatch.setattr(bench_module.Bench, "lm", property(lambda self: smollm2))
     out, cache = tmp_path / "out", tmp_path / "cache"
-    argv = ["bench", "--quick", "--data-dir", str(BIGBENCH), "--cache-dir", str(cache), "--out", str(out)]
+    argv = ["bench", "--quick", "--n-test", "3", "--data-dir", str(BIGBENCH), "--cache-dir", str(cache), "--out", str(out)]
     assert cli.main(argv) == 0
     md = (out / "results.md").read_text()
     for heading in ("## Accuracy", "## Unlearning cost", "## SISA", "## Accuracy under deletion", "intent_recognition"):
@@ -194,7 +195,7 @@ def test_erase_bench_quick(tmp_path, smollm2, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     entry = results["tasks"]["intent_recognition"]
     assert {c["method"] for c in entry["cells"]} == {"zero-shot", "random", "knn", "acot", "erase"}
-    assert all(len(c["correct"]) == 6 and 0 <= c["accuracy"] <= 1 for c in entry["cells"])
+    assert all(len(c["correct"]) == 3 and 0 <= c["accuracy"] <= 1 for c in entry["cells"])
     assert all(d["exact"] and not d["forgotten_in_prompt"] for d in entry["deletion"])
     assert entry["sisa"]["configs"][0]["shards"] == 1 and entry["sisa"]["configs"][0]["unlearn_seconds"] > 0
     erase_cell = next(c for c in entry["cells"] if c["method"] == "erase")
