@@ -5,8 +5,9 @@ and ``forget(ids)`` leaves it exactly as a fresh ``fit`` on the remaining pool w
 seed would (``tests/test_bench.py`` checks this for each one). What differs is the cost:
 
 - ``zero-shot``: no shots.
-- ``random``: one seeded random set of k shots for every query (redrawn from the remaining
-  pool when a shot is forgotten).
+- ``random``: one seeded random set of k shots for every query, a function of the pool's id
+  set: any forget redraws it (the sample over the sorted ids shifts when any id leaves, not
+  only a shot; measured in benchmarks/results/stability.json).
 - ``acot``: unquantized k-means (k-means++ seeding keyed on ids, float64 Lloyd to
   convergence), the example nearest each centroid (the paper's ACoT baseline). Any forget
   refits from scratch: unquantized centroids move whenever a member leaves.
