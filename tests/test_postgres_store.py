@@ -443,7 +443,7 @@ def test_the_server_stopped_mid_forget_then_restarted(pg_cluster):
 
 
 @pytest.mark.processes
-def test_four_selecting_replicas_never_serve_what_a_fifth_forgot(pg_dsn, tmp_path):
+def test_four_selecting_replicas_never_serve_what_a_fifth_forgot(pg_cluster, pg_dsn, tmp_path):
     """Four selector processes and a writer process (adds and forgets) on one DSN: no read that
     starts after a forget returned serves the forgotten example, and all end on one digest."""
     X = mp_workers.vectors()
@@ -467,6 +467,7 @@ def test_four_selecting_replicas_never_serve_what_a_fifth_forgot(pg_dsn, tmp_pat
     written = json.loads((tmp_path / "writer.json").read_text())
     assert written["ops"] >= 5, written  # a loaded machine forgets slowly (a checkpoint each)
     with ExampleIndex.open(pg_dsn) as final:
+        assert settled(pg_cluster, pg_dsn)  # a shred step the writer left pending was finished
         for r in reports:
             summary = {key: r[key] for key in ("stale", "verify", "reads")}
             assert r["stale"] == [] and r["verify"] and r["reads"] >= 10, summary

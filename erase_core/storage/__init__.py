@@ -1,6 +1,6 @@
 """Persistence: a multi-handle SQLite example store with crypto-shredded deletion."""
 
-from .errors import CorruptStoreError, RowGoneError, StoreError
+from .errors import CorruptStoreError, RowGoneError, ShredPendingError, StoreError
 from .example_store import APPLICATION_ID, SCHEMA_VERSION, Changes, ExampleStore, NewRow, as_store_path, keys_path
 from .rows import PlainRow
 
@@ -10,6 +10,7 @@ __all__ = [
     "Changes",
     "CorruptStoreError",
     "RowGoneError",
+    "ShredPendingError",
     "ExampleStore",
     "NewRow",
     "PlainRow",

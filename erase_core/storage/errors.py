@@ -17,3 +17,9 @@ class CorruptStoreError(StoreError):
 class RowGoneError(StoreError):
     """A row a handle asked for was deleted by a transaction it has not caught up with yet
     (a concurrent forget): catch up and ask again."""
+
+
+class ShredPendingError(StoreError):
+    """A write committed (every handle reads its result), but its shred step did not finish
+    before returning: the forgotten rows' old keys may still be in the database's files until
+    the next write, read or open of the store finishes it (see docs/deployment.md)."""

@@ -125,7 +125,9 @@ def test_the_stock_record_managers_drift(tmp_path, stock):
     if stock == "memory":
         manager = InMemoryRecordManager("docs")
     else:
-        from langchain_classic.indexes import SQLRecordManager
+        # LangChain's SQL record manager lives in langchain-classic, not a dependency of ours
+        # (the residue-peers extra brings it); the in-memory case shows the same drift
+        SQLRecordManager = pytest.importorskip("langchain_classic.indexes", reason="langchain-classic is not installed").SQLRecordManager
 
         manager = SQLRecordManager("docs", db_url=f"sqlite:///{tmp_path / 'records.sqlite'}")
         manager.create_schema()

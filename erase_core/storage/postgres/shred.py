@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 
 #: How long the shred step waits for older snapshots before giving up (the next write retries).
-SNAPSHOT_WAIT_S = 10.0
+SNAPSHOT_WAIT_S = 30.0
 
 
 def problems(conn) -> list[str]:

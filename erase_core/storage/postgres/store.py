@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from .. import rowset
-from ..errors import CorruptStoreError, RowGoneError, StoreError
+from ..errors import CorruptStoreError, RowGoneError, ShredPendingError, StoreError
 from ..example_store import LOG_RETAIN, Changes, NewRow
 from ..image import ImageData, open_image, pack_image, seal_image
 from ..rows import PlainRow, new_key as new_row_key, open_many, seal
@@ -417,7 +417,7 @@ class PostgresStore:
                 try:
                     self._shred_locked(txn.shred_xid)
                 except (StoreError, psycopg.Error) as exc:
-                    raise StoreError(
+                    raise ShredPendingError(
                         f"the change to {self._where} was committed, but shredding the replaced keys failed "
                         f"({_cause(exc)}); the next write, read or open finishes it") from None
 
