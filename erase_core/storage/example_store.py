@@ -152,6 +152,14 @@ class Changes:
         return bool(self.removed or self.added)
 
 
+def replay_log(since: int, version: int, ops) -> tuple[Changes, list[int]]:
+    """The change log's ``(op, row)`` entries after ``since``, in order, as :class:`Changes`
+    (rows dropped) and the rows added since and still present (to fetch): every backend's log."""
+    removed = [r for op, r in ops if op == _OP_DEL]
+    gone = set(removed)
+    return Changes(since, version, removed), [r for op, r in ops if op == _OP_ADD and r not in gone]
+
+
 class ExampleStore:
     """One handle on a store (a SQLite connection and the key file). Thread-safe."""
 
@@ -439,11 +447,8 @@ class ExampleStore:
         if since < floor:
             return None
         ops = conn.execute("SELECT op, row FROM changes WHERE seq > ? ORDER BY seq", (since,)).fetchall()
-        removed = [r for op, r in ops if op == _OP_DEL]
-        gone = set(removed)
-        added_rows = [r for op, r in ops if op == _OP_ADD and r not in gone]
-        records = _fetch_rows(conn, added_rows)
-        return Changes(since, version, removed), dim, records
+        changes, added_rows = replay_log(since, version, ops)
+        return changes, dim, _fetch_rows(conn, added_rows)
 
     def _decrypt(self, records, dim: int | None, version: int, *, locked: bool = False) -> list[PlainRow] | None:
         """Decrypt rows read at ``version``; None when a concurrent forget took a key (retry).

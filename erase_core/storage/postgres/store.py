@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from .. import rowset
 from ..errors import CorruptStoreError, RowGoneError, ShredPendingError, StoreError
-from ..example_store import LOG_RETAIN, Changes, NewRow
+from ..example_store import LOG_RETAIN, Changes, NewRow, replay_log
 from ..image import ImageData, open_image, pack_image, seal_image
 from ..rows import PlainRow, new_key as new_row_key, open_many, seal
 from . import schema, shred
@@ -229,12 +229,10 @@ class PostgresStore:
         if since < floor:
             return None
         ops = conn.execute("SELECT op, row FROM erase_changes WHERE seq > %s ORDER BY seq", (since,)).fetchall()
-        removed = [r for op, r in ops if op == _OP_DEL]
-        gone = set(removed)
-        added = [r for op, r in ops if op == _OP_ADD and r not in gone]
+        changes, added = replay_log(since, version, ops)
         records = _fetch(conn, added)
         keys = self._bucket_keys(conn, {r[0] // self._bucket_rows for r in records}) if records else {}
-        return Changes(since, version, removed), dim, records, keys
+        return changes, dim, records, keys
 
     def payloads(self, rows: Sequence[int], version: int) -> dict[int, str]:
         """``{row: payload JSON}`` of ``rows`` for a handle at ``version`` (:class:`RowGoneError`
